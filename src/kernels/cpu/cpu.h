@@ -1,0 +1,40 @@
+// The fast CPU path: oneDNN matmuls with pre-packed weights (fp32, or bf16 on
+// AMX/AVX512-BF16 where the CPU has it), vectorised + OpenMP element-wise ops.
+// Same semantics and layouts as kernels/ref; every function here has a twin there.
+#pragma once
+#include <stddef.h>
+
+typedef enum { UFO_PREC_FP32 = 0, UFO_PREC_BF16 = 1 } ufo_precision;
+
+// Post-operation fused into a linear:
+//   NONE:     y  = x W^T + b
+//   GELU:     y  = gelu(x W^T + b)           (exact erf GELU)
+//   RESIDUAL: y += x W^T + b                 (y holds the residual on entry)
+typedef enum { CPU_POST_NONE = 0, CPU_POST_GELU = 1, CPU_POST_RESIDUAL = 2 } cpu_post_op;
+
+typedef struct cpu_linear cpu_linear;
+
+// Packs W [out, in] (and copies b [out], may be NULL) into the layout oneDNN's
+// matmul wants, in the requested precision. The caller's arrays may be freed after.
+cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, ufo_precision prec);
+// x [n, in] fp32 -> y [n, out] fp32. Primitives are cached per n. Returns 0 / -1 (ufo_error).
+int cpu_linear_forward(cpu_linear *l, float *y, const float *x, int n, cpu_post_op post);
+void cpu_linear_free(cpu_linear *l);
+
+// Same contract as ref_attention. bf16 precision computes the two matmuls in bf16
+// with fp32 accumulation and an fp32 softmax.
+int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo_precision prec);
+
+void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps);
+void cpu_gelu(float *y, const float *x, size_t n);
+void cpu_batchnorm(float *y, const float *x, const float *g, const float *b, const float *mean,
+                   const float *var, int n, int c, float eps);
+void cpu_add(float *y, const float *a, size_t n);
+// Patch embedding as im2col + a cpu_linear whose weight is w viewed as [C, 3*p*p].
+// (cpu_linear_create(w, b, 3*p*p, C, prec) is what the model builds for it.)
+int cpu_patch_embed(cpu_linear *proj, float *y, const float *img, int B, int H, int W, int p);
+
+// True if the CPU can run bf16 matmuls natively (AVX512-BF16 or AMX).
+int cpu_has_bf16(void);
+// Which instruction set oneDNN dispatches to on this machine, e.g. "avx512_core_amx".
+const char *cpu_isa_name(void);
