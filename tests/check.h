@@ -3,9 +3,18 @@
 // "N passed, N failed" line and returns non-zero when anything failed.
 #pragma once
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 static int check_pass_, check_fail_;
+
+// Not printf-attributed on purpose: CHECK's message is optional ("").
+static inline void check_msg_(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
 
 #define CHECK(cond, ...)                                                        \
     do {                                                                        \
@@ -13,7 +22,7 @@ static int check_pass_, check_fail_;
         else {                                                                  \
             check_fail_++;                                                      \
             fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, "" __VA_ARGS__);                                    \
+            check_msg_("" __VA_ARGS__);                                         \
             fprintf(stderr, "\n");                                              \
         }                                                                       \
     } while (0)

@@ -15,6 +15,8 @@ static const subcommand commands[] = {
     {"embed", cmd_embed, "images -> embeddings (.npy), with a task head or the backbone"},
     {"preprocess", cmd_preprocess, "image -> the exact float tensor the model sees (.npy)"},
     {"info", cmd_info, "describe a model file: architecture, parameters, heads"},
+    {"init", cmd_init, "write a randomly initialised model of any size (.safetensors)"},
+    {"bench", cmd_bench, "time the forward pass of a model of any size (images/s)"},
     {"convert", cmd_convert, "model file -> ufo safetensors (from paddle .pdmodel, timm, ...)"},
 };
 

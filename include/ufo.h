@@ -1,0 +1,56 @@
+/* ufo: one Vision Transformer, four recognition tasks (face, person, vehicle,
+ * product). The public C API: load a model file, turn images into embeddings.
+ *
+ *   ufo_model *m = ufo_load("allinone_vitlarge.pdmodel", NULL);
+ *   float feat[1024];
+ *   if (ufo_embed_files(m, &path, 1, ufo_task_from_name("vehicle"), feat) != 0)
+ *       fprintf(stderr, "%s\n", ufo_last_error());
+ *   ufo_free_model(m);
+ *
+ * Every function that can fail returns 0 / NULL on success / failure and leaves
+ * a one-line message in ufo_last_error() (thread-local).
+ */
+#ifndef UFO_H
+#define UFO_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ufo_model ufo_model;
+
+enum { UFO_TASK_BACKBONE = -1, UFO_TASK_FACE = 0, UFO_TASK_PERSON, UFO_TASK_VEHICLE, UFO_TASK_PRODUCT, UFO_NUM_TASKS };
+
+typedef struct {
+    int img_size;     /* 0: the model's own input size; else resample pos_embed to it */
+    int bf16;         /* 1: bf16 matmuls (AMX / AVX512-BF16), fp32 accumulation */
+    int reference;    /* 1: the plain-C fp32 reference kernels (slow; for checking) */
+    int threads;      /* 0: OpenMP's default */
+    int verbose;      /* 1: report unexpected keys in the model file */
+} ufo_options;
+
+/* Loads a model file: ufo/timm safetensors or a paddle.save state dict. */
+ufo_model *ufo_load(const char *path, const ufo_options *opt);
+void ufo_free_model(ufo_model *m);
+
+int ufo_input_size(const ufo_model *m);   /* images are S x S */
+int ufo_embed_dim(const ufo_model *m);
+int ufo_has_task(const ufo_model *m, int task);
+/* "face", "person", "vehicle", "product" -> 0..3; "backbone" -> -1; else -2 */
+int ufo_task_from_name(const char *name);
+const char *ufo_task_name(int task);
+
+/* images: n x 3 x S x S float32, normalised as (x - 127.5) / 127.5.
+ * out: n x D. task -1: the backbone's class token after the final LayerNorm;
+ * task 0..3: that head's BNNeck output (the embedding that is evaluated). */
+int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out);
+/* Decodes and preprocesses image files exactly as the original (Pillow-exact),
+ * then embeds them. Fails, naming the file, if any image cannot be read. */
+int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, float *out);
+
+const char *ufo_last_error(void);
+const char *ufo_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,89 @@
+// The public API (include/ufo.h) over the model and image layers.
+#include "ufo.h"
+#include "base/error.h"
+#include "base/mem.h"
+#include "image/image.h"
+#include "model/vit_io.h"
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ufo_model {
+    vit_model vit;
+};
+
+ufo_model *ufo_load(const char *path, const ufo_options *opt) {
+    ufo_options o = opt ? *opt : (ufo_options){0};
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+    ufo_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        ufo_errorf("out of memory");
+        return NULL;
+    }
+    vit_load_options lo = {.img_size = o.img_size, .verbose = o.verbose};
+    if (vit_load(&m->vit, path, &lo) != 0) {
+        free(m);
+        return NULL;
+    }
+    if (o.bf16 && !o.reference && !cpu_has_bf16()) {
+        // Still correct through oneDNN's emulation, just not fast: say so once.
+        fprintf(stderr, "ufo: note: this CPU has no native bf16; bf16 runs emulated\n");
+    }
+    if (vit_prepare(&m->vit, o.reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU,
+                    o.bf16 ? UFO_PREC_BF16 : UFO_PREC_FP32) != 0) {
+        ufo_error_wrap("%s", path);
+        vit_free(&m->vit);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void ufo_free_model(ufo_model *m) {
+    if (!m) return;
+    vit_free(&m->vit);
+    free(m);
+}
+
+int ufo_input_size(const ufo_model *m) { return m->vit.cfg.img_size; }
+int ufo_embed_dim(const ufo_model *m) { return m->vit.cfg.dim; }
+int ufo_has_task(const ufo_model *m, int task) {
+    return task == UFO_TASK_BACKBONE || (task >= 0 && task < UFO_NUM_TASKS && (m->vit.head_mask >> task & 1));
+}
+int ufo_task_from_name(const char *name) {
+    if (strcmp(name, "backbone") == 0) return UFO_TASK_BACKBONE;
+    int t = vit_task_from_name(name);
+    return t >= 0 ? t : -2;
+}
+const char *ufo_task_name(int task) { return vit_task_name(task); }
+
+int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out) {
+    return vit_forward(&m->vit, images, n, task, out);
+}
+
+int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, float *out) {
+    int S = m->vit.cfg.img_size;
+    size_t per = (size_t)3 * S * S;
+    float *x = ufo_alloc((size_t)n * per * sizeof(float));
+    if (!x) return -1;
+    // Decode in parallel; the first failure (in input order) is the one reported.
+    int failed = n;
+    char msg[UFO_ERR_MAX] = "";
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < n; i++) {
+        if (ufo_preprocess_file(paths[i], S, S, x + i * per) != 0) {
+#pragma omp critical
+            if (i < failed) {
+                failed = i;
+                snprintf(msg, sizeof msg, "%s", ufo_error());
+            }
+        }
+    }
+    int rc = failed < n ? ufo_errorf("%s", msg) : vit_forward(&m->vit, x, n, task, out);
+    ufo_free(x);
+    return rc;
+}
+
+const char *ufo_last_error(void) { return ufo_error(); }
+const char *ufo_version(void) { return UFO_VERSION; }

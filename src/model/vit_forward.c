@@ -1,0 +1,114 @@
+// Inference forward pass (SPEC section 1): patch embedding, class token,
+// position embedding, pre-norm blocks, final LayerNorm on the class token,
+// optional BNNeck. Each op dispatches to the reference or the fast kernel.
+#include "model/vit.h"
+#include "base/error.h"
+#include "base/mem.h"
+#include "kernels/ref/ref.h"
+#include <string.h>
+
+typedef struct {
+    float *x, *h, *qkv, *att, *mlp;
+} vit_acts;
+
+static int ensure_acts(vit_model *m, int n, vit_acts *a) {
+    const vit_config *c = &m->cfg;
+    size_t rows = (size_t)n * vit_tokens(c), D = c->dim;
+    size_t x = rows * D, h = rows * D, qkv = rows * 3 * D, att = rows * D, mlp = rows * c->mlp_hidden;
+    if (n > m->act_batch) {
+        ufo_free(m->act);
+        m->act = ufo_alloc((x + h + qkv + att + mlp) * sizeof(float));
+        m->act_batch = m->act ? n : 0;
+        if (!m->act) return -1;
+    }
+    a->x = m->act;
+    a->h = a->x + x;
+    a->qkv = a->h + h;
+    a->att = a->qkv + qkv;
+    a->mlp = a->att + att;
+    return 0;
+}
+
+// y = x W^T + b with a fused post-op; the reference path does the same in steps.
+// `tmp` (rows x out) is scratch for the reference residual case.
+static int linear(const vit_model *m, cpu_linear *fast, const float *w, const float *b, float *y,
+                  const float *x, int rows, int in, int out, cpu_post_op post, float *tmp) {
+    if (m->backend == VIT_BACKEND_CPU) return cpu_linear_forward(fast, y, x, rows, post);
+    if (post == CPU_POST_RESIDUAL) {
+        ref_linear(tmp, x, w, b, rows, in, out);
+        ref_add(y, tmp, (size_t)rows * out);
+        return 0;
+    }
+    ref_linear(y, x, w, b, rows, in, out);
+    if (post == CPU_POST_GELU) ref_gelu(y, y, (size_t)rows * out);
+    return 0;
+}
+
+static void layernorm(const vit_model *m, float *y, const float *x, const float *g, const float *b, int rows) {
+    if (m->backend == VIT_BACKEND_CPU) cpu_layernorm(y, x, g, b, rows, m->cfg.dim, m->cfg.ln_eps);
+    else ref_layernorm(y, x, g, b, rows, m->cfg.dim, m->cfg.ln_eps);
+}
+
+// x[b] = [cls; patches[b]] + pos_embed
+static void assemble_tokens(const vit_model *m, float *x, const float *patches, int n) {
+    int T = vit_tokens(&m->cfg), D = m->cfg.dim;
+    const float *pos = m->w.pos_embed;
+    for (int i = 0; i < n; i++) {
+        float *xi = x + (size_t)i * T * D;
+        for (int d = 0; d < D; d++) xi[d] = m->w.cls_token[d] + pos[d];
+        const float *pi = patches + (size_t)i * (T - 1) * D;
+        for (size_t k = 0; k < (size_t)(T - 1) * D; k++) xi[D + k] = pi[k] + pos[D + k];
+    }
+}
+
+static int block_forward(vit_model *m, int l, vit_acts *a, int n) {
+    const vit_config *c = &m->cfg;
+    const vit_block_weights *w = &m->w.blocks[l];
+    int rows = n * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden;
+    int fast = m->backend == VIT_BACKEND_CPU;
+    cpu_linear *qkv = fast ? m->qkv[l] : NULL, *proj = fast ? m->proj[l] : NULL;
+    cpu_linear *fc1 = fast ? m->fc1[l] : NULL, *fc2 = fast ? m->fc2[l] : NULL;
+
+    layernorm(m, a->h, a->x, w->ln1_w, w->ln1_b, rows);
+    if (linear(m, qkv, w->qkv_w, w->qkv_b, a->qkv, a->h, rows, D, 3 * D, CPU_POST_NONE, NULL)) return -1;
+    if (fast) {
+        if (cpu_attention(a->att, a->qkv, n, vit_tokens(c), c->heads, D / c->heads, m->prec)) return -1;
+    } else {
+        ref_attention(a->att, a->qkv, n, vit_tokens(c), c->heads, D / c->heads);
+    }
+    if (linear(m, proj, w->proj_w, w->proj_b, a->x, a->att, rows, D, D, CPU_POST_RESIDUAL, a->h)) return -1;
+    layernorm(m, a->h, a->x, w->ln2_w, w->ln2_b, rows);
+    if (linear(m, fc1, w->fc1_w, w->fc1_b, a->mlp, a->h, rows, D, Hd, CPU_POST_GELU, NULL)) return -1;
+    if (linear(m, fc2, w->fc2_w, w->fc2_b, a->x, a->mlp, rows, Hd, D, CPU_POST_RESIDUAL, a->h)) return -1;
+    return 0;
+}
+
+int vit_forward(vit_model *m, const float *images, int n, int task, float *out) {
+    const vit_config *c = &m->cfg;
+    if (task >= 0 && (task >= UFO_NUM_TASKS || !(m->head_mask >> task & 1)))
+        return ufo_errorf("this model has no '%s' head", vit_task_name(task));
+    if (n <= 0) return 0;
+    vit_acts a;
+    if (ensure_acts(m, n, &a)) return -1;
+    int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c);
+
+    // Patch embedding into h (n x (T-1) x D), then tokens into x.
+    if (m->backend == VIT_BACKEND_CPU) {
+        if (cpu_patch_embed(m->patch, a.h, images, n, S, S, p)) return -1;
+    } else {
+        ref_patch_embed(a.h, images, m->w.patch_w, m->w.patch_b, n, S, S, p, D);
+    }
+    assemble_tokens(m, a.x, a.h, n);
+    for (int l = 0; l < c->depth; l++)
+        if (block_forward(m, l, &a, n)) return -1;
+
+    // Only the class token is kept, so the final LayerNorm runs on those rows only.
+    for (int i = 0; i < n; i++) memcpy(a.h + (size_t)i * D, a.x + (size_t)i * T * D, D * sizeof(float));
+    float *feat = task >= 0 ? a.att : out;
+    ref_layernorm(feat, a.h, m->w.norm_w, m->w.norm_b, n, D, c->ln_eps);
+    if (task >= 0) {
+        float *const *bn = m->w.bn[task];
+        ref_batchnorm(out, feat, bn[0], bn[1], bn[2], bn[3], n, D, c->bn_eps);
+    }
+    return 0;
+}
