@@ -2,6 +2,7 @@
 // 64-byte boundary, then the raw little-endian C-order data.
 #include "formats/npy.h"
 #include "base/error.h"
+#include "base/mem.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,11 @@ static const char *npy_descr(ufo_dtype t) {
 int ufo_npy_write(const char *path, ufo_dtype t, const int64_t *shape, int ndim, const void *data) {
     const char *descr = npy_descr(t);
     if (!descr) return ufo_errorf("%s: dtype %s cannot be stored in .npy", path, ufo_dtype_name(t));
+    if (ndim < 0 || ndim > UFO_MAX_DIMS) return ufo_errorf("%s: %d dimensions (at most %d)", path, ndim, UFO_MAX_DIMS);
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || ufo_mul_overflows(count, (size_t)shape[i], &count))
+            return ufo_errorf("%s: bad shape for .npy (dimension %d = %lld)", path, i, (long long)shape[i]);
     char hdr[512];
     int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     size_t n = 1;

@@ -47,15 +47,20 @@ uint16_t ufo_f32_to_f16(float f) {
     return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
 }
 
+// Element loads go through memcpy: tensors inside a safetensors file need not
+// be aligned to their dtype (the format only orders them), and memcpy of a
+// constant size compiles to a plain unaligned load.
+#define LOAD(T, p, i) ({ T v_; memcpy(&v_, (const char *)(p) + (i) * sizeof(T), sizeof(T)); v_; })
+
 void ufo_convert_to_f32(float *dst, const void *src, ufo_dtype t, size_t n) {
     switch (t) {
     case UFO_F32: memmove(dst, src, n * 4); break;
-    case UFO_F16: for (size_t i = 0; i < n; i++) dst[i] = ufo_f16_to_f32(((const uint16_t *)src)[i]); break;
-    case UFO_BF16: for (size_t i = 0; i < n; i++) dst[i] = ufo_bf16_to_f32(((const uint16_t *)src)[i]); break;
-    case UFO_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
-    case UFO_I64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int64_t *)src)[i]; break;
-    case UFO_I32: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int32_t *)src)[i]; break;
-    case UFO_I16: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int16_t *)src)[i]; break;
+    case UFO_F16: for (size_t i = 0; i < n; i++) dst[i] = ufo_f16_to_f32(LOAD(uint16_t, src, i)); break;
+    case UFO_BF16: for (size_t i = 0; i < n; i++) dst[i] = ufo_bf16_to_f32(LOAD(uint16_t, src, i)); break;
+    case UFO_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)LOAD(double, src, i); break;
+    case UFO_I64: for (size_t i = 0; i < n; i++) dst[i] = (float)LOAD(int64_t, src, i); break;
+    case UFO_I32: for (size_t i = 0; i < n; i++) dst[i] = (float)LOAD(int32_t, src, i); break;
+    case UFO_I16: for (size_t i = 0; i < n; i++) dst[i] = (float)LOAD(int16_t, src, i); break;
     case UFO_I8: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int8_t *)src)[i]; break;
     case UFO_U8: case UFO_BOOL: for (size_t i = 0; i < n; i++) dst[i] = (float)((const uint8_t *)src)[i]; break;
     default: break;
@@ -65,8 +70,18 @@ void ufo_convert_to_f32(float *dst, const void *src, ufo_dtype t, size_t n) {
 void ufo_convert_from_f32(void *dst, ufo_dtype t, const float *src, size_t n) {
     switch (t) {
     case UFO_F32: memmove(dst, src, n * 4); break;
-    case UFO_F16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = ufo_f32_to_f16(src[i]); break;
-    case UFO_BF16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = ufo_f32_to_bf16(src[i]); break;
+    case UFO_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = ufo_f32_to_f16(src[i]);
+            memcpy((char *)dst + 2 * i, &h, 2);
+        }
+        break;
+    case UFO_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = ufo_f32_to_bf16(src[i]);
+            memcpy((char *)dst + 2 * i, &h, 2);
+        }
+        break;
     default: break;
     }
 }
