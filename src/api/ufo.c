@@ -27,8 +27,9 @@ ufo_model *ufo_load(const char *path, const ufo_options *opt) {
         return NULL;
     }
     if (o.bf16 && !o.reference && !cpu_has_bf16()) {
-        // Still correct through oneDNN's emulation, just not fast: say so once.
-        fprintf(stderr, "ufo: note: this CPU has no native bf16; bf16 runs emulated\n");
+        // oneDNN may refuse bf16 where the CPU cannot run it: fall back, and say so.
+        fprintf(stderr, "ufo: note: this CPU has no native bf16 (%s); running fp32\n", cpu_isa_name());
+        o.bf16 = 0;
     }
     if (vit_prepare(&m->vit, o.reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU,
                     o.bf16 ? UFO_PREC_BF16 : UFO_PREC_FP32) != 0) {

@@ -1,0 +1,266 @@
+// Element-wise and row-wise CPU ops: bf16 conversion, exp/softmax, exact GELU,
+// LayerNorm, BatchNorm, add. AVX-512 intrinsics where they pay (exp, erf,
+// bf16 rounding) behind a runtime check, plain C + OpenMP SIMD elsewhere (the
+// library is built for x86-64-v3, so that code gets AVX2).
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_internal.h"
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+// Below this many elements OpenMP's fork/join costs more than it saves.
+#define PAR_MIN 32768
+
+// ---------------------------------------------------------------- bf16
+
+static inline uint16_t f32_to_bf16_scalar(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+// 16 floats -> 16 bf16, round to nearest even, NaN kept quiet.
+__attribute__((target("avx512f"))) static inline __m256i bf16x16(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i hi = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1))));
+    r = _mm512_srli_epi32(r, 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+__attribute__((target("avx512f"))) static void f32_to_bf16_avx512(uint16_t *dst, const float *src,
+                                                                   size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), bf16x16(_mm512_loadu_ps(src + i)));
+    for (; i < n; i++) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+// The same with AVX512-BF16's vcvtneps2bf16 (round to nearest even; it reads
+// fp32 denormals as zero, which nothing here produces or cares about).
+__attribute__((target("avx512f,avx512bf16"))) static void f32_to_bf16_native(uint16_t *dst, const float *src,
+                                                                             size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < n) {
+        uint16_t last[16];
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm256_storeu_si256((__m256i *)last, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i)));
+        memcpy(dst + i, last, (n - i) * sizeof *dst);
+    }
+}
+
+// -1 = not yet known; set once (racing threads store the same value).
+static int g_native_bf16 = -1, g_native_bf16_off;
+
+static int has_native_bf16(void) {
+    int v = __atomic_load_n(&g_native_bf16, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+        __atomic_store_n(&g_native_bf16, v, __ATOMIC_RELAXED);
+    }
+    return v && !__atomic_load_n(&g_native_bf16_off, __ATOMIC_RELAXED);
+}
+
+void cpu_debug_disable_native_bf16(int off) { __atomic_store_n(&g_native_bf16_off, off, __ATOMIC_RELAXED); }
+
+void cpu_f32_to_bf16_serial(uint16_t *dst, const float *src, size_t n) {
+    if (has_native_bf16()) f32_to_bf16_native(dst, src, n);
+    else if (cpu_has_avx512()) f32_to_bf16_avx512(dst, src, n);
+    else
+        for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_scalar(src[i]);
+}
+
+void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    const size_t chunk = 16384;   // multiple of 16: chunks start 64-byte aligned if src is
+    size_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        cpu_f32_to_bf16_serial(dst + lo, src + lo, len);
+    }
+}
+
+// ---------------------------------------------------------------- exp
+
+// exp(x) to ~1 ulp: x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial for
+// exp(r), then scale by 2^n with vscalefps (which gets under/overflow right).
+__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7228394f)), _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+// p[j] = bf16(v[j] * inv), with vcvtneps2bf16.
+__attribute__((target("avx512f,avx512bf16"))) static void scale_to_bf16_native(uint16_t *p, const float *v, int n,
+                                                                               __m512 inv) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(v + j), inv)));
+    if (j < n) {
+        uint16_t last[16];
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + j), inv);
+        _mm256_storeu_si256((__m256i *)last, (__m256i)_mm512_cvtneps_pbh(x));
+        memcpy(p + j, last, (size_t)(n - j) * sizeof *p);
+    }
+}
+
+// Row softmax (scale > 0); the normalised row goes to v, or as bf16 to p when p is not NULL.
+__attribute__((target("avx512f"))) static void softmax_row_avx512(float *v, uint16_t *p, int n, float scale) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(v + j));
+    __mmask16 tail = (__mmask16)((1u << (n - j)) - 1u);
+    if (tail) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, v + j));
+    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * scale);   // scale > 0
+    __m512 sum = _mm512_setzero_ps();
+    for (j = 0; j + 16 <= n; j += 16) {
+        __m512 e = exp512(_mm512_fmsub_ps(_mm512_loadu_ps(v + j), vs, vmax));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_storeu_ps(v + j, e);
+    }
+    if (tail) {
+        __m512 e = exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, v + j), vs, vmax));
+        sum = _mm512_mask_add_ps(sum, tail, sum, e);
+        _mm512_mask_storeu_ps(v + j, tail, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    if (p) {
+        if (has_native_bf16()) {
+            scale_to_bf16_native(p, v, n, inv);
+            return;
+        }
+        for (j = 0; j + 16 <= n; j += 16)
+            _mm256_storeu_si256((__m256i *)(p + j), bf16x16(_mm512_mul_ps(_mm512_loadu_ps(v + j), inv)));
+        if (tail) {
+            uint16_t last[16];
+            _mm256_storeu_si256((__m256i *)last, bf16x16(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, v + j), inv)));
+            memcpy(p + j, last, (size_t)(n - j) * sizeof *p);
+        }
+        return;
+    }
+    for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, _mm512_mul_ps(_mm512_loadu_ps(v + j), inv));
+    if (tail) _mm512_mask_storeu_ps(v + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, v + j), inv));
+}
+
+void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale) {
+    if (n <= 0) return;
+    if (cpu_has_avx512()) {
+        softmax_row_avx512(v, p, n, scale);
+        return;
+    }
+    cpu_softmax_row(v, n, scale);
+    for (int j = 0; j < n; j++) p[j] = f32_to_bf16_scalar(v[j]);
+}
+
+void cpu_softmax_row(float *v, int n, float scale) {
+    if (n <= 0) return;
+    if (cpu_has_avx512()) {
+        softmax_row_avx512(v, NULL, n, scale);
+        return;
+    }
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) mx = fmaxf(mx, v[j] * scale);
+    float sum = 0;
+    for (int j = 0; j < n; j++) {
+        v[j] = expf(v[j] * scale - mx);
+        sum += v[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) v[j] *= inv;
+}
+
+// ---------------------------------------------------------------- GELU
+
+// gelu(x) = x/2 (1 + erf(x/sqrt2)). With z = |x|/sqrt2 and erfc(z) from
+// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7):
+//   x >= 0: x - x/2 erfc(z);   x < 0: x/2 erfc(z)   (no cancellation for x < 0).
+__attribute__((target("avx512f"))) static void gelu_avx512(float *y, const float *x, size_t n) {
+    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
+    const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
+    const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
+    const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
+    const __m512 a5 = _mm512_set1_ps(1.061405429f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
+        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(p, z, one));
+        __m512 q = _mm512_fmadd_ps(a5, t, a4);
+        q = _mm512_fmadd_ps(q, t, a3);
+        q = _mm512_fmadd_ps(q, t, a2);
+        q = _mm512_fmadd_ps(q, t, a1);
+        q = _mm512_mul_ps(q, t);
+        __m512 erfc = _mm512_mul_ps(q, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)));
+        __m512 h = _mm512_mul_ps(xv, half);
+        __m512 neg = _mm512_mul_ps(h, erfc);
+        __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
+        __m512 r = _mm512_mask_sub_ps(neg, pos, xv, neg);
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+void cpu_gelu(float *y, const float *x, size_t n) {
+    const size_t chunk = 16384;
+    size_t nchunks = (n + chunk - 1) / chunk;
+    int avx512 = cpu_has_avx512();
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        if (avx512) gelu_avx512(y + lo, x + lo, len);
+        else
+            for (size_t i = lo; i < lo + len; i++) y[i] = x[i] * 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    }
+}
+
+// ---------------------------------------------------------------- norms, add
+
+void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * c;
+        float *yr = y + (size_t)i * c;
+        float sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int k = 0; k < c; k++) sum += xr[k];
+        float mean = sum / (float)c;
+#pragma omp simd reduction(+ : sq)
+        for (int k = 0; k < c; k++) sq += (xr[k] - mean) * (xr[k] - mean);
+        float inv = 1.0f / sqrtf(sq / (float)c + eps);
+#pragma omp simd
+        for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
+    }
+}
+
+void cpu_batchnorm(float *y, const float *x, const float *g, const float *b, const float *mean,
+                   const float *var, int n, int c, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * c;
+        float *yr = y + (size_t)i * c;
+#pragma omp simd
+        for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean[k]) * (g[k] / sqrtf(var[k] + eps)) + b[k];
+    }
+}
+
+void cpu_add(float *y, const float *a, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] += a[i];
+}

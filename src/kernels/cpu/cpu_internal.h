@@ -1,0 +1,31 @@
+// Internals shared by the kernels/cpu files: the global oneDNN engine and
+// stream, status reporting, fp32 -> bf16 rounding, the vectorised row softmax.
+#pragma once
+#include <oneapi/dnnl/dnnl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The process-wide CPU engine and stream, created on first use. NULL (with
+// ufo_error set) when oneDNN cannot create them.
+dnnl_engine_t cpu_engine(void);
+dnnl_stream_t cpu_stream(void);
+// ufo_errorf("<what>: <oneDNN status name>") and return -1.
+int cpu_dnnl_error(const char *what, dnnl_status_t st);
+
+// True when the AVX-512F intrinsic paths may run (checked once).
+int cpu_has_avx512(void);
+
+// fp32 -> bf16, round to nearest even (NaN stays NaN). OpenMP-parallel over n.
+void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+// The same, single-threaded (for callers already inside a parallel region).
+void cpu_f32_to_bf16_serial(uint16_t *dst, const float *src, size_t n);
+
+// Tests only: 1 makes the bf16 rounding above (and in the softmax) take the
+// AVX-512F integer path even where AVX512-BF16 exists, 0 restores the default.
+void cpu_debug_disable_native_bf16(int off);
+
+// In-place row softmax of v[0..n) after scaling by `scale` (> 0):
+//   v[j] = exp(scale*v[j] - max) / sum. Single-threaded (callers parallelise).
+void cpu_softmax_row(float *v, int n, float scale);
+// The same, with the normalised row written as bf16 to p (v is clobbered).
+void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale);
