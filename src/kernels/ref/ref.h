@@ -24,3 +24,31 @@ void ref_patch_embed(float *y, const float *img, const float *w, const float *b,
                      int p, int C);
 // y[i] += a[i]
 void ref_add(float *y, const float *a, size_t n);
+
+// ---- Backward (training). Conventions: parameter gradients ACCUMULATE (+=), so
+// a step zeroes them once; input gradients are WRITTEN (=) unless noted; an
+// input-gradient pointer may be NULL to skip it.
+
+// y = x W^T + b:  dx[n,in] = dy W;  dw[out,in] += dy^T x;  db[out] += sum_n dy
+void ref_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                         int in, int out);
+// LayerNorm (biased variance, eps inside the sqrt): dx =, dg +=, db +=
+void ref_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
+                            int c, float eps);
+// dx[i] = dy[i] * gelu'(x[i]) (exact erf GELU)
+void ref_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+// Gradient of ref_attention w.r.t. its qkv input (softmax recomputed from qkv):
+// dqkv [B, T, 3, H, hd] =, given dout [B, T, H*hd].
+void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd);
+// Patch embedding parameters: dw [C,3,p,p] +=, db [C] += from dy [B, P, C] (no image gradient).
+void ref_patch_embed_backward(float *dw, float *db, const float *dy, const float *img, int B, int H, int W, int p,
+                              int C);
+// BatchNorm1d in training mode over x [n, c]: normalises with the batch mean and
+// biased variance; updates running_mean/var with `momentum` (PyTorch convention,
+// 0.1; running_var takes the UNBIASED batch variance); saves mean[c] and
+// rstd[c] = 1/sqrt(var + eps) for the backward.
+void ref_batchnorm_train(float *y, float *mean, float *rstd, const float *x, const float *g, const float *b,
+                         float *running_mean, float *running_var, int n, int c, float eps, float momentum);
+// dx =, dg +=, db +=
+void ref_batchnorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *mean,
+                            const float *rstd, const float *g, int n, int c);
