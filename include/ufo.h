@@ -26,6 +26,7 @@ typedef struct {
     int reference;    /* 1: the plain-C fp32 reference kernels (slow; for checking) */
     int threads;      /* 0: OpenMP's default */
     int verbose;      /* 1: report unexpected keys in the model file */
+    int num_heads;    /* 0: from the file's metadata, else dim / 64 */
 } ufo_options;
 
 /* Loads a model file: ufo/timm safetensors or a paddle.save state dict. */

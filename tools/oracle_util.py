@@ -1,6 +1,7 @@
 """Shared helpers of the oracle tests: run the ufo CLI, count checks, print the
 closing 'N passed, N failed' line."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,3 +44,21 @@ def cosine_min(a, b):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     c = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return float(c.min())
+
+
+def paddle_python():
+    """An interpreter with paddlepaddle: $UFO_PADDLE_PYTHON, else the python3 on
+    PATH unless it is Debian's (which never has paddle). None if there is none."""
+    cands = [os.environ.get("UFO_PADDLE_PYTHON"), shutil.which("python3")]
+    for c in cands:
+        if not c or not os.path.exists(c):
+            continue
+        if os.path.realpath(c) == os.path.realpath("/usr/bin/python3") and not os.environ.get("UFO_PADDLE_PYTHON"):
+            continue
+        try:
+            r = subprocess.run([c, "-c", "import paddle, numpy"], capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if r.returncode == 0:
+            return c
+    return None

@@ -21,7 +21,7 @@ ufo_model *ufo_load(const char *path, const ufo_options *opt) {
         ufo_errorf("out of memory");
         return NULL;
     }
-    vit_load_options lo = {.img_size = o.img_size, .verbose = o.verbose};
+    vit_load_options lo = {.img_size = o.img_size, .num_heads = o.num_heads, .verbose = o.verbose};
     if (vit_load(&m->vit, path, &lo) != 0) {
         free(m);
         return NULL;

@@ -11,7 +11,8 @@ static const char *usage =
     "as heads.<task>.{weight,bias,running_mean,running_var}, the architecture in the header's\n"
     "__metadata__. Written to a temp file and renamed, so OUT is never left half-written.\n"
     "  --dtype D       tensor dtype in OUT (default fp32)\n"
-    "  --img-size S    resample pos_embed to S x S inputs\n";
+    "  --img-size S    resample pos_embed to S x S inputs\n"
+    "  --num-heads H   attention heads when the file does not say (default dim / 64)\n";
 
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *dtype = "fp32";
@@ -24,6 +25,8 @@ int cmd_convert(int argc, char **argv) {
         } else if (!strcmp(a, "--dtype") && i + 1 < argc) dtype = argv[++i];
         else if (!strcmp(a, "--img-size") && i + 1 < argc) {
             if (cli_parse_int("convert", a, argv[++i], 1, 4096, &o.img_size)) return 2;
+        } else if (!strcmp(a, "--num-heads") && i + 1 < argc) {
+            if (cli_parse_int("convert", a, argv[++i], 1, 1024, &o.num_heads)) return 2;
         } else if (a[0] == '-') return cli_usage_error("convert", "unknown or incomplete option '%s'", a);
         else if (!in) in = a;
         else if (!out) out = a;

@@ -22,6 +22,8 @@ static const char *usage =
     "  --threads N          OpenMP threads (default: all cores)\n"
     "  --precision P        fp32 (default) | bf16 (AMX/AVX512-BF16 matmuls)\n"
     "  --img-size S         run at S x S, resampling pos_embed (default: the model's size)\n"
+    "  --num-heads H        attention heads, for files without ufo metadata whose head\n"
+    "                       dim is not 64 (default: metadata, else dim / 64)\n"
     "  --reference          use the plain-C fp32 reference kernels (slow; for checking)\n"
     "  --quiet              no progress line\n";
 
@@ -88,6 +90,8 @@ int cmd_embed(int argc, char **argv) {
             if (cli_parse_int("embed", a, argv[++i], 1, 1024, &opt.threads)) goto done_usage;
         } else if (!strcmp(a, "--img-size") && has) {
             if (cli_parse_int("embed", a, argv[++i], 1, 4096, &opt.img_size)) goto done_usage;
+        } else if (!strcmp(a, "--num-heads") && has) {
+            if (cli_parse_int("embed", a, argv[++i], 1, 1024, &opt.num_heads)) goto done_usage;
         } else if (!strcmp(a, "--reference")) opt.reference = 1;
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (a[0] == '-' && a[1]) {

@@ -34,13 +34,14 @@ static const char *usage =
     "  --cache DIR             feature cache: repeated or interrupted runs do not embed again\n"
     "  --json F  --csv F       write the results (atomically)\n"
     "  --plots DIR             PNG plots: CMC curves (ReID), ROC curves (face)\n"
+    "  --num-heads H           attention heads when the model file does not say\n"
     "  --quiet                 no progress lines\n";
 
 #define MAX_SETS 12
 
 typedef struct {
     const char *model, *data, *json, *csv, *plots, *cache, *precision, *datasets;
-    int batch, threads, workers, splits, quiet, face_source, msmt;
+    int batch, threads, workers, splits, quiet, face_source, msmt, num_heads;
     long long seed;
     int head[MAX_SETS];  // -2: default
 } eval_args;
@@ -89,6 +90,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
             if (cli_parse_int("eval", s, v, 1, 7, &a->workers)) return 2;
         } else if (OPT("--vehicleid-splits")) {
             if (cli_parse_int("eval", s, v, 1, 1000, &a->splits)) return 2;
+        } else if (OPT("--num-heads")) {
+            if (cli_parse_int("eval", s, v, 1, 1024, &a->num_heads)) return 2;
         } else if (OPT("--msmt-version")) {
             if (cli_parse_int("eval", s, v, 0, 2, &a->msmt)) return 2;
         } else if (OPT("--seed")) {
@@ -162,7 +165,7 @@ int cmd_eval(int argc, char **argv) {
     const char *const *names = ufo_eval_set_names(NULL);
     // Check every head before the (slow) work starts.
     vit_model m;
-    vit_load_options lo = {0};
+    vit_load_options lo = {.num_heads = a.num_heads};
     if (vit_load(&m, a.model, &lo)) return cli_fail();
     int task[MAX_SETS];
     for (int k = 0; k < nsets; k++) {

@@ -6,16 +6,22 @@
 #include "base/error.h"
 
 static const char *usage =
-    "usage: ufo info MODEL\n\n"
+    "usage: ufo info MODEL [--num-heads H]\n\n"
     "Prints the architecture (input size, patch, width, depth, heads, MLP), parameter\n"
     "counts, task heads and tensor dtypes of a ufo/timm safetensors or paddle .pdmodel file.\n";
 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
+    vit_load_options o = {0};
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             fputs(usage, stdout);
             return 0;
+        }
+        if (!strcmp(argv[i], "--num-heads") && i + 1 < argc) {
+            if (cli_parse_int("info", argv[i], argv[i + 1], 1, 1024, &o.num_heads)) return 2;
+            i++;
+            continue;
         }
         if (argv[i][0] == '-') return cli_usage_error("info", "unknown option '%s'", argv[i]);
         if (path) return cli_usage_error("info", "one model file at a time");
@@ -27,7 +33,7 @@ int cmd_info(int argc, char **argv) {
     vit_config c;
     unsigned heads;
     const char *naming;
-    if (vit_describe(&f, NULL, &c, &heads, &naming)) {
+    if (vit_describe(&f, &o, &c, &heads, &naming)) {
         ufo_error_wrap("%s", path);
         ufo_tensor_file_free(&f);
         return cli_fail();

@@ -1,5 +1,8 @@
 #include "formats/tensor_file.h"
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <string.h>
 
 int64_t ufo_tensor_numel(const ufo_tensor_entry *e) {
@@ -34,4 +37,18 @@ void ufo_tensor_file_free(ufo_tensor_file *f) {
     free(f->meta_vals);
     ufo_unmap(&f->map);
     memset(f, 0, sizeof *f);
+}
+
+void ufo_tensor_file_release(ufo_tensor_file *f, int i) {
+    ufo_tensor_entry *e = &f->items[i];
+    if (e->owned) {
+        free(e->owned);
+        e->owned = NULL;
+    } else if (f->map.is_mmap && e->nbytes) {
+        // Whole pages strictly inside this tensor only: neighbours may still be unread.
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t lo = ((uintptr_t)e->data + page - 1) & ~(page - 1), hi = ((uintptr_t)e->data + e->nbytes) & ~(page - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    e->data = NULL;
 }

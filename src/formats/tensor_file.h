@@ -31,4 +31,8 @@ typedef struct {
 int64_t ufo_tensor_numel(const ufo_tensor_entry *e);
 const ufo_tensor_entry *ufo_tensor_file_find(const ufo_tensor_file *f, const char *name);
 const char *ufo_tensor_file_meta(const ufo_tensor_file *f, const char *key);  // NULL if absent
-void ufo_tensor_file_free(ufo_tensor_file *f);  // frees names, owned data, metadata, unmaps
+void ufo_tensor_file_free(ufo_tensor_file *f);
+// Gives back the memory of entry i once its data has been consumed (frees owned
+// data; drops the mapped pages from memory), so a loader that copies tensor by
+// tensor never holds the file twice. The entry's data is NULL afterwards.
+void ufo_tensor_file_release(ufo_tensor_file *f, int i);  // frees names, owned data, metadata, unmaps

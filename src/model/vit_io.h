@@ -16,12 +16,18 @@ typedef struct {
 // Opens any supported model file into named tensors.
 int vit_open_tensor_file(const char *path, ufo_tensor_file *f);
 // Builds the model from named tensors (infers the architecture from shapes and metadata).
-int vit_from_tensors(vit_model *m, const ufo_tensor_file *f, const char *path, const vit_load_options *o);
+// Each tensor's memory is released once copied (ufo_tensor_file_release), so
+// peak memory stays near one copy of the weights: f is consumed.
+int vit_from_tensors(vit_model *m, ufo_tensor_file *f, const char *path, const vit_load_options *o);
 // Both of the above.
 int vit_load(vit_model *m, const char *path, const vit_load_options *o);
 // Writes the model as ufo safetensors (architecture in __metadata__), atomically.
 // dtype: UFO_F32, UFO_BF16 or UFO_F16.
 int vit_save(const vit_model *m, const char *path, ufo_dtype dtype);
+// The same plus extra tensors (written as given, after the model's) and extra
+// string metadata: what a training checkpoint adds.
+int vit_save_ex(const vit_model *m, const char *path, ufo_dtype dtype, const ufo_tensor_entry *extra, int n_extra,
+                const char *const *extra_keys, const char *const *extra_vals, int n_extra_meta);
 
 // Architecture and heads of a tensor file without loading the weights.
 // *naming is "ufo" or "paddle".

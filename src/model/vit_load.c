@@ -5,11 +5,7 @@
 #include "model/vit_io.h"
 #include "base/error.h"
 #include "base/mem.h"
-#if __has_include("formats/paddle.h")
 #include "formats/paddle.h"
-#else  // until the paddle reader lands
-static int ufo_paddle_load(const char *path, ufo_tensor_file *f) { return ufo_errorf("%s: paddle files not supported yet", path); }
-#endif
 #include "formats/safetensors.h"
 #include <math.h>
 #include <stdio.h>
@@ -25,8 +21,9 @@ int vit_open_tensor_file(const char *path, ufo_tensor_file *f) {
     unsigned char head[9] = {0};
     size_t got = fread(head, 1, sizeof head, fp);
     fclose(fp);
-    if (got >= 1 && head[0] == 0x80) return ufo_paddle_load(path, f);
+    // safetensors first: its 8-byte header length may well start with 0x80.
     if (got == 9 && head[8] == '{') return ufo_safetensors_open(path, f);
+    if (got >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return ufo_paddle_load(path, f);
     return ufo_errorf("%s: not a model file (expected safetensors or a paddle.save pickle)", path);
 }
 
@@ -175,7 +172,7 @@ static int is_known_extra(const char *name) {
     return 0;
 }
 
-int vit_from_tensors(vit_model *m, const ufo_tensor_file *f, const char *path, const vit_load_options *o) {
+int vit_from_tensors(vit_model *m, ufo_tensor_file *f, const char *path, const vit_load_options *o) {
     naming n = ufo_tensor_file_find(f, "backbone.cls_token") ? NAMING_PADDLE : NAMING_UFO;
     vit_config c;
     int file_grid;
@@ -200,6 +197,7 @@ int vit_from_tensors(vit_model *m, const ufo_tensor_file *f, const char *path, c
             ufo_error_wrap("%s", path);
             goto fail;
         }
+        ufo_tensor_file_release(f, (int)(e - f->items));
     }
     int unexpected = 0;
     for (int i = 0; i < f->n; i++)

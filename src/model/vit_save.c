@@ -9,10 +9,15 @@
 #include <string.h>
 
 int vit_save(const vit_model *m, const char *path, ufo_dtype dtype) {
+    return vit_save_ex(m, path, dtype, NULL, 0, NULL, NULL, 0);
+}
+
+int vit_save_ex(const vit_model *m, const char *path, ufo_dtype dtype, const ufo_tensor_entry *extra, int n_extra,
+                const char *const *extra_keys, const char *const *extra_vals, int n_extra_meta) {
     if (dtype != UFO_F32 && dtype != UFO_BF16 && dtype != UFO_F16)
         return ufo_errorf("cannot save a model as %s (F32, BF16 or F16)", ufo_dtype_name(dtype));
     const vit_config *c = &m->cfg;
-    ufo_tensor_entry *e = calloc((size_t)m->n_params, sizeof *e);
+    ufo_tensor_entry *e = calloc((size_t)m->n_params + n_extra, sizeof *e);
     void *conv = NULL;
     size_t es = ufo_dtype_size(dtype);
     if (dtype != UFO_F32) conv = ufo_alloc(m->n_floats * es);
@@ -51,9 +56,17 @@ int vit_save(const vit_model *m, const char *path, ufo_dtype dtype) {
     snprintf(vals[7], 64, "%g", c->ln_eps);
     snprintf(vals[8], 64, "%g", c->bn_eps);
     snprintf(vals[9], 64, "%s", heads);
-    const char *vp[10];
-    for (int i = 0; i < 10; i++) vp[i] = vals[i];
-    int rc = ufo_safetensors_write(path, e, m->n_params, keys, vp, 10);
+    for (int i = 0; i < n_extra; i++) e[m->n_params + i] = extra[i];
+    int nm = 10 + n_extra_meta;
+    const char **mk = malloc(sizeof *mk * nm), **mv = malloc(sizeof *mv * nm);
+    int rc = (!mk || !mv) ? ufo_errorf("out of memory") : 0;
+    for (int i = 0; rc == 0 && i < nm; i++) {
+        mk[i] = i < 10 ? keys[i] : extra_keys[i - 10];
+        mv[i] = i < 10 ? vals[i] : extra_vals[i - 10];
+    }
+    if (rc == 0) rc = ufo_safetensors_write(path, e, m->n_params + n_extra, mk, mv, nm);
+    free(mk);
+    free(mv);
     free(e);
     ufo_free(conv);
     return rc;

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import make_paddle_fixtures as mpf  # noqa: E402
-from oracle_util import Checks  # noqa: E402
+from oracle_util import paddle_python, Checks  # noqa: E402
 
 BUILD = os.environ.get("UFO_BUILD", os.path.join(ROOT, "build"))
 DUMP = os.path.join(BUILD, "test_paddle_dump")
@@ -202,22 +202,6 @@ def part_hostile(tmp):
         C.check(ok, f"hostile {name}: rejected: {err[:150]}")
         if not ok:
             print(f"    expected rc 1 and '{want}', got rc {r.returncode}")
-
-
-def paddle_python():
-    cands = [os.environ.get("UFO_PADDLE_PYTHON"), shutil.which("python3")]
-    for c in cands:
-        if not c or not os.path.exists(c):
-            continue
-        if os.path.realpath(c) == os.path.realpath("/usr/bin/python3") and not os.environ.get("UFO_PADDLE_PYTHON"):
-            continue
-        try:
-            r = subprocess.run([c, "-c", "import paddle, numpy"], capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if r.returncode == 0:
-            return c
-    return None
 
 
 PADDLE_VIEW = r"""

@@ -1,0 +1,371 @@
+// Training forward/backward of the ViT + BNNeck heads. Activations kept per
+// block: the block input x_in, qkv, the attention output att, the mid-block
+// residual x_mid and the pre-GELU MLP activation f1; LayerNorm outputs and
+// GELU outputs are recomputed in the backward (cheap, and it halves memory).
+// With `recompute`, only x_in is kept per block and the block's forward is
+// rerun during its backward.
+#include "model/vit_train.h"
+#include "base/error.h"
+#include "base/mem.h"
+#include "kernels/cpu/cpu_train.h"
+#include "kernels/ref/ref.h"
+#include <string.h>
+
+// ---- dispatch: one line per op, reference or fast path ---------------------
+
+static int fast(const vit_train_state *st) { return st->backend == VIT_BACKEND_CPU; }
+
+// y = x W^T + b (+post). `tmp` [rows, out] is scratch for the reference residual.
+static int lin_fwd(const vit_train_state *st, float *y, const float *x, const float *w, const float *b, int rows,
+                   int in, int out, cpu_post_op post, float *tmp) {
+    if (fast(st)) return cpu_linear_train_forward(y, x, w, b, rows, in, out, post, st->prec);
+    float *dst = post == CPU_POST_RESIDUAL ? tmp : y;
+    ref_linear(dst, x, w, b, rows, in, out);
+    if (post == CPU_POST_GELU) ref_gelu(y, y, (size_t)rows * out);
+    if (post == CPU_POST_RESIDUAL) ref_add(y, tmp, (size_t)rows * out);
+    return 0;
+}
+
+static int lin_bwd(const vit_train_state *st, float *dx, float *dw, float *db, const float *dy, const float *x,
+                   const float *w, int rows, int in, int out) {
+    if (fast(st)) return cpu_linear_backward(dx, dw, db, dy, x, w, rows, in, out, st->prec);
+    ref_linear_backward(dx, dw, db, dy, x, w, rows, in, out);
+    return 0;
+}
+
+static void ln_fwd(const vit_train_state *st, float *y, const float *x, const float *g, const float *b, int rows) {
+    const vit_config *c = &st->m->cfg;
+    if (fast(st)) cpu_layernorm(y, x, g, b, rows, c->dim, c->ln_eps);
+    else ref_layernorm(y, x, g, b, rows, c->dim, c->ln_eps);
+}
+
+static int ln_bwd(const vit_train_state *st, float *dx, float *dg, float *db, const float *dy, const float *x,
+                  const float *g, int rows) {
+    const vit_config *c = &st->m->cfg;
+    if (fast(st)) return cpu_layernorm_backward(dx, dg, db, dy, x, g, rows, c->dim, c->ln_eps);
+    ref_layernorm_backward(dx, dg, db, dy, x, g, rows, c->dim, c->ln_eps);
+    return 0;
+}
+
+static void gelu_fwd(const vit_train_state *st, float *y, const float *x, size_t n) {
+    if (fast(st)) cpu_gelu(y, x, n);
+    else ref_gelu(y, x, n);
+}
+
+static void gelu_bwd(const vit_train_state *st, float *dx, const float *dy, const float *x, size_t n) {
+    if (fast(st)) cpu_gelu_backward(dx, dy, x, n);
+    else ref_gelu_backward(dx, dy, x, n);
+}
+
+static int attn_fwd(const vit_train_state *st, float *out, const float *qkv, int n) {
+    const vit_config *c = &st->m->cfg;
+    if (fast(st)) return cpu_attention(out, qkv, n, vit_tokens(c), c->heads, c->dim / c->heads, st->prec);
+    ref_attention(out, qkv, n, vit_tokens(c), c->heads, c->dim / c->heads);
+    return 0;
+}
+
+static int attn_bwd(const vit_train_state *st, float *dqkv, const float *dout, const float *qkv, int n) {
+    const vit_config *c = &st->m->cfg;
+    if (fast(st)) return cpu_attention_backward(dqkv, dout, qkv, n, vit_tokens(c), c->heads, c->dim / c->heads, st->prec);
+    ref_attention_backward(dqkv, dout, qkv, n, vit_tokens(c), c->heads, c->dim / c->heads);
+    return 0;
+}
+
+// ---- buffers -----------------------------------------------------------------
+
+typedef struct {
+    float *x, *h, *tmp, *g, *dx, *dmid, *dh, *dqkv, *datt, *df1, *dfeat;
+} scratch_view;
+
+static size_t rows_of(const vit_train_state *st, int n) { return (size_t)n * vit_tokens(&st->m->cfg); }
+
+static scratch_view view(const vit_train_state *st) {
+    const vit_config *c = &st->m->cfg;
+    size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden, p3 = (size_t)3 * c->patch_size * c->patch_size;
+    size_t wide = Hd > p3 ? Hd : p3;  // g doubles as the im2col buffer
+    scratch_view v;
+    float *p = st->scratch;
+    v.x = p, p += R * D;
+    v.h = p, p += R * D;
+    v.tmp = p, p += R * D;
+    v.g = p, p += R * wide;
+    v.dx = p, p += R * D;
+    v.dmid = p, p += R * D;
+    v.dh = p, p += R * D;
+    v.dqkv = p, p += R * 3 * D;
+    v.datt = p, p += R * D;
+    v.df1 = p, p += R * Hd;
+    v.dfeat = p, p += (size_t)st->cap * D;
+    return v;
+}
+
+static size_t scratch_size(const vit_config *c, int cap) {
+    size_t R = (size_t)cap * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden, p3 = (size_t)3 * c->patch_size * c->patch_size;
+    size_t wide = Hd > p3 ? Hd : p3;
+    return R * D * 7 + R * wide + R * 3 * D + R * Hd + (size_t)cap * D;
+}
+
+// Saved activations of block l (in recompute mode all blocks share slot 0,
+// except x_in which is always per block).
+typedef struct {
+    float *x_in, *qkv, *att, *x_mid, *f1;
+} block_acts;
+
+static block_acts acts(const vit_train_state *st, int l) {
+    const vit_config *c = &st->m->cfg;
+    size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden;
+    int s = st->recompute ? 0 : l;
+    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, st->att + (size_t)s * R * D,
+                    st->x_mid + (size_t)s * R * D, st->f1 + (size_t)s * R * Hd};
+    return a;
+}
+
+int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int cap,
+                   int recompute) {
+    memset(st, 0, sizeof *st);
+    st->m = m;
+    st->backend = backend;
+    st->prec = prec;
+    st->recompute = recompute;
+    st->cap = cap;
+    const vit_config *c = &m->cfg;
+    size_t R = (size_t)cap * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden, L = c->depth;
+    size_t kept = recompute ? 1 : L;
+    st->grads = ufo_calloc(m->n_floats * sizeof(float));
+    st->x_in = ufo_alloc(L * R * D * sizeof(float));
+    st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
+    st->att = ufo_alloc(kept * R * D * sizeof(float));
+    st->x_mid = ufo_alloc(kept * R * D * sizeof(float));
+    st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
+    st->cls = ufo_alloc((size_t)cap * D * sizeof(float));
+    st->feat = ufo_alloc((size_t)cap * D * sizeof(float));
+    st->feat_bn = ufo_alloc((size_t)cap * D * sizeof(float));
+    st->bn_mean = ufo_calloc((size_t)UFO_NUM_TASKS * D * sizeof(float));
+    st->bn_rstd = ufo_calloc((size_t)UFO_NUM_TASKS * D * sizeof(float));
+    st->scratch_floats = scratch_size(c, cap);
+    st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
+    if (!st->grads || !st->x_in || !st->qkv || !st->att || !st->x_mid || !st->f1 || !st->cls || !st->feat ||
+        !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch) {
+        vit_train_free(st);
+        return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
+                          recompute ? "" : "; try recomputation");
+    }
+    return 0;
+}
+
+void vit_train_free(vit_train_state *st) {
+    float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
+                     st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    memset(st, 0, sizeof *st);
+}
+
+void vit_train_zero_grad(vit_train_state *st) { memset(st->grads, 0, st->m->n_floats * sizeof(float)); }
+
+void vit_drop_path_scales(const vit_config *c, float rate, int n, double (*u)(void *), void *ctx, float *drop) {
+    for (int l = 0; l < c->depth; l++) {
+        double r = c->depth > 1 ? (double)rate * l / (c->depth - 1) : rate;
+        for (int k = 0; k < 2 * n; k++)
+            drop[(size_t)l * 2 * n + k] = r <= 0 ? 1.0f : (u(ctx) >= r ? (float)(1.0 / (1.0 - r)) : 0.0f);
+    }
+}
+
+// ---- forward -----------------------------------------------------------------
+
+// x[i] += s[i / T] * y[i] for each of n samples of T*D values.
+static void add_scaled(float *x, const float *y, const float *s, int n, size_t per) {
+#pragma omp parallel for
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < per; k++) x[i * per + k] += s[i] * y[i * per + k];
+}
+
+// One block: x (= a.x_in on entry, copied by the caller) -> x.
+static int block_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    size_t per = (size_t)vit_tokens(c) * D;
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    ln_fwd(st, v.h, x, w->ln1_w, w->ln1_b, rows);
+    if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL)) return -1;
+    if (attn_fwd(st, a.att, a.qkv, n)) return -1;
+    if (s1) {
+        if (lin_fwd(st, v.tmp, a.att, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled(x, v.tmp, s1, n, per);
+    } else if (lin_fwd(st, x, a.att, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL, v.tmp)) return -1;
+    memcpy(a.x_mid, x, (size_t)rows * D * sizeof(float));
+    ln_fwd(st, v.h, x, w->ln2_w, w->ln2_b, rows);
+    if (lin_fwd(st, a.f1, v.h, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE, NULL)) return -1;
+    gelu_fwd(st, v.g, a.f1, (size_t)rows * Hd);
+    if (s2) {
+        if (lin_fwd(st, v.tmp, v.g, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled(x, v.tmp, s2, n, per);
+    } else if (lin_fwd(st, x, v.g, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL, v.tmp)) return -1;
+    return 0;
+}
+
+// Patches of img [n, 3, S, S] as rows [n * P, 3 p p] in (channel, ky, kx) order.
+static void im2col(float *cols, const float *img, int n, int S, int p) {
+    int g = S / p, K = 3 * p * p;
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < n; b++)
+        for (int t = 0; t < g * g; t++) {
+            int py = t / g, px = t % g;
+            float *row = cols + ((size_t)b * g * g + t) * K;
+            for (int ch = 0; ch < 3; ch++)
+                for (int ky = 0; ky < p; ky++)
+                    memcpy(row + (ch * p + ky) * p, img + (((size_t)b * 3 + ch) * S + py * p + ky) * S + px * p,
+                           p * sizeof(float));
+        }
+}
+
+static int heads_fwd(vit_train_state *st, float bn_momentum) {
+    const vit_config *c = &st->m->cfg;
+    int D = c->dim;
+    memcpy(st->feat_bn, st->feat, (size_t)st->n * D * sizeof(float));
+    for (int t = 0; t < UFO_NUM_TASKS; t++) {
+        int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
+        if (cnt < 2 || !(st->m->head_mask >> t & 1)) continue;
+        float *const *bn = st->m->w.bn[t];
+        float *y = st->feat_bn + (size_t)lo * D, *x = st->feat + (size_t)lo * D;
+        float *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
+        if (fast(st)) cpu_batchnorm_train(y, mean, rstd, x, bn[0], bn[1], bn[2], bn[3], cnt, D, c->bn_eps, bn_momentum);
+        else ref_batchnorm_train(y, mean, rstd, x, bn[0], bn[1], bn[2], bn[3], cnt, D, c->bn_eps, bn_momentum);
+    }
+    return 0;
+}
+
+int vit_train_forward(vit_train_state *st, const float *images, int n, const int counts[UFO_NUM_TASKS],
+                      const float *drop, float bn_momentum) {
+    const vit_config *c = &st->m->cfg;
+    if (n < 1 || n > st->cap) return ufo_errorf("training batch of %d images (capacity %d)", n, st->cap);
+    st->n = n;
+    st->images = images;
+    st->drop = drop;
+    st->seg[0] = 0;
+    for (int t = 0; t < UFO_NUM_TASKS; t++) st->seg[t + 1] = st->seg[t] + counts[t];
+    if (st->seg[UFO_NUM_TASKS] != n) return ufo_errorf("task counts add up to %d, batch has %d", st->seg[4], n);
+    scratch_view v = view(st);
+    int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c), P = T - 1;
+    size_t rows = rows_of(st, n);
+
+    // Patch embedding into h, then x = [cls; patches] + pos_embed.
+    if (fast(st)) {
+        im2col(v.g, images, n, S, p);
+        if (lin_fwd(st, v.h, v.g, st->m->w.patch_w, st->m->w.patch_b, n * P, 3 * p * p, D, CPU_POST_NONE, NULL))
+            return -1;
+    } else {
+        ref_patch_embed(v.h, images, st->m->w.patch_w, st->m->w.patch_b, n, S, S, p, D);
+    }
+    const float *pos = st->m->w.pos_embed, *cls = st->m->w.cls_token;
+    for (int i = 0; i < n; i++) {
+        float *xi = v.x + (size_t)i * T * D;
+        for (int d = 0; d < D; d++) xi[d] = cls[d] + pos[d];
+        const float *hi = v.h + (size_t)i * P * D;
+        for (size_t k = 0; k < (size_t)P * D; k++) xi[D + k] = hi[k] + pos[D + k];
+    }
+    for (int l = 0; l < c->depth; l++) {
+        block_acts a = acts(st, l);
+        memcpy(a.x_in, v.x, rows * D * sizeof(float));
+        if (block_fwd(st, l, a, v.x, v)) return -1;
+    }
+    for (int i = 0; i < n; i++) memcpy(st->cls + (size_t)i * D, v.x + (size_t)i * T * D, D * sizeof(float));
+    ln_fwd(st, st->feat, st->cls, st->m->w.norm_w, st->m->w.norm_b, n);
+    return heads_fwd(st, bn_momentum);
+}
+
+// ---- backward ----------------------------------------------------------------
+
+// Gradient of the loss w.r.t. param p: its slot in st->grads.
+static float *grad_of(vit_train_state *st, const float *param) { return st->grads + (param - st->m->params); }
+
+// dx holds d(block output); on return dx holds d(block input).
+static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    size_t per = (size_t)vit_tokens(c) * D;
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
+        memcpy(v.tmp, a.x_in, (size_t)rows * D * sizeof(float));
+        float *x = v.dmid;  // free until below
+        memcpy(x, a.x_in, (size_t)rows * D * sizeof(float));
+        if (block_fwd(st, l, a, x, v)) return -1;
+    }
+    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
+    const float *dy2 = v.dx;
+    if (s2) {
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s2[i] * v.dx[i * per + k];
+        dy2 = v.tmp;
+    }
+    gelu_fwd(st, v.g, a.f1, (size_t)rows * Hd);
+    if (lin_bwd(st, v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), dy2, v.g, w->fc2_w, rows, Hd, D)) return -1;
+    gelu_bwd(st, v.df1, v.df1, a.f1, (size_t)rows * Hd);
+    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, rows);
+    if (lin_bwd(st, v.dh, grad_of(st, w->fc1_w), grad_of(st, w->fc1_b), v.df1, v.h, w->fc1_w, rows, D, Hd)) return -1;
+    if (ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, rows)) return -1;
+    for (size_t k = 0; k < (size_t)rows * D; k++) v.dmid[k] += v.dx[k];
+    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
+    const float *dy1 = v.dmid;
+    if (s1) {
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s1[i] * v.dmid[i * per + k];
+        dy1 = v.tmp;
+    }
+    if (lin_bwd(st, v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), dy1, a.att, w->proj_w, rows, D, D))
+        return -1;
+    if (attn_bwd(st, v.dqkv, v.datt, a.qkv, n)) return -1;
+    ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
+    if (lin_bwd(st, v.dh, grad_of(st, w->qkv_w), grad_of(st, w->qkv_b), v.dqkv, v.h, w->qkv_w, rows, D, 3 * D))
+        return -1;
+    if (ln_bwd(st, v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w, rows)) return -1;
+    for (size_t k = 0; k < (size_t)rows * D; k++) v.dx[k] += v.dmid[k];
+    return 0;
+}
+
+int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    const vit_config *c = &st->m->cfg;
+    scratch_view v = view(st);
+    int n = st->n, D = c->dim, T = vit_tokens(c), P = T - 1, S = c->img_size, p = c->patch_size;
+    size_t rows = rows_of(st, n);
+    // d(pre-BN feature) = d_feat + BN backward of d_feat_bn, per task slice.
+    if (d_feat) memcpy(v.dfeat, d_feat, (size_t)n * D * sizeof(float));
+    else memset(v.dfeat, 0, (size_t)n * D * sizeof(float));
+    for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++) {
+        int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
+        if (cnt < 1) continue;
+        float *dst = v.dfeat + (size_t)lo * D;
+        const float *dy = d_feat_bn + (size_t)lo * D;
+        if (cnt < 2 || !(st->m->head_mask >> t & 1)) {  // identity: no BN ran on this slice
+            for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += dy[k];
+            continue;
+        }
+        float *const *bn = st->m->w.bn[t];
+        float *tmp = v.tmp;
+        const float *x = st->feat + (size_t)lo * D, *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
+        if (fast(st)) cpu_batchnorm_backward(tmp, grad_of(st, bn[0]), grad_of(st, bn[1]), dy, x, mean, rstd, bn[0], cnt, D);
+        else ref_batchnorm_backward(tmp, grad_of(st, bn[0]), grad_of(st, bn[1]), dy, x, mean, rstd, bn[0], cnt, D);
+        for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += tmp[k];
+    }
+    // Final LayerNorm on the class tokens; the other tokens get no gradient.
+    if (ln_bwd(st, v.dh, grad_of(st, st->m->w.norm_w), grad_of(st, st->m->w.norm_b), v.dfeat, st->cls,
+               st->m->w.norm_w, n))
+        return -1;
+    memset(v.dx, 0, rows * D * sizeof(float));
+    for (int i = 0; i < n; i++) memcpy(v.dx + (size_t)i * T * D, v.dh + (size_t)i * D, D * sizeof(float));
+    for (int l = c->depth - 1; l >= 0; l--)
+        if (block_bwd(st, l, acts(st, l), v)) return -1;
+    // Tokens: pos_embed gets every row's gradient, cls_token the class rows'.
+    float *dpos = grad_of(st, st->m->w.pos_embed), *dcls = grad_of(st, st->m->w.cls_token);
+    for (int i = 0; i < n; i++) {
+        const float *dxi = v.dx + (size_t)i * T * D;
+        for (size_t k = 0; k < (size_t)T * D; k++) dpos[k] += dxi[k];
+        for (int d = 0; d < D; d++) dcls[d] += dxi[d];
+        memcpy(v.dh + (size_t)i * P * D, dxi + D, (size_t)P * D * sizeof(float));
+    }
+    float *dpw = grad_of(st, st->m->w.patch_w), *dpb = grad_of(st, st->m->w.patch_b);
+    if (fast(st)) return cpu_patch_embed_backward(dpw, dpb, v.dh, st->images, n, S, S, p, D, st->prec);
+    ref_patch_embed_backward(dpw, dpb, v.dh, st->images, n, S, S, p, D);
+    return 0;
+}

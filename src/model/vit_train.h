@@ -1,0 +1,49 @@
+// The training pass of the AllInOne model: forward with saved activations,
+// per-sample drop path, BNNeck heads in training mode on each task's slice of
+// a heterogeneous batch, and the backward into one gradient buffer laid out
+// like the parameter buffer (vit_param_table). Losses live in src/train.
+#pragma once
+#include "model/vit.h"
+
+typedef struct {
+    vit_model *m;          // parameters (fp32 master) and config
+    vit_backend backend;   // REF: plain-C kernels; CPU: oneDNN (prec below)
+    ufo_precision prec;
+    int recompute;         // 1: keep only each block's input; recompute the rest in backward
+    float *grads;          // [m->n_floats], same layout as m->params; accumulated by backward
+    // Batch of the last forward.
+    int n, cap;
+    int seg[UFO_NUM_TASKS + 1];   // images of task t are rows [seg[t], seg[t+1])
+    const float *images;          // caller's, must stay alive until backward
+    const float *drop;            // [depth][2][n] per-sample residual scales, or NULL
+    // Saved activations (see vit_train.c for which are kept in recompute mode).
+    float *x_in, *qkv, *att, *x_mid, *f1;
+    float *cls;            // [n, D] class tokens before the final LayerNorm
+    float *feat;           // [n, D] after the final LayerNorm: the pre-BN feature (triplet)
+    float *feat_bn;        // [n, D] after each task's BNNeck (CosFace)
+    float *bn_mean, *bn_rstd;     // [UFO_NUM_TASKS][D] batch statistics of the last forward
+    float *scratch;        // working buffers
+    size_t scratch_floats;
+} vit_train_state;
+
+int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int batch_cap,
+                   int recompute);
+void vit_train_free(vit_train_state *st);
+void vit_train_zero_grad(vit_train_state *st);
+
+// Per-block drop-path scales for a batch (timm's DropPath): block l's rate is
+// rate * l / (depth - 1); each sample keeps a residual branch with probability
+// 1 - rate_l, scaled by 1 / (1 - rate_l), else 0. drop [depth][2][n] (attention
+// branch, then MLP branch). u(i) supplies uniform [0, 1) draws.
+void vit_drop_path_scales(const vit_config *c, float rate, int n, double (*u)(void *), void *ctx, float *drop);
+
+// images [n, 3, S, S]; counts[t] images of task t, in task order (sum = n).
+// BatchNorm of task t runs in training mode on its rows (if the model has that
+// head and counts[t] > 1), updating its running statistics with bn_momentum.
+// drop: NULL = no drop path. Writes st->feat and st->feat_bn.
+int vit_train_forward(vit_train_state *st, const float *images, int n, const int counts[UFO_NUM_TASKS],
+                      const float *drop, float bn_momentum);
+// d_feat [n, D] (gradient w.r.t. the pre-BN feature, e.g. from triplet; may be NULL)
+// and d_feat_bn [n, D] (w.r.t. the BNNeck output, e.g. from CosFace; may be NULL).
+// Accumulates into st->grads.
+int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
