@@ -4,12 +4,16 @@ JOBS ?= 2
 BUILD ?= build
 CMAKE ?= cmake
 
-.PHONY: all deps build build-asan build-fuzz run test test-fast bench clean
+.PHONY: all deps deps-py build build-asan build-fuzz run test test-fast bench clean
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
+
+# paddlepaddle (PyPI) for the real-Paddle checkpoint checks; skipped, not fatal, offline.
+deps-py:
+	@bash scripts/install-py-deps.sh
 
 build: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -29,7 +33,7 @@ run: build
 
 # Every test: C unit tests and the PyTorch/Pillow oracles on the release build,
 # the C unit tests again under ASan+UBSan, and each fuzz target briefly.
-test: build build-asan build-fuzz
+test: deps-py build build-asan build-fuzz
 	@$(CMAKE) -E env OMP_NUM_THREADS=2 ctest --test-dir $(BUILD) --output-on-failure -j1
 	@$(CMAKE) -E env OMP_NUM_THREADS=2 ctest --test-dir build-asan -L unit --output-on-failure -j1
 	@ctest --test-dir build-fuzz -L fuzz --output-on-failure -j2

@@ -1,0 +1,75 @@
+// The fast CPU path for training: a general matmul on oneDNN (weights change
+// every step, so nothing is pre-packed), a training forward linear on it, and
+// the backward of every op of the model. Same semantics and layouts as the
+// backward contracts in kernels/ref/ref.h: parameter gradients ACCUMULATE (+=),
+// input gradients are WRITTEN (=), a NULL gradient pointer skips that gradient.
+// bf16 precision = bf16 matmul operands (rounded from the fp32 arrays on the
+// fly: fp32 master weights), fp32 accumulation, fp32 results; element-wise and
+// reduction work always runs in fp32.
+// Functions returning int return 0, or -1 with ufo_error set.
+#pragma once
+#include "kernels/cpu/cpu.h"
+#include <stddef.h>
+#include <stdint.h>
+
+// C[M, N] = op(A) op(B) + beta * C, all row-major fp32.
+//   op(A) is [M, K]: A is stored [M, K], or [K, M] when transA (A^T is used).
+//   op(B) is [K, N]: B is stored [K, N], or [N, K] when transB.
+// beta 0 never reads C (it may hold NaN). One oneDNN matmul primitive per
+// distinct (M, N, K, transA, transB, beta, prec), kept in a small LRU cache.
+// bf16: A and B are rounded to bf16 into scratch first; C stays fp32.
+// Thread-safe (callers are serialised; oneDNN parallelises inside).
+int cpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int transA, int transB, float beta,
+             ufo_precision prec);
+
+// The same with operands already in the precision's type (prec FP32: float
+// arrays; prec BF16: uint16_t bf16 arrays), plus an optional fp32 bias [N]
+// added to every row and an optional exact GELU:
+//   C = gelu?( op(A) op(B) + bias + beta * C )
+int cpu_gemm_ex(float *C, const void *A, const void *B, const float *bias, int M, int N, int K, int transA,
+                int transB, float beta, int gelu, ufo_precision prec);
+
+// Training forward of a linear layer with the same post-ops as cpu_linear
+// (y = x W^T + b; GELU: y = gelu(x W^T + b); RESIDUAL: y += x W^T + b), with
+// w [out, in] used as it is (no packing). b may be NULL.
+int cpu_linear_train_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
+                             cpu_post_op post, ufo_precision prec);
+
+// y = x W^T + b:  dx[n, in] = dy W;  dw[out, in] += dy^T x;  db[out] += sum_n dy.
+// Any of dx, dw, db may be NULL.
+int cpu_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                        int in, int out, ufo_precision prec);
+
+// LayerNorm backward (mean and rstd recomputed from x): dx =, dg +=, db +=.
+int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
+                           int c, float eps);
+
+// dx[i] = dy[i] * gelu'(x[i]) (exact erf GELU). dx may alias dy.
+void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+
+// Gradient of cpu_attention w.r.t. qkv [B, T, 3, H, hd] (=), given dout [B, T, H*hd].
+// fp32: per-(batch, head) sgemms; bf16: batched bf16 matmuls, fp32 softmax and dS.
+int cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd,
+                           ufo_precision prec);
+
+// BatchNorm1d in training mode, the contract of ref_batchnorm_train.
+void cpu_batchnorm_train(float *y, float *mean, float *rstd, const float *x, const float *g, const float *b,
+                         float *running_mean, float *running_var, int n, int c, float eps, float momentum);
+// dx =, dg +=, db +=  (the contract of ref_batchnorm_backward)
+void cpu_batchnorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *mean,
+                            const float *rstd, const float *g, int n, int c);
+
+// Patch embedding parameters (im2col + cpu_gemm): dw [C, 3, p, p] +=, db [C] +=,
+// from dy [B, (H/p)*(W/p), C] and img [B, 3, H, W].
+int cpu_patch_embed_backward(float *dw, float *db, const float *dy, const float *img, int B, int H, int W, int p,
+                             int C, ufo_precision prec);
+
+// ---- Internals shared by cpu_gemm.c and cpu_backward.c.
+
+// A grow-only scratch buffer of the calling thread (slots 0..CPU_TRAIN_SLOTS-1),
+// 64-byte aligned, contents undefined; valid until the same slot is asked for
+// again on this thread. NULL (ufo_error set) when allocation fails.
+#define CPU_TRAIN_SLOTS 6
+void *cpu_train_scratch(int slot, size_t bytes);
+// db[j] += sum_i dy[i, j] over dy [n, c] (OpenMP; deterministic for a given thread count).
+int cpu_colsum_acc(float *db, const float *dy, long n, int c);

@@ -1,0 +1,53 @@
+// SGD with momentum, L2 weight decay and per-tensor gradient-norm clipping,
+// over flat fp32 buffers (the trainer's contiguous parameter, gradient and
+// momentum buffers) cut into tensor segments.
+//
+// Per segment, in this order (UFO's Paddle optimiser and PyTorch agree on it:
+// clip the raw gradient, then add the decay inside the step):
+//   g    = grad * clip_scale                       (clip_scale below)
+//   d    = g + wd * p                              (L2 decay, coupled)
+//   buf  = momentum * buf + d                      (dampening 0, no Nesterov)
+//   p    = p - lr * lr_mult * buf
+// The momentum buffer must start zeroed: then the first step gives buf = d,
+// exactly PyTorch's buf = clone(d_p) and Paddle's velocity = 0 * mu + d.
+//
+// Clipping, per segment, norm = ||grad||_2 (accumulated in double):
+//   UFO_CLIP_PADDLE  scale = c / max(norm, c), i.e. 1 when norm <= c, else c / norm.
+//                    paddle.nn.ClipGradByNorm(c) (clip_by_norm op), which is what
+//                    UFO's solver/build.py passes to paddle.optimizer.Momentum:
+//                    the original training. The default.
+//   UFO_CLIP_TORCH   scale = min(1, c / (norm + 1e-6)): torch.nn.utils.clip_grad_norm_
+//                    called on each parameter alone (detectron2's per-parameter
+//                    "norm" clipping); differs from Paddle's by ~1e-6 / norm.
+//   UFO_CLIP_NONE    scale = 1.
+// SPEC section 4: momentum 0.9, wd 1e-4 on every tensor, clip 5.0.
+//
+// Deterministic and independent of the thread count: the norms are summed in
+// fixed chunks in a fixed order; the update is element-wise.
+#pragma once
+#include <stddef.h>
+
+typedef enum { UFO_CLIP_PADDLE = 0, UFO_CLIP_TORCH, UFO_CLIP_NONE } ufo_clip_mode;
+
+typedef struct {
+    size_t offset, size;   // elements, into the flat buffers
+    float weight_decay;    // L2 coefficient of this tensor (SPEC: 1e-4 everywhere)
+    float lr_mult;         // learning-rate multiplier (Paddle ParamAttr learning_rate); 1 normally
+} ufo_sgd_segment;
+
+typedef struct {
+    float momentum;        // 0.9
+    float clip_norm;       // 5.0; <= 0 disables clipping
+    ufo_clip_mode clip;
+} ufo_sgd_opts;
+
+// Fills SPEC's defaults: momentum 0.9, clip 5.0 Paddle-style.
+void ufo_sgd_defaults(ufo_sgd_opts *o);
+
+// One step over nseg segments. grad is read only (the clip scale is applied on
+// the fly). norms (may be NULL) receives each segment's gradient L2 norm
+// before clipping. Segments must lie inside the buffers and not overlap.
+// Returns 0, or -1 with ufo_error set (bad segment, non-finite gradient norm:
+// nothing is updated then).
+int ufo_sgd_step(float *param, const float *grad, float *mom, size_t total, const ufo_sgd_segment *seg, int nseg,
+                 float lr, const ufo_sgd_opts *opts, double *norms);

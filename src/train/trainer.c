@@ -1,0 +1,253 @@
+// The training step and its checkpoints. See trainer.h.
+#include "train/trainer.h"
+#include "base/error.h"
+#include "base/mem.h"
+#include "formats/safetensors.h"
+#include "model/vit_io.h"
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ufo_train_config_default(ufo_train_config *c, const int classes[UFO_NUM_TASKS], long total_steps) {
+    memset(c, 0, sizeof *c);
+    static const float s[UFO_NUM_TASKS] = {50, 30, 20, 30}, m[UFO_NUM_TASKS] = {0.3f, 0.2f, 0.2f, 0.2f};
+    for (int t = 0; t < UFO_NUM_TASKS; t++) {
+        c->classes[t] = classes[t];
+        c->cos_s[t] = s[t];
+        c->cos_m[t] = m[t];
+        c->triplet[t] = t != UFO_TASK_FACE;
+    }
+    c->drop_path = 0.2f;
+    c->bn_momentum = 0.1f;
+    c->weight_decay = 1e-4f;
+    ufo_sgd_defaults(&c->sgd);
+    ufo_lr_schedule_default(&c->lr, 0.2, total_steps);
+    c->backend = VIT_BACKEND_CPU;
+    c->prec = UFO_PREC_FP32;
+    c->batch_cap = 64;
+}
+
+int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) {
+    memset(t, 0, sizeof *t);
+    t->model = m;
+    t->cfg = *cfg;
+    int D = m->cfg.dim, cap = cfg->batch_cap;
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (cfg->classes[k] < 0) return ufo_errorf("task %s: %d classes", vit_task_name(k), cfg->classes[k]);
+        t->cls_off[k + 1] = t->cls_off[k] + (size_t)cfg->classes[k] * D;
+    }
+    size_t ncls = t->cls_off[UFO_NUM_TASKS];
+    if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
+    t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
+    t->cls_grad = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
+    t->cls_mom = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
+    t->mom = ufo_calloc(m->n_floats * sizeof(float));
+    t->df = ufo_alloc((size_t)cap * D * sizeof(float));
+    t->df_bn = ufo_alloc((size_t)cap * D * sizeof(float));
+    t->drop = ufo_alloc((size_t)m->cfg.depth * 2 * cap * sizeof(float));
+    t->seg = calloc((size_t)m->n_params, sizeof *t->seg);
+    t->cls_seg = calloc(UFO_NUM_TASKS, sizeof *t->cls_seg);
+    if (!t->cls || !t->cls_grad || !t->cls_mom || !t->mom || !t->df || !t->df_bn || !t->drop || !t->seg ||
+        !t->cls_seg) {
+        ufo_trainer_free(t);
+        return ufo_errorf("out of memory for the trainer");
+    }
+    // Every parameter tensor is one SGD segment (per-tensor clipping), decay on all.
+    // BatchNorm running statistics live in the parameter buffer but are not trained.
+    for (int i = 0; i < m->n_params; i++)
+        if (m->table[i].kind != P_BN_MEAN && m->table[i].kind != P_BN_VAR)
+            t->seg[t->nseg++] = (ufo_sgd_segment){m->table[i].offset, m->table[i].numel, cfg->weight_decay, 1.0f};
+    for (int k = 0; k < UFO_NUM_TASKS; k++)
+        if (cfg->classes[k])
+            t->cls_seg[t->ncls_seg++] = (ufo_sgd_segment){t->cls_off[k], t->cls_off[k + 1] - t->cls_off[k],
+                                                          cfg->weight_decay, 1.0f};
+    ufo_rng_seed(&t->rng, cfg->seed);
+    ufo_rng init;
+    ufo_rng_seed(&init, cfg->seed ^ 0x636c6173736966ull);  // "classif"
+    for (int k = 0; k < UFO_NUM_TASKS; k++)
+        if (cfg->classes[k]) ufo_cosface_init(t->cls + t->cls_off[k], cfg->classes[k], D, &init);
+    return 0;
+}
+
+void ufo_trainer_free(ufo_trainer *t) {
+    vit_train_free(&t->st);
+    float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    free(t->seg);
+    free(t->cls_seg);
+    memset(t, 0, sizeof *t);
+}
+
+static double uniform(void *rng) { return ufo_rng_uniform(rng); }
+
+int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
+                     ufo_step_stats *stats) {
+    const ufo_train_config *c = &t->cfg;
+    int D = t->model->cfg.dim, n = 0;
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (counts[k] && !c->classes[k])
+            return ufo_errorf("batch has %d %s images but that task is not trained", counts[k], vit_task_name(k));
+        n += counts[k];
+    }
+    memset(stats, 0, sizeof *stats);
+    stats->step = t->step;
+    vit_train_zero_grad(&t->st);
+    memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    const float *drop = NULL;
+    if (c->drop_path > 0) {
+        vit_drop_path_scales(&t->model->cfg, c->drop_path, n, uniform, &t->rng, t->drop);
+        drop = t->drop;
+    }
+    if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
+    memset(t->df, 0, (size_t)n * D * sizeof(float));
+    for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {
+        if (!counts[k]) continue;
+        ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
+        ufo_cosface_result cr;
+        if (ufo_cosface(t->st.feat_bn + (size_t)lo * D, t->cls + t->cls_off[k], labels + lo, counts[k], D,
+                        c->classes[k], &co, t->df_bn + (size_t)lo * D, t->cls_grad + t->cls_off[k], &cr))
+            return ufo_error_wrap("%s CosFace", vit_task_name(k));
+        stats->cosface[k] = cr.loss;
+        stats->accuracy[k] = cr.accuracy;
+        stats->loss += cr.loss;
+        if (c->triplet[k]) {
+            ufo_triplet_result tr;
+            if (ufo_triplet(t->st.feat + (size_t)lo * D, labels + lo, counts[k], D, c->triplet_margin,
+                            t->df + (size_t)lo * D, NULL, NULL, &tr))
+                return ufo_error_wrap("%s triplet", vit_task_name(k));
+            stats->triplet[k] = tr.loss;
+            stats->loss += tr.loss;
+        }
+    }
+    return vit_train_backward(&t->st, t->df, t->df_bn);
+}
+
+int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
+                     ufo_step_stats *stats) {
+    if (ufo_trainer_grad(t, images, counts, labels, stats)) return -1;
+    float lr = (float)ufo_lr_at(&t->cfg.lr, t->step);
+    stats->lr = lr;
+    if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd,
+                     NULL))
+        return ufo_error_wrap("step %ld", t->step);
+    if (t->ncls_seg && ufo_sgd_step(t->cls, t->cls_grad, t->cls_mom, t->cls_off[UFO_NUM_TASKS], t->cls_seg,
+                                    t->ncls_seg, lr, &t->cfg.sgd, NULL))
+        return ufo_error_wrap("step %ld (classifiers)", t->step);
+    t->step++;
+    return 0;
+}
+
+// ---- checkpoints ---------------------------------------------------------------
+
+static ufo_tensor_entry entry(char *name, const float *data, int64_t d0, int64_t d1, const int64_t *shape, int ndim) {
+    ufo_tensor_entry e = {.name = name, .dtype = UFO_F32, .data = data};
+    if (shape) {
+        e.ndim = ndim;
+        memcpy(e.shape, shape, sizeof(int64_t) * ndim);
+    } else {
+        e.ndim = 2;
+        e.shape[0] = d0;
+        e.shape[1] = d1;
+    }
+    e.nbytes = sizeof(float) * (size_t)ufo_tensor_numel(&e);
+    return e;
+}
+
+int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,
+                     const char *const *extra_vals, int n_extra) {
+    const vit_model *m = t->model;
+    int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
+    ufo_tensor_entry *e = calloc((size_t)cap, sizeof *e);
+    char (*names)[96] = calloc((size_t)cap, sizeof *names);
+    if (!e || !names) {
+        free(e);
+        free(names);
+        return ufo_errorf("out of memory");
+    }
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (!t->cfg.classes[k]) continue;
+        snprintf(names[n], 96, "classifier.%s.weight", vit_task_name(k));
+        e[n] = entry(names[n], t->cls + t->cls_off[k], t->cfg.classes[k], D, NULL, 0), n++;
+        snprintf(names[n], 96, "optimizer.momentum.classifier.%s.weight", vit_task_name(k));
+        e[n] = entry(names[n], t->cls_mom + t->cls_off[k], t->cfg.classes[k], D, NULL, 0), n++;
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        const vit_param *p = &m->table[i];
+        snprintf(names[n], 96, "optimizer.momentum.%s", p->name);
+        e[n] = entry(names[n], t->mom + p->offset, 0, 0, p->shape, p->ndim), n++;
+    }
+    char vals[8][160];
+    const char *keys[8 + 16];
+    const char *vp[8 + 16];
+    int nm = 0;
+    keys[nm] = "train.step", snprintf(vals[nm], 160, "%ld", t->step), nm++;
+    keys[nm] = "train.rng", snprintf(vals[nm], 160, "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64,
+                                     t->rng.s[0], t->rng.s[1], t->rng.s[2], t->rng.s[3]), nm++;
+    keys[nm] = "train.classes", snprintf(vals[nm], 160, "%d,%d,%d,%d", t->cfg.classes[0], t->cfg.classes[1],
+                                         t->cfg.classes[2], t->cfg.classes[3]), nm++;
+    for (int i = 0; i < nm; i++) vp[i] = vals[i];
+    for (int i = 0; i < n_extra && nm < 8 + 16; i++, nm++) keys[nm] = extra_keys[i], vp[nm] = extra_vals[i];
+    int rc = vit_save_ex(m, path, UFO_F32, e, n, keys, vp, nm);
+    free(e);
+    free(names);
+    return rc;
+}
+
+// Copies tensor `name` from f into dst, which must hold exactly `numel` floats.
+static int restore(const ufo_tensor_file *f, const char *path, const char *name, float *dst, size_t numel) {
+    const ufo_tensor_entry *e = ufo_tensor_file_find(f, name);
+    if (!e) return ufo_errorf("%s: checkpoint has no '%s'", path, name);
+    if (e->dtype != UFO_F32 || (size_t)ufo_tensor_numel(e) != numel)
+        return ufo_errorf("%s: '%s' does not match this run (%s, %lld values, expected F32, %zu)", path, name,
+                          ufo_dtype_name(e->dtype), (long long)ufo_tensor_numel(e), numel);
+    memcpy(dst, e->data, numel * sizeof(float));
+    return 0;
+}
+
+int ufo_trainer_load(ufo_trainer *t, const char *path) {
+    ufo_tensor_file f;
+    if (ufo_safetensors_open(path, &f)) return -1;
+    vit_model *m = t->model;
+    const char *cls = ufo_tensor_file_meta(&f, "train.classes"), *step = ufo_tensor_file_meta(&f, "train.step");
+    const char *rng = ufo_tensor_file_meta(&f, "train.rng");
+    char want[64];
+    snprintf(want, sizeof want, "%d,%d,%d,%d", t->cfg.classes[0], t->cfg.classes[1], t->cfg.classes[2],
+             t->cfg.classes[3]);
+    int rc = 0;
+    ufo_rng r;
+    if (!cls || !step || !rng) rc = ufo_errorf("%s: not a ufo training checkpoint (no train.* metadata)", path);
+    else if (strcmp(cls, want))
+        rc = ufo_errorf("%s: checkpoint classes per task %s, this run has %s", path, cls, want);
+    else if (sscanf(rng, "%" SCNx64 ":%" SCNx64 ":%" SCNx64 ":%" SCNx64, &r.s[0], &r.s[1], &r.s[2], &r.s[3]) != 4)
+        rc = ufo_errorf("%s: bad train.rng metadata", path);
+    // The model itself: shapes must match exactly (no resampling when resuming).
+    vit_model loaded;
+    vit_load_options lo = {.img_size = m->cfg.img_size, .num_heads = m->cfg.heads};
+    if (rc == 0 && vit_from_tensors(&loaded, &f, path, &lo) == 0) {
+        if (loaded.n_floats != m->n_floats || loaded.head_mask != m->head_mask || loaded.cfg.dim != m->cfg.dim ||
+            loaded.cfg.depth != m->cfg.depth || loaded.cfg.mlp_hidden != m->cfg.mlp_hidden)
+            rc = ufo_errorf("%s: the checkpoint's model does not match this run's", path);
+        else memcpy(m->params, loaded.params, m->n_floats * sizeof(float));
+        vit_free(&loaded);
+    } else if (rc == 0) rc = -1;
+    char name[128];
+    for (int k = 0; rc == 0 && k < UFO_NUM_TASKS; k++) {
+        if (!t->cfg.classes[k]) continue;
+        size_t sz = t->cls_off[k + 1] - t->cls_off[k];
+        snprintf(name, sizeof name, "classifier.%s.weight", vit_task_name(k));
+        rc = restore(&f, path, name, t->cls + t->cls_off[k], sz);
+        snprintf(name, sizeof name, "optimizer.momentum.classifier.%s.weight", vit_task_name(k));
+        if (rc == 0) rc = restore(&f, path, name, t->cls_mom + t->cls_off[k], sz);
+    }
+    for (int i = 0; rc == 0 && i < m->n_params; i++) {
+        snprintf(name, sizeof name, "optimizer.momentum.%s", m->table[i].name);
+        rc = restore(&f, path, name, t->mom + m->table[i].offset, m->table[i].numel);
+    }
+    if (rc == 0) {
+        t->step = strtol(step, NULL, 10);
+        t->rng = r;
+    }
+    ufo_tensor_file_free(&f);
+    return rc;
+}
