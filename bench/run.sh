@@ -34,3 +34,7 @@ for prec in fp32 bf16; do
      --precision "$prec" --out "$tmp/f.npy" --quiet "$tmp/x.jpg"
   echo "$prec: peak resident memory $(( $(cat "$tmp/rss") / 1024 )) MB (model file $(( $(stat -c %s "$tmp/m.safetensors") / 1048576 )) MB)"
 done
+
+echo
+echo "== metrics at full benchmark scale (synthetic 1024-d features) vs numpy =="
+bash bench/bench_metrics.sh "$(dirname "$UFO")"
