@@ -1,40 +1,56 @@
 #!/usr/bin/env bash
-# make bench: ufo against PyTorch on this machine, in the same run, as ratios.
-#   ViT-L/16 at 384, batch 8, fp32 and bf16, inference; then peak memory of
-#   `ufo embed` at batch 1 on a real ViT-L file.
-# Environment: BENCH_PRESET, BENCH_IMG, BENCH_BATCH, BENCH_ITERS, BENCH_THREADS.
+# make bench: ufo against PyTorch (Debian's python3-torch, same threads, same
+# batch) on this machine, in the same run, as ratios (> 1: ufo is faster).
+#   1. inference, ViT-L/16 at 384, batch 8, fp32 and bf16
+#   2. training step, ViT-S/16 and ViT-B/16 at 224, batch 64, fp32 and bf16
+#   3. peak memory of `ufo embed` at batch 1 on a real ViT-L file
+#   4. evaluation metrics at full benchmark scale vs numpy
+# Environment: BENCH_THREADS, BENCH_ITERS, BENCH_SKIP (words: infer train memory metrics).
 set -euo pipefail
 UFO=${1:-build/ufo}
 cd "$(dirname "$0")/.."
-PRESET=${BENCH_PRESET:-large}; IMG=${BENCH_IMG:-384}; BATCH=${BENCH_BATCH:-8}
-ITERS=${BENCH_ITERS:-2}; THREADS=${BENCH_THREADS:-$(nproc)}
+THREADS=${BENCH_THREADS:-$(nproc)}; ITERS=${BENCH_ITERS:-2}; SKIP=${BENCH_SKIP:-}
 PY=/usr/bin/python3
-field() { $PY -c "import json,sys; print('%.4f' % json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+field() { $PY -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
 
-echo "== inference: ViT-$PRESET/16 at $IMG, batch $BATCH, $THREADS threads, $ITERS timed iterations =="
-printf "%-6s %14s %14s %14s %10s\n" precision "ufo s/img" "torch s/img" "ufo/torch" "ufo path"
-for prec in fp32 bf16; do
-  u=$("$UFO" bench --preset "$PRESET" --img-size "$IMG" --batch "$BATCH" --iters "$ITERS" \
+# compare MODE PRESET IMG BATCH PRECISION: one table row.
+compare() {
+  local mode=$1 preset=$2 img=$3 batch=$4 prec=$5 u t torch_script extra=""
+  if [ "$mode" = train ]; then torch_script=bench/bench_train_torch.py; extra=--train
+  else torch_script=bench/bench_torch.py; fi
+  u=$("$UFO" bench $extra --preset "$preset" --img-size "$img" --batch "$batch" --iters "$ITERS" \
         --threads "$THREADS" --precision "$prec" --json)
-  t=$(OMP_NUM_THREADS=$THREADS $PY bench/bench_torch.py --preset "$PRESET" --img-size "$IMG" \
-        --batch "$BATCH" --iters "$ITERS" --threads "$THREADS" --precision "$prec")
-  us=$(field "$u" s_per_image); ts=$(field "$t" s_per_image)
-  isa=$($PY -c "import json,sys; print(json.loads(sys.argv[1])['isa'])" "$u")
-  printf "%-9s %14s %14s %13.2fx %10s\n" "$prec" "$us" "$ts" "$($PY -c "print($ts/$us)")" "$isa"
-done
-echo "(ufo/torch > 1 means ufo is faster; torch = Debian python3-torch $($PY -c 'import torch; print(torch.__version__)'))"
+  t=$(OMP_NUM_THREADS=$THREADS $PY $torch_script --preset "$preset" --img-size "$img" --batch "$batch" \
+        --iters "$ITERS" --threads "$THREADS" --precision "$prec")
+  printf "%-9s %-12s %-5s %6s %12.4f %12.4f %9.2fx  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
+    "$(field "$u" s_per_image)" "$(field "$t" s_per_image)" \
+    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$(field "$u" isa)"
+}
 
-echo
-echo "== memory: ufo embed, ViT-$PRESET/16 at $IMG, batch 1, from a model file =="
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$UFO" init --preset "$PRESET" --img-size "$IMG" --out "$tmp/m.safetensors" 2>/dev/null
-$PY -c "from PIL import Image; Image.new('RGB', (300, 200), (120, 60, 30)).save('$tmp/x.jpg')"
-for prec in fp32 bf16; do
-  /usr/bin/time -f "%M" -o "$tmp/rss" "$UFO" embed --model "$tmp/m.safetensors" --task vehicle --batch 1 \
-     --precision "$prec" --out "$tmp/f.npy" --quiet "$tmp/x.jpg"
-  echo "$prec: peak resident memory $(( $(cat "$tmp/rss") / 1024 )) MB (model file $(( $(stat -c %s "$tmp/m.safetensors") / 1048576 )) MB)"
-done
+echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)'), $THREADS threads, $ITERS timed iterations after a warm-up =="
+printf "%-9s %-12s %-5s %6s %12s %12s %10s  %s\n" mode model prec batch "ufo s/img" "torch s/img" "ufo/torch" "ufo path"
+if ! skip infer; then
+  for prec in fp32 bf16; do compare inference large 384 8 $prec; done
+fi
+if ! skip train; then
+  for preset in small base; do for prec in fp32 bf16; do compare train $preset 224 64 $prec; done; done
+fi
 
-echo
-echo "== metrics at full benchmark scale (synthetic 1024-d features) vs numpy =="
-bash bench/bench_metrics.sh "$(dirname "$UFO")"
+if ! skip memory; then
+  echo
+  echo "== memory: ufo embed, ViT-L/16 at 384, batch 1, from a model file =="
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  "$UFO" init --preset large --img-size 384 --out "$tmp/m.safetensors" 2>/dev/null
+  $PY -c "from PIL import Image; Image.new('RGB', (300, 200), (120, 60, 30)).save('$tmp/x.jpg')"
+  for prec in fp32 bf16; do
+    /usr/bin/time -f "%M" -o "$tmp/rss" "$UFO" embed --model "$tmp/m.safetensors" --task vehicle --batch 1 \
+       --precision "$prec" --out "$tmp/f.npy" --quiet "$tmp/x.jpg"
+    echo "$prec: peak resident memory $(( $(cat "$tmp/rss") / 1024 )) MB (model file $(( $(stat -c %s "$tmp/m.safetensors") / 1048576 )) MB)"
+  done
+fi
+
+if ! skip metrics; then
+  echo
+  bash bench/bench_metrics.sh "$(dirname "$UFO")"
+fi

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(cmake make gcc clang libclang-rt-14-dev pkg-config
       libdnnl-dev libjpeg62-turbo-dev libpng-dev libcjson-dev libomp-dev
       libopenmpi-dev openmpi-bin
-      python3-torch python3-pil python3-numpy python3-sklearn python-matplotlib-data)
+      python3-torch python3-pil python3-numpy python3-sklearn python-matplotlib-data
+      libopenblas0-pthread)  # an optimised BLAS for numpy/torch: benchmarks compare against a fair peer
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 #include "base/rng.h"
 #include "cli/cli.h"
 #include "model/vit.h"
+#include "train/trainer.h"
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,14 @@ static const char *usage =
     "  --precision P     fp32 | bf16 (default bf16)\n"
     "  --threads N       OpenMP threads (default: all cores)\n"
     "  --reference       time the plain-C reference kernels instead\n"
+    "  --train           time a whole training step instead: forward, CosFace (1000\n"
+    "                    classes) + triplet on the vehicle head, backward, SGD\n"
+    "  --recompute       with --train: recompute activations per block\n"
     "  --json            one JSON line instead of text\n";
 
 int cmd_bench(int argc, char **argv) {
     const char *preset = "large", *prec = "bf16";
-    int img = 384, patch = 16, batch = 8, iters = 2, threads = 0, reference = 0, json = 0;
+    int img = 384, patch = 16, batch = 8, iters = 2, threads = 0, reference = 0, json = 0, train = 0, recompute = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -43,6 +47,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 1024, &threads)) return 2; }
         else if (!strcmp(a, "--reference")) reference = 1;
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--train")) train = 1;
+        else if (!strcmp(a, "--recompute")) recompute = 1;
         else return cli_usage_error("bench", "unknown or incomplete option '%s'", a);
     }
     if (strcmp(prec, "fp32") && strcmp(prec, "bf16"))
@@ -54,35 +60,60 @@ int cmd_bench(int argc, char **argv) {
     if (vit_alloc(&m, &c, 1u << UFO_TASK_VEHICLE)) return cli_fail();
     vit_init_random(&m, 1);
     ufo_precision p = strcmp(prec, "bf16") ? UFO_PREC_FP32 : UFO_PREC_BF16;
-    if (vit_prepare(&m, reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU, p)) {
+    if (!train && vit_prepare(&m, reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU, p)) {
         vit_free(&m);
         return cli_fail();
     }
     size_t per = (size_t)3 * img * img;
     float *x = ufo_alloc(per * batch * sizeof(float)), *out = ufo_alloc((size_t)batch * c.dim * sizeof(float));
-    if (!x || !out) {
+    int32_t *labels = malloc(sizeof(int32_t) * batch);
+    if (!x || !out || !labels) {
         vit_free(&m);
         return cli_fail();
     }
     ufo_rng r;
     ufo_rng_seed(&r, 2);
     for (size_t i = 0; i < per * batch; i++) x[i] = (float)(2 * ufo_rng_uniform(&r) - 1);
-    int rc = vit_forward(&m, x, batch, UFO_TASK_VEHICLE, out);  // warm-up: primitives, packing, pages
-    double t0 = ufo_now();
-    for (int i = 0; i < iters && rc == 0; i++) rc = vit_forward(&m, x, batch, UFO_TASK_VEHICLE, out);
-    double dt = ufo_now() - t0;
+    for (int i = 0; i < batch; i++) labels[i] = (i / 4) % 1000;  // P x K with K = 4
+    int rc = 0;
+    double dt = 0;
+    if (train) {
+        int classes[UFO_NUM_TASKS] = {0, 0, 1000, 0}, counts[UFO_NUM_TASKS] = {0, 0, batch, 0};
+        ufo_train_config tc;
+        ufo_train_config_default(&tc, classes, 100000);
+        tc.backend = reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU;
+        tc.prec = p;
+        tc.batch_cap = batch;
+        tc.recompute = recompute;
+        tc.lr.warmup_steps = 0;  // a non-zero learning rate from the first step
+        ufo_trainer t;
+        ufo_step_stats st;
+        rc = ufo_trainer_init(&t, &m, &tc);
+        if (rc == 0) rc = ufo_trainer_step(&t, x, counts, labels, &st);  // warm-up
+        double t0 = ufo_now();
+        for (int i = 0; i < iters && rc == 0; i++) rc = ufo_trainer_step(&t, x, counts, labels, &st);
+        dt = ufo_now() - t0;
+        if (rc == 0) ufo_trainer_free(&t);
+    } else {
+        rc = vit_forward(&m, x, batch, UFO_TASK_VEHICLE, out);  // warm-up: primitives, packing, pages
+        double t0 = ufo_now();
+        for (int i = 0; i < iters && rc == 0; i++) rc = vit_forward(&m, x, batch, UFO_TASK_VEHICLE, out);
+        dt = ufo_now() - t0;
+    }
     ufo_free(x);
     ufo_free(out);
+    free(labels);
     vit_free(&m);
     if (rc) return cli_fail();
     double ips = (double)batch * iters / dt;
     const char *isa = reference ? "reference" : cpu_isa_name();
     if (json)
-        printf("{\"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", \"threads\": %d, "
-               "\"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\"}\n",
-               preset, img, batch, prec, omp_get_max_threads(), ips, 1 / ips, isa);
+        printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
+               "\"threads\": %d, \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\"}\n",
+               train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), ips, 1 / ips, isa);
     else
-        printf("ViT-%s/%d at %d, batch %d, %s, %d threads, %s: %.3f images/s, %.3f s/image\n", preset, patch,
-               img, batch, prec, omp_get_max_threads(), isa, ips, 1 / ips);
+        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s: %.3f images/s, %.3f s/image\n",
+               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, ips,
+               1 / ips);
     return 0;
 }
