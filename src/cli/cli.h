@@ -9,6 +9,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 // Prints "ufo: <message>" (the current ufo_error()) on stderr; returns 1.
 int cli_fail(void);

@@ -14,6 +14,7 @@ typedef struct {
 static const subcommand commands[] = {
     {"embed", cmd_embed, "images -> embeddings (.npy), with a task head or the backbone"},
     {"preprocess", cmd_preprocess, "image -> the exact float tensor the model sees (.npy)"},
+    {"train", cmd_train, "train the multi-task model from a recipe (resumable)"},
     {"eval", cmd_eval, "score a model on the twelve benchmarks; print the seed's table"},
     {"info", cmd_info, "describe a model file: architecture, parameters, heads"},
     {"init", cmd_init, "write a randomly initialised model of any size (.safetensors)"},

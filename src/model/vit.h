@@ -103,3 +103,7 @@ int vit_forward(vit_model *m, const float *images, int n, int task, float *out);
 // F.interpolate(mode="bicubic", antialias=True, align_corners=False), i.e. a
 // separable cubic filter with a = -0.5 whose support widens when shrinking.
 void vit_resample_pos_embed(float *dst, const float *src, int g0, int g1, int dim);
+
+// dst = src with exactly the heads in head_mask: parameters copied by name,
+// heads that src lacks start at identity (weight 1, bias 0, mean 0, var 1).
+int vit_with_heads(const vit_model *src, unsigned head_mask, vit_model *dst);

@@ -102,3 +102,22 @@ void vit_free(vit_model *m) {
     free(m->w.blocks);
     memset(m, 0, sizeof *m);
 }
+
+int vit_with_heads(const vit_model *src, unsigned head_mask, vit_model *dst) {
+    if (vit_alloc(dst, &src->cfg, head_mask)) return -1;
+    for (int i = 0; i < dst->n_params; i++) {
+        const vit_param *p = &dst->table[i];
+        float *d = dst->params + p->offset;
+        int found = 0;
+        for (int j = 0; j < src->n_params && !found; j++)
+            if (!strcmp(src->table[j].name, p->name)) {
+                memcpy(d, src->params + src->table[j].offset, p->numel * sizeof(float));
+                found = 1;
+            }
+        if (!found) {  // a new BNNeck: identity at first
+            float v = (p->kind == P_BN_W || p->kind == P_BN_VAR) ? 1.0f : 0.0f;
+            for (size_t k = 0; k < p->numel; k++) d[k] = v;
+        }
+    }
+    return 0;
+}

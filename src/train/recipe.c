@@ -168,6 +168,12 @@ static int set_field(ufo_recipe *r, const field *f, const char *value, const cha
 int ufo_recipe_load(ufo_recipe *r, const char *path) {
     char *text;
     if (ufo_read_file(path, &text, NULL)) return -1;
+    int rc = ufo_recipe_parse(r, text, path);
+    free(text);
+    return rc;
+}
+
+int ufo_recipe_parse(ufo_recipe *r, char *text, const char *path) {
     char section[64] = "", where[1100];
     int lineno = 0, rc = 0;
     // strtok_r would skip empty lines and so miscount; walk the lines by hand.
@@ -208,7 +214,6 @@ int ufo_recipe_load(ufo_recipe *r, const char *path) {
         }
         line = next;
     }
-    free(text);
     return rc;
 }
 

@@ -46,6 +46,8 @@ typedef struct {
 void ufo_recipe_defaults(ufo_recipe *r);  // the seed's recipe (SPEC section 4)
 // Reads `path` over the current values of r (call ufo_recipe_defaults first).
 int ufo_recipe_load(ufo_recipe *r, const char *path);
+// The same from text in memory (modified in place); `name` is used in errors.
+int ufo_recipe_parse(ufo_recipe *r, char *text, const char *name);
 // Sets one field from "section.key=value" (command-line overrides).
 int ufo_recipe_set(ufo_recipe *r, const char *assignment);
 // Writes every field with its documentation, as a loadable recipe file.

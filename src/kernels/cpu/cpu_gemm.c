@@ -69,17 +69,17 @@ static void entry_clear(gemm_entry *e) {
     memset(e, 0, sizeof *e);
 }
 
-// The primitive descriptor of the implementation to use: for bf16 oneDNN's
-// first choice (brgemm on AMX); for fp32 the first "gemm:" implementation
-// (oneDNN's jit sgemm behind the matmul API, with the same fused bias / sum /
-// GELU), which measured faster than brg:avx512_core on every training shape;
-// the first choice where there is none.
 static int impl_is(const_dnnl_primitive_desc_t pd, const char *prefix) {
     const char *name = NULL;
     return pd && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name &&
            !strncmp(name, prefix, strlen(prefix));
 }
 
+// The primitive descriptor of the implementation to use: for bf16 oneDNN's
+// first choice (brgemm on AMX); for fp32 the first "gemm:" implementation
+// (oneDNN's jit sgemm behind the matmul API, with the same fused bias / sum /
+// GELU), which measured faster than brg:avx512_core on every training shape;
+// the first choice where there is none.
 static dnnl_status_t pick_impl(dnnl_primitive_desc_t *pd, const dnnl_matmul_desc_t *mm,
                                const_dnnl_primitive_attr_t attr, ufo_precision prec) {
     const char *want = prec == UFO_PREC_FP32 ? "gemm:" : "";
