@@ -76,9 +76,20 @@ def l2norm_f32(x):
     return (x / np.maximum(n, 1e-12)[:, None]).astype(np.float32)
 
 
+def inner_f64(a, b, rows=64):
+    """a @ b.T in float64, summed by numpy's own reduction (the same order for
+    every element), not by BLAS: a BLAS dgemm may sum identical vectors in a
+    different order at different tile positions, turning planted exact ties
+    into 1-ulp non-ties depending on which BLAS is installed."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.empty((a.shape[0], b.shape[0]))
+    for i in range(0, a.shape[0], rows):
+        out[i:i + rows] = (a[i:i + rows, None, :] * b[None, :, :]).sum(-1)
+    return out
+
+
 def reid_distmat(qf, gf):
-    qn, gn = l2norm_f32(qf).astype(np.float64), l2norm_f32(gf).astype(np.float64)
-    return 1.0 - qn @ gn.T
+    return 1.0 - inner_f64(l2norm_f32(qf), l2norm_f32(gf))
 
 
 def eval_func(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
@@ -130,7 +141,7 @@ def sop_recall(feats, labels, ks=(1, 10, 100, 1000)):
     index; ranked by similarity descending, ties by index."""
     xn = l2norm_f32(feats).astype(np.float64)
     labels = np.asarray(labels)
-    sims = xn @ xn.T
+    sims = inner_f64(xn, xn)
     n = len(labels)
     first = np.full(n, -1)
     for i in range(n):
