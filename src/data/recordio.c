@@ -34,34 +34,31 @@ const char *ufo_recordio_describe(const ufo_recordio *r, int i, char *buf, size_
 // Walks the logical record that starts at `off`: checks every piece against the
 // file and, when dst is non-NULL, joins the pieces into dst. *joined: the data
 // size; *next: where the following record would start (may be past the end).
-// `what` names the record in errors ("record 3 (key 7, offset 96)").
-static int walk(const ufo_recordio *r, uint64_t off, const char *what, size_t *joined, uint64_t *next,
-                unsigned char *dst) {
+// Errors say what is wrong, not which record: the caller wraps them.
+static int walk(const ufo_recordio *r, uint64_t off, size_t *joined, uint64_t *next, unsigned char *dst) {
     size_t total = 0;
     int piece = 0;
     for (;;) {
         if (off > r->size || r->size - off < 8) {
-            if (piece == 0) return ufo_errorf("%s: %s: offset is past the end of the file (size %zu)", r->name, what, r->size);
-            return ufo_errorf("%s: %s: split record is cut short: piece %d at offset %" PRIu64 " is past the end of the file (size %zu)",
-                              r->name, what, piece, off, r->size);
+            if (piece == 0) return ufo_errorf("offset is past the end of the file (size %zu)", r->size);
+            return ufo_errorf("split record is cut short: piece %d at offset %" PRIu64 " is past the end of the file (size %zu)",
+                              piece, off, r->size);
         }
         const unsigned char *p = r->data + off;
         uint32_t magic = rd32(p), lrec = rd32(p + 4);
         if (magic != UFO_RECORDIO_MAGIC) {
-            if (piece == 0) return ufo_errorf("%s: %s: bad magic 0x%08x (expected 0xced7230a)", r->name, what, magic);
-            return ufo_errorf("%s: %s: split record piece %d at offset %" PRIu64 ": bad magic 0x%08x", r->name, what, piece, off,
-                              magic);
+            if (piece == 0) return ufo_errorf("bad magic 0x%08x (expected 0xced7230a)", magic);
+            return ufo_errorf("split record piece %d at offset %" PRIu64 ": bad magic 0x%08x", piece, off, magic);
         }
         uint32_t cflag = lrec >> 29, len = lrec & ((1u << 29) - 1);
         if (piece == 0 && cflag != 0 && cflag != 1)
-            return ufo_errorf("%s: %s: starts with a %s piece (cflag %u), not a record start", r->name, what,
+            return ufo_errorf("starts with a %s piece (cflag %u), not a record start",
                               cflag == 2 ? "middle" : cflag == 3 ? "last" : "invalid", cflag);
         if (piece > 0 && cflag != 2 && cflag != 3)
-            return ufo_errorf("%s: %s: split record piece %d at offset %" PRIu64 " has cflag %u (expected 2 or 3)", r->name, what,
-                              piece, off, cflag);
+            return ufo_errorf("split record piece %d at offset %" PRIu64 " has cflag %u (expected 2 or 3)", piece, off, cflag);
         if (len > r->size - off - 8)
-            return ufo_errorf("%s: %s: piece %d at offset %" PRIu64 " claims %u bytes, past the end of the file (size %zu)", r->name,
-                              what, piece, off, len, r->size);
+            return ufo_errorf("piece %d at offset %" PRIu64 " claims %u bytes, past the end of the file (size %zu)", piece, off, len,
+                              r->size);
         if (dst && len) memcpy(dst + total, p + 8, len);
         total += len;
         off += 8 + (((uint64_t)len + 3) & ~(uint64_t)3);
@@ -83,30 +80,33 @@ static const char *what_of(const ufo_recordio *r, int i, char *buf, size_t cap) 
     return buf;
 }
 
+static int wrap_record(const ufo_recordio *r, int i) {
+    char what[96];
+    return ufo_error_wrap("%s: %s", r->name, what_of(r, i, what, sizeof what));
+}
+
 int ufo_recordio_read(const ufo_recordio *r, int i, ufo_record *rec) {
     memset(rec, 0, sizeof *rec);
     if (i < 0 || i >= r->n) return ufo_errorf("%s: record %d does not exist (%d records)", r->name, i, r->n);
-    char what[96];
-    what_of(r, i, what, sizeof what);
     uint64_t off = r->offsets[i];
     const unsigned char *p = r->data + off;   // open checked off + 8 <= size
-    if ((rd32(p + 4) >> 29) == 0 && rd32(p) == UFO_RECORDIO_MAGIC) {
-        size_t len = rd32(p + 4) & ((1u << 29) - 1);
-        if (len > r->size - off - 8)
-            return ufo_errorf("%s: %s: piece 0 at offset %" PRIu64 " claims %zu bytes, past the end of the file (size %zu)", r->name,
-                              what, off, len, r->size);
-        rec->data = p + 8;
-        rec->size = len;
+    uint32_t lrec = rd32(p + 4);
+    if (rd32(p) == UFO_RECORDIO_MAGIC && (lrec >> 29) == 0 && (lrec & ((1u << 29) - 1)) <= r->size - off - 8) {
+        rec->data = p + 8;   // a whole record: no copy
+        rec->size = lrec & ((1u << 29) - 1);
         return 0;
     }
     size_t joined;
     uint64_t next;
-    if (walk(r, off, what, &joined, &next, NULL) != 0) return -1;
+    if (walk(r, off, &joined, &next, NULL) != 0) return wrap_record(r, i);
     rec->owned = malloc(joined ? joined : 1);
-    if (!rec->owned) return ufo_errorf("%s: %s: out of memory joining %zu bytes", r->name, what, joined);
-    if (walk(r, off, what, &joined, &next, rec->owned) != 0) {
+    if (!rec->owned) {
+        ufo_errorf("out of memory joining %zu bytes", joined);
+        return wrap_record(r, i);
+    }
+    if (walk(r, off, &joined, &next, rec->owned) != 0) {
         ufo_record_free(rec);
-        return -1;
+        return wrap_record(r, i);
     }
     rec->data = rec->owned;
     rec->size = joined;
@@ -146,8 +146,7 @@ int ufo_recordio_read_image(const ufo_recordio *r, int i, ufo_record *rec, ufo_i
     memset(h, 0, sizeof *h);
     if (ufo_recordio_read(r, i, rec) != 0) return -1;
     if (ufo_irheader_parse(rec->data, rec->size, h) != 0) {
-        char what[96];
-        ufo_error_wrap("%s: %s", r->name, what_of(r, i, what, sizeof what));
+        wrap_record(r, i);
         ufo_record_free(rec);
         return -1;
     }
@@ -279,11 +278,10 @@ static int scan(ufo_recordio *r) {
     while (off < r->size) {
         if (r->size - off < 8)
             return ufo_errorf("%s: %zu trailing bytes at offset %" PRIu64 " are not a record", r->name, (size_t)(r->size - off), off);
-        char what[96];
-        snprintf(what, sizeof what, "record %d (offset %" PRIu64 ")", r->n, off);
         size_t joined;
         uint64_t next;
-        if (walk(r, off, what, &joined, &next, NULL) != 0) return -1;
+        if (walk(r, off, &joined, &next, NULL) != 0)
+            return ufo_error_wrap("%s: record %d (offset %" PRIu64 ")", r->name, r->n, off);
         if (grow(r, &cap, NULL) != 0) return -1;
         r->keys[r->n] = r->n;
         r->offsets[r->n] = off;
