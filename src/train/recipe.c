@@ -78,6 +78,7 @@ static const field fields[] = {
     FLD("run", "eval_every", F_INT, eval_every, NULL, "steps between evaluations (0: only at the end)"),
     FLD("run", "eval_datasets", F_STR, eval_datasets, NULL, "ufo eval sets to score, comma separated; empty: none"),
     FLD("run", "eval_root", F_STR, eval_root, NULL, "root of the evaluation sets; empty: the data root"),
+    FLD("run", "eval_heads", F_STR, eval_heads, NULL, "DATASET=TASK pairs, comma separated, overriding the released heads (e.g. Market1501=person)"),
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 

@@ -41,6 +41,7 @@ typedef struct {
     int log_every, checkpoint_every, eval_every;
     char eval_datasets[UFO_RECIPE_STR];  // ufo eval names, "" = none
     char eval_root[UFO_RECIPE_STR];      // "" = the data root
+    char eval_heads[UFO_RECIPE_STR];     // "DATASET=TASK,...": heads other than the released defaults
 } ufo_recipe;
 
 void ufo_recipe_defaults(ufo_recipe *r);  // the seed's recipe (SPEC section 4)

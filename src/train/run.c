@@ -214,6 +214,13 @@ static int evaluate(run_state *s, long step) {
     char *save = NULL;
     for (char *name = strtok_r(list, ",", &save); name && rc == 0 && n < 12; name = strtok_r(NULL, ",", &save)) {
         int task = ufo_default_task(name);
+        const char *h = strstr(r->eval_heads, name);  // "...,NAME=task,..."
+        if (h && h[strlen(name)] == '=' && (h == r->eval_heads || h[-1] == ',')) {
+            char t[16];
+            snprintf(t, sizeof t, "%.*s", (int)strcspn(h + strlen(name) + 1, ","), h + strlen(name) + 1);
+            task = vit_task_from_name(t);
+            if (task < 0) rc = ufo_errorf("run.eval_heads: unknown task '%s' for %s", t, name);
+        }
         if (task == -2) rc = ufo_errorf("run.eval_datasets: unknown dataset '%s'", name);
         else if (!(s->model.head_mask >> task & 1)) task = -1;  // that head is not trained: score the backbone
         if (rc == 0 && (rc = ufo_evaluate(&s->model, name, task, &eo, &res[n])) == 0) n++;
