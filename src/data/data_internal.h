@@ -20,6 +20,9 @@ int ufo_need_dir(const char *path);
 int ufo_read_list(const char *path, char **text, size_t *n);
 // Sorted (strcmp) names of the `*.jpg` entries of dir (no hidden files), as glob would list them.
 int ufo_list_jpgs(const char *dir, char ***names, int *n);
+// Sorted names of the non-hidden entries of dir for which keep(dir, name) is 1
+// (keep returns -1 to fail the listing, with ufo_error set).
+int ufo_list_dir(const char *dir, int (*keep)(const char *dir, const char *name), char ***names, int *n);
 void ufo_free_names(char **names, int n);
 
 // ReID folders of *.jpg whose names give (pid, cam) through parse (0 on a match);

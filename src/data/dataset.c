@@ -166,10 +166,9 @@ void ufo_free_names(char **names, int n) {
     free(names);
 }
 
-int ufo_list_jpgs(const char *dir, char ***names_out, int *n_out) {
+int ufo_list_dir(const char *dir, int (*keep)(const char *dir, const char *name), char ***names_out, int *n_out) {
     *names_out = NULL;
     *n_out = 0;
-    if (ufo_need_dir(dir) != 0) return -1;
     DIR *d = opendir(dir);
     if (!d) return ufo_errorf("cannot open folder %s: %s", dir, strerror(errno));
     char **names = NULL;
@@ -177,8 +176,13 @@ int ufo_list_jpgs(const char *dir, char ***names_out, int *n_out) {
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *nm = de->d_name;
-        size_t len = strlen(nm);
-        if (nm[0] == '.' || len < 4 || strcmp(nm + len - 4, ".jpg") != 0) continue;
+        if (nm[0] == '.') continue;
+        int k = keep(dir, nm);
+        if (k < 0) {
+            rc = -1;
+            break;
+        }
+        if (!k) continue;
         if (n == cap) {
             if (cap >= (1 << 29)) {
                 rc = ufo_errorf("%s: too many files", dir);
@@ -207,6 +211,18 @@ int ufo_list_jpgs(const char *dir, char ***names_out, int *n_out) {
     *names_out = names;
     *n_out = n;
     return 0;
+}
+
+static int is_jpg(const char *dir, const char *nm) {
+    size_t len = strlen(nm);
+    return len >= 4 && strcmp(nm + len - 4, ".jpg") == 0;
+}
+
+int ufo_list_jpgs(const char *dir, char ***names_out, int *n_out) {
+    *names_out = NULL;
+    *n_out = 0;
+    if (ufo_need_dir(dir) != 0) return -1;
+    return ufo_list_dir(dir, is_jpg, names_out, n_out);
 }
 
 int ufo_set_take_items(ufo_eval_set *s, ufo_items *items) {

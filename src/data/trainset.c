@@ -166,65 +166,25 @@ done:
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int has_image_ext(const char *nm) {
     const char *dot = strrchr(nm, '.');
     return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
+static int keep_dir(const char *dir, const char *nm) {
+    char *p = ufo_pathf("%s/%s", dir, nm);
+    if (!p) return -1;
+    int isd = ufo_is_dir(p);
+    free(p);
+    return isd;
+}
+
+static int keep_image(const char *dir, const char *nm) { return has_image_ext(nm); }
+
 // Sorted non-hidden entries of dir: folders (want_dirs) or image files.
 static int list_dir(const char *dir, int want_dirs, char ***out, int *n_out) {
-    *out = NULL;
-    *n_out = 0;
-    DIR *d = opendir(dir);
-    if (!d) return ufo_errorf("cannot open folder %s: %s", dir, strerror(errno));
-    char **names = NULL;
-    int n = 0, cap = 0, rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *nm = de->d_name;
-        if (nm[0] == '.') continue;
-        if (want_dirs) {
-            char *p = ufo_pathf("%s/%s", dir, nm);
-            if (!p) {
-                rc = -1;
-                break;
-            }
-            int isd = ufo_is_dir(p);
-            free(p);
-            if (!isd) continue;
-        } else {
-            if (!has_image_ext(nm)) continue;
-        }
-        if (n == cap) {
-            if (cap >= (1 << 29)) {
-                rc = ufo_errorf("%s: too many entries", dir);
-                break;
-            }
-            cap = cap ? cap * 2 : 64;
-            char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) {
-                rc = ufo_errorf("out of memory listing %s", dir);
-                break;
-            }
-            names = nn;
-        }
-        if (!(names[n] = strdup(nm))) {
-            rc = ufo_errorf("out of memory listing %s", dir);
-            break;
-        }
-        n++;
-    }
-    closedir(d);
-    if (rc != 0) {
-        ufo_free_names(names, n);
-        return -1;
-    }
-    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str);
-    *out = names;
-    *n_out = n;
-    return 0;
+    return ufo_list_dir(dir, want_dirs ? keep_dir : keep_image, out, n_out);
 }
 
 static int load_image_folder(const char *dir, const char *name, ufo_trainset *s) {
