@@ -16,6 +16,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
 #include <string.h>
+#include "kernels/cpu/cpu_simd.h"
 
 // Below this many elements OpenMP's fork/join costs more than it saves.
 #define PAR_MIN 32768
@@ -213,24 +214,6 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
 
 // ---------------------------------------------------------------- GELU
 
-// exp(x) to ~1 ulp (a copy of cpu_eltwise.c's static exp512: x = n ln2 + r,
-// Cephes' expf polynomial for exp(r), scaled by 2^n with vscalefps).
-__attribute__((target("avx512f"))) static inline __m512 bwd_exp512(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7228394f)), _mm512_set1_ps(-104.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
 // gelu'(x) = Phi(x) + x phi(x). With z = |x|/sqrt2, e = exp(-z^2) = exp(-x^2/2)
 // and erfc(z) = poly(t) e (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7):
 //   Phi(x) = 1 - erfc(z)/2 (x >= 0), erfc(z)/2 (x < 0);  phi(x) = e / sqrt(2 pi).
@@ -251,7 +234,7 @@ __attribute__((target("avx512f"))) static void gelu_bwd_avx512(float *dx, const 
         q = _mm512_fmadd_ps(q, t, a2);
         q = _mm512_fmadd_ps(q, t, a1);
         q = _mm512_mul_ps(q, t);
-        __m512 e = bwd_exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
+        __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
         __m512 hc = _mm512_mul_ps(half, _mm512_mul_ps(q, e));   // erfc(z) / 2
         __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
         __m512 cdf = _mm512_mask_sub_ps(hc, pos, one, hc);
