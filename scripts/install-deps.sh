@@ -2,11 +2,15 @@
 # Installs the Debian packages ufo needs to build, test and benchmark.
 # Idempotent: asks apt only for what is missing, so a second run is a no-op.
 set -euo pipefail
-pkgs=(cmake make gcc clang libclang-rt-14-dev pkg-config
+# Build: compilers (clang + its runtime for the libFuzzer targets), oneDNN, codecs, cJSON.
+# Oracles: Debian's torch, Pillow, numpy, scikit-learn, and OpenBLAS so that numpy and
+# torch run at a fair speed in the benchmarks. Demo: Fashion-MNIST and Debian's sample
+# photos. Bench: /usr/bin/time for peak memory.
+pkgs=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config
       libdnnl-dev libjpeg62-turbo-dev libpng-dev libcjson-dev libomp-dev
       libopenmpi-dev openmpi-bin
       python3-torch python3-pil python3-numpy python3-sklearn python-matplotlib-data
-      libopenblas0-pthread)  # an optimised BLAS for numpy/torch: benchmarks compare against a fair peer
+      libopenblas0-pthread dataset-fashion-mnist time)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
