@@ -83,22 +83,6 @@ static void prims_clear(attn_prims *a) {
     memset(a, 0, sizeof *a);
 }
 
-static dnnl_status_t make_matmul(dnnl_primitive_t *prim, dnnl_memory_t *ms, dnnl_memory_t *mw, dnnl_memory_t *md,
-                                 const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *w,
-                                 const dnnl_memory_desc_t *d) {
-    dnnl_engine_t eng = cpu_engine();
-    dnnl_matmul_desc_t mm;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_matmul_desc_init(&mm, s, w, NULL, d);
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL);
-    if (st == dnnl_success) st = dnnl_primitive_create(prim, pd);
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (st == dnnl_success && !*ms) st = dnnl_memory_create(ms, s, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && !*mw) st = dnnl_memory_create(mw, w, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && !*md) st = dnnl_memory_create(md, d, eng, DNNL_MEMORY_NONE);
-    return st;
-}
-
 static attn_prims *get_prims(int G, int T, int hd) {
     for (int i = 0; i < ATTN_CACHE; i++)
         if (g_prims[i].G == G && g_prims[i].T == T && g_prims[i].hd == hd) return &g_prims[i];
@@ -115,8 +99,8 @@ static attn_prims *get_prims(int G, int T, int hd) {
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&p_md, 3, sd, dnnl_bf16, dnnl_abc);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&v_md, 3, qd, dnnl_bf16, dnnl_abc);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&o_md, 3, qd, dnnl_f32, dnnl_abc);
-    if (st == dnnl_success) st = make_matmul(&a->qk, &a->q, &a->k, &a->s, &q_md, &kt_md, &s_md);
-    if (st == dnnl_success) st = make_matmul(&a->pv, &a->p, &a->v, &a->o, &p_md, &v_md, &o_md);
+    if (st == dnnl_success) st = cpu_make_matmul(&a->qk, &a->q, &a->k, &a->s, &q_md, &kt_md, &s_md);
+    if (st == dnnl_success) st = cpu_make_matmul(&a->pv, &a->p, &a->v, &a->o, &p_md, &v_md, &o_md);
     if (st != dnnl_success) {
         prims_clear(a);
         ufo_errorf("cpu_attention: bf16 matmul G=%d T=%d hd=%d: oneDNN error %s", G, T, hd, dnnl_status2str(st));
@@ -126,19 +110,6 @@ static attn_prims *get_prims(int G, int T, int hd) {
     a->T = T;
     a->hd = hd;
     return a;
-}
-
-static dnnl_status_t exec3(dnnl_primitive_t prim, dnnl_memory_t s, void *sp, dnnl_memory_t w, void *wp,
-                           dnnl_memory_t d, void *dp) {
-    dnnl_status_t st = dnnl_memory_set_data_handle(s, sp);
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(w, wp);
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(d, dp);
-    if (st == dnnl_success) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}};
-        st = dnnl_primitive_execute(prim, cpu_stream(), 3, args);
-    }
-    if (st == dnnl_success) st = dnnl_stream_wait(cpu_stream());
-    return st;
 }
 
 // Heads per group. One image's H heads when their S (fp32) and P (bf16) fit
@@ -191,13 +162,13 @@ static int attention_bf16_locked(float *out, const float *qkv, int B, int T, int
             cpu_f32_to_bf16_serial(kb + dst, src + (size_t)H * hd, hd);
             cpu_f32_to_bf16_serial(vb + dst, src + (size_t)2 * H * hd, hd);
         }
-        dnnl_status_t st = exec3(a->qk, a->q, qb, a->k, kb, a->s, s);
+        dnnl_status_t st = cpu_exec_matmul(a->qk, a->q, qb, a->k, kb, a->s, s);
         if (st != dnnl_success) return cpu_dnnl_error("cpu_attention: q k^T matmul", st);
 #pragma omp parallel for schedule(static) if ((size_t)g * tt > 32768)
         for (long r = 0; r < (long)g * T; r++) {
             cpu_softmax_row_bf16(s + (size_t)r * T, p + (size_t)r * T, T, scale);
         }
-        st = exec3(a->pv, a->p, p, a->v, vb, a->o, o);
+        st = cpu_exec_matmul(a->pv, a->p, p, a->v, vb, a->o, o);
         if (st != dnnl_success) return cpu_dnnl_error("cpu_attention: P v matmul", st);
 #pragma omp parallel for schedule(static) if ((size_t)g * thd > 32768)
         for (long i = 0; i < (long)g * T; i++) {

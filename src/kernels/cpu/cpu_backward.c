@@ -441,22 +441,6 @@ static void bwd_prims_clear(bwd_prims *a) {
     memset(a, 0, sizeof *a);
 }
 
-static dnnl_status_t bwd_matmul(dnnl_primitive_t *prim, dnnl_memory_t *ms, dnnl_memory_t *mw, dnnl_memory_t *md,
-                                const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *w,
-                                const dnnl_memory_desc_t *d) {
-    dnnl_engine_t eng = cpu_engine();
-    dnnl_matmul_desc_t mm;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_matmul_desc_init(&mm, s, w, NULL, d);
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL);
-    if (st == dnnl_success) st = dnnl_primitive_create(prim, pd);
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (st == dnnl_success) st = dnnl_memory_create(ms, s, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success) st = dnnl_memory_create(mw, w, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success) st = dnnl_memory_create(md, d, eng, DNNL_MEMORY_NONE);
-    return st;
-}
-
 static bwd_prims *bwd_get_prims(int G, int T, int hd) {
     for (int i = 0; i < BWD_CACHE; i++)
         if (g_prims[i].G == G && g_prims[i].T == T && g_prims[i].hd == hd) return &g_prims[i];
@@ -473,9 +457,9 @@ static bwd_prims *bwd_get_prims(int G, int T, int hd) {
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&tt_b, 3, d_tt, dnnl_bf16, dnnl_abc);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&ttT_b, 3, d_tt, dnnl_bf16, dnnl_acb);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&thd_f, 3, d_thd, dnnl_f32, dnnl_abc);
-    if (st == dnnl_success) st = bwd_matmul(&a->nt, &a->nt_s, &a->nt_w, &a->nt_d, &thd_b, &hdt_b, &tt_f);
-    if (st == dnnl_success) st = bwd_matmul(&a->tn, &a->tn_s, &a->tn_w, &a->tn_d, &ttT_b, &thd_b, &thd_f);
-    if (st == dnnl_success) st = bwd_matmul(&a->nn, &a->nn_s, &a->nn_w, &a->nn_d, &tt_b, &thd_b, &thd_f);
+    if (st == dnnl_success) st = cpu_make_matmul(&a->nt, &a->nt_s, &a->nt_w, &a->nt_d, &thd_b, &hdt_b, &tt_f);
+    if (st == dnnl_success) st = cpu_make_matmul(&a->tn, &a->tn_s, &a->tn_w, &a->tn_d, &ttT_b, &thd_b, &thd_f);
+    if (st == dnnl_success) st = cpu_make_matmul(&a->nn, &a->nn_s, &a->nn_w, &a->nn_d, &tt_b, &thd_b, &thd_f);
     if (st != dnnl_success) {
         bwd_prims_clear(a);
         ufo_errorf("cpu_attention_backward: bf16 matmul G=%d T=%d hd=%d: oneDNN error %s", G, T, hd,
@@ -486,19 +470,6 @@ static bwd_prims *bwd_get_prims(int G, int T, int hd) {
     a->T = T;
     a->hd = hd;
     return a;
-}
-
-static dnnl_status_t bwd_exec(dnnl_primitive_t prim, dnnl_memory_t s, const void *sp, dnnl_memory_t w,
-                              const void *wp, dnnl_memory_t d, void *dp) {
-    dnnl_status_t st = dnnl_memory_set_data_handle(s, (void *)sp);
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(w, (void *)wp);
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(d, dp);
-    if (st == dnnl_success) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}};
-        st = dnnl_primitive_execute(prim, cpu_stream(), 3, args);
-    }
-    if (st == dnnl_success) st = dnnl_stream_wait(cpu_stream());
-    return st;
 }
 
 // Heads per group: one image's H heads when their T x T buffers (fp32 P, fp32
@@ -554,15 +525,15 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
             cpu_f32_to_bf16_serial(vb + dst, src + (size_t)2 * H * hd, hd);
             cpu_f32_to_bf16_serial(dob + dst, dout + ((size_t)b * T + t) * orow + (size_t)h * hd, hd);
         }
-        dnnl_status_t st = bwd_exec(a->nt, a->nt_s, qb, a->nt_w, kb, a->nt_d, P);
+        dnnl_status_t st = cpu_exec_matmul(a->nt, a->nt_s, qb, a->nt_w, kb, a->nt_d, P);
         if (st != dnnl_success) return cpu_dnnl_error("cpu_attention_backward: q k^T matmul", st);
 #pragma omp parallel for schedule(static) if ((size_t)g * tt > PAR_MIN)
         for (long r = 0; r < (long)g * T; r++) {
             cpu_softmax_row(P + (size_t)r * T, T, scale);
             cpu_f32_to_bf16_serial(pb + (size_t)r * T, P + (size_t)r * T, T);
         }
-        st = bwd_exec(a->tn, a->tn_s, pb, a->tn_w, dob, a->tn_d, dv);
-        if (st == dnnl_success) st = bwd_exec(a->nt, a->nt_s, dob, a->nt_w, vb, a->nt_d, dP);
+        st = cpu_exec_matmul(a->tn, a->tn_s, pb, a->tn_w, dob, a->tn_d, dv);
+        if (st == dnnl_success) st = cpu_exec_matmul(a->nt, a->nt_s, dob, a->nt_w, vb, a->nt_d, dP);
         if (st != dnnl_success) return cpu_dnnl_error("cpu_attention_backward: dV / dP matmul", st);
 #pragma omp parallel for schedule(static) if ((size_t)g * tt > PAR_MIN)
         for (long r = 0; r < (long)g * T; r++) {
@@ -574,8 +545,8 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
             for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
             cpu_f32_to_bf16_serial(pb + (size_t)r * T, dr, T);
         }
-        st = bwd_exec(a->nn, a->nn_s, pb, a->nn_w, kb, a->nn_d, dq);
-        if (st == dnnl_success) st = bwd_exec(a->tn, a->tn_s, pb, a->tn_w, qb, a->tn_d, dk);
+        st = cpu_exec_matmul(a->nn, a->nn_s, pb, a->nn_w, kb, a->nn_d, dq);
+        if (st == dnnl_success) st = cpu_exec_matmul(a->tn, a->tn_s, pb, a->tn_w, qb, a->tn_d, dk);
         if (st != dnnl_success) return cpu_dnnl_error("cpu_attention_backward: dQ / dK matmul", st);
 #pragma omp parallel for schedule(static) if ((size_t)g * thd > PAR_MIN)
         for (long i = 0; i < (long)g * T; i++) {

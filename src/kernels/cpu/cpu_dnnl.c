@@ -71,3 +71,31 @@ const char *cpu_isa_name(void) {
     }
     return "unknown";
 }
+
+dnnl_status_t cpu_make_matmul(dnnl_primitive_t *prim, dnnl_memory_t *ms, dnnl_memory_t *mw, dnnl_memory_t *md,
+                              const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *d) {
+    dnnl_engine_t eng = cpu_engine();
+    dnnl_matmul_desc_t mm;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_matmul_desc_init(&mm, s, w, NULL, d);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL);
+    if (st == dnnl_success) st = dnnl_primitive_create(prim, pd);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (st == dnnl_success && !*ms) st = dnnl_memory_create(ms, s, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && !*mw) st = dnnl_memory_create(mw, w, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && !*md) st = dnnl_memory_create(md, d, eng, DNNL_MEMORY_NONE);
+    return st;
+}
+
+dnnl_status_t cpu_exec_matmul(dnnl_primitive_t prim, dnnl_memory_t s, const void *sp, dnnl_memory_t w,
+                              const void *wp, dnnl_memory_t d, void *dp) {
+    dnnl_status_t st = dnnl_memory_set_data_handle(s, (void *)sp);
+    if (st == dnnl_success) st = dnnl_memory_set_data_handle(w, (void *)wp);
+    if (st == dnnl_success) st = dnnl_memory_set_data_handle(d, dp);
+    if (st == dnnl_success) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}};
+        st = dnnl_primitive_execute(prim, cpu_stream(), 3, args);
+    }
+    if (st == dnnl_success) st = dnnl_stream_wait(cpu_stream());
+    return st;
+}

@@ -12,6 +12,14 @@ dnnl_stream_t cpu_stream(void);
 // ufo_errorf("<what>: <oneDNN status name>") and return -1.
 int cpu_dnnl_error(const char *what, dnnl_status_t st);
 
+// A plain src x weights -> dst matmul primitive on the global engine, and a
+// memory object (no data handle) for each descriptor whose handle is still NULL.
+dnnl_status_t cpu_make_matmul(dnnl_primitive_t *prim, dnnl_memory_t *ms, dnnl_memory_t *mw, dnnl_memory_t *md,
+                              const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *d);
+// Points s, w, d at the given buffers, runs prim on the global stream and waits.
+dnnl_status_t cpu_exec_matmul(dnnl_primitive_t prim, dnnl_memory_t s, const void *sp, dnnl_memory_t w,
+                              const void *wp, dnnl_memory_t d, void *dp);
+
 // True when the AVX-512F intrinsic paths may run (checked once).
 int cpu_has_avx512(void);
 
