@@ -990,6 +990,33 @@ static void test_plan(void) {
     CHECK(same, "restored homogeneous plan diverged");
     ufo_batch_plan_free(&q);
     ufo_batch_plan_free(&p);
+    // Homogeneous with a task of fewer identities than B / K (the demo's 6
+    // product classes at B = 120): 44 rows = 11 groups of 4 from draws of P = 3
+    // distinct classes (3 + 3 + 3 + 2 groups), each group one class.
+    {
+        int lsmall[14] = {0, 1, 2, 0, 1, 2, 0, 2, 0, 2, 2, 0, 2, 2};   // 3 classes: 5, 2, 7 images
+        ufo_task_spec few[2] = {{"face", NULL, NF, 0, 24, 0}, {"product", lsmall, 14, 3, 20, 4}};
+        CHECK(ufo_batch_plan_init(&p, few, 2, UFO_MIX_HOMOGENEOUS, 5) == 0, "%s", ufo_error());
+        int fok = 1, seen_small = 0;
+        for (int step = 0; step < 44; step++) {   // 4 periods of 11 steps: 5 of them the small task
+            CHECK(ufo_batch_plan_next(&p, task, idx, ts) == 0, "%s", ufo_error());
+            if (task[0] != 1) continue;
+            seen_small++;
+            for (int d = 0; d < 4; d++) fok &= pk_ok(idx + d * 12, d < 3 ? 3 : 2, 4, lsmall, 14);
+        }
+        CHECK(fok && seen_small == 20, "homogeneous batch of a 3-class task broken (%d steps)", seen_small);
+        ufo_batch_plan_save(&p, w);
+        CHECK(ufo_batch_plan_init(&q, few, 2, UFO_MIX_HOMOGENEOUS, 9) == 0 &&
+              ufo_batch_plan_restore(&q, w, ufo_batch_plan_state_words(&p)) == 0, "%s", ufo_error());
+        same = 1;
+        for (int step = 0; step < 20; step++) {
+            ufo_batch_plan_next(&p, task, idx, ts), ufo_batch_plan_next(&q, task2, idx2, ts2);
+            same &= !memcmp(task, task2, 44 * sizeof(int)) && !memcmp(idx, idx2, 44 * sizeof(int));
+        }
+        CHECK(same, "restored homogeneous plan of a 3-class task diverged");
+        ufo_batch_plan_free(&q);
+        ufo_batch_plan_free(&p);
+    }
     // Errors: count not a multiple of K; too few identities; homogeneous B not a multiple of K.
     ufo_task_spec bad[2] = {{"face", NULL, NF, 0, 6, 0}, {"person", lp, NP, 30, 10, 4}};
     CHECK(ufo_batch_plan_init(&p, bad, 2, UFO_MIX_HETEROGENEOUS, 1) == -1 && err_has("person: 10 images per batch is not a multiple of K = 4"));

@@ -48,17 +48,26 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))            # exact erf GELU
 
 
+def drop_path(x, rate, training):
+    """Stochastic depth per sample (timm's drop_path): keep with 1 - rate, scale by 1 / (1 - rate)."""
+    if rate == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - rate)
+    return x * keep / (1.0 - rate)
+
+
 class Block(nn.Module):
-    def __init__(self, dim, heads, hidden):
+    def __init__(self, dim, heads, hidden, drop=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden)
+        self.drop = drop
 
     def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop, self.training)
 
 
 class PatchEmbed(nn.Module):
@@ -71,13 +80,15 @@ class PatchEmbed(nn.Module):
 
 
 class AllInOne(nn.Module):
-    def __init__(self, img=384, patch=16, dim=1024, depth=24, heads=16, mlp=None, tasks=TASKS):
+    def __init__(self, img=384, patch=16, dim=1024, depth=24, heads=16, mlp=None, tasks=TASKS, drop_path=0.0):
         super().__init__()
         grid = img // patch
+        # SPEC section 1: the rate rises linearly from 0 (first block) to drop_path (last).
+        rates = [drop_path * i / (depth - 1) if depth > 1 else drop_path for i in range(depth)]
         self.patch_embed = PatchEmbed(patch, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp or 4 * dim) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp or 4 * dim, rates[i]) for i in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.heads = nn.ModuleDict({t: nn.BatchNorm1d(dim, eps=1e-5) for t in tasks})
 

@@ -282,9 +282,22 @@ static uint64_t gcd_u64(uint64_t a, uint64_t b) {
     return a;
 }
 
+// Classes that have images (labels outside [0, C) are left to the sampler to refuse).
+static int count_identities(const int *label, int n, int C) {
+    if (!label || n < 1 || C < 1) return 0;
+    unsigned char *seen = calloc((size_t)C, 1);
+    if (!seen) return 0;
+    int ids = 0;
+    for (int i = 0; i < n; i++)
+        if (label[i] >= 0 && label[i] < C && !seen[label[i]]) seen[label[i]] = 1, ids++;
+    free(seen);
+    return ids;
+}
+
 void ufo_batch_plan_free(ufo_batch_plan *p) {
     if (!p) return;
     for (int t = 0; t < p->n_tasks && t < UFO_MAX_TASKS; t++) ufo_sampler_free(&p->sampler[t]);
+    free(p->draw_);
     memset(p, 0, sizeof *p);
 }
 
@@ -319,12 +332,38 @@ int ufo_batch_plan_init(ufo_batch_plan *p, const ufo_task_spec *tasks, int n_tas
         if (ts->K == 0) rc = ufo_sampler_init_random(&p->sampler[t], ts->n, rows, sd);
         else if (rows % ts->K != 0)
             rc = ufo_errorf("homogeneous batches of %d images are not a multiple of K = %d", rows, ts->K);
-        else rc = ufo_sampler_init_pk(&p->sampler[t], ts->label, ts->n, ts->num_classes, rows / ts->K, ts->K, sd);
+        else {
+            int P = rows / ts->K;
+            if (mix == UFO_MIX_HOMOGENEOUS) {
+                int ids = count_identities(ts->label, ts->n, ts->num_classes);
+                if (ids > 0 && P > ids) P = ids;   // more draws per step instead (ufo_batch_plan_next)
+            }
+            rc = ufo_sampler_init_pk(&p->sampler[t], ts->label, ts->n, ts->num_classes, P, ts->K, sd);
+        }
         if (rc != 0) {
             ufo_error_wrap("%s", nm);
             ufo_batch_plan_free(p);
             return -1;
         }
+    }
+    if (mix == UFO_MIX_HOMOGENEOUS && !(p->draw_ = malloc((size_t)B * sizeof *p->draw_))) {
+        ufo_batch_plan_free(p);
+        return ufo_errorf("out of memory (batch plan of %lld rows)", B);
+    }
+    return 0;
+}
+
+// Homogeneous: B rows of one task. A P x K sampler smaller than B (few
+// identities) is drawn repeatedly; the last draw keeps only the groups needed.
+static int homogeneous_rows(ufo_batch_plan *p, int t, int *index) {
+    ufo_sampler *s = &p->sampler[t];
+    int r = 0;
+    if (s->batch == p->batch) return ufo_sampler_next(s, index);   // the usual case: one draw
+    while (r < p->batch) {
+        if (ufo_sampler_next(s, p->draw_) != 0) return -1;
+        int take = s->batch < p->batch - r ? s->batch : p->batch - r;
+        memcpy(index + r, p->draw_, (size_t)take * sizeof *index);
+        r += take;
     }
     return 0;
 }
@@ -353,7 +392,7 @@ int ufo_batch_plan_next(ufo_batch_plan *p, int *task, int *index, int *task_star
         if (task_start) task_start[p->n_tasks] = r;
     } else {
         int t0 = swrr_pick(p);
-        if (ufo_sampler_next(&p->sampler[t0], index) != 0) return -1;
+        if (homogeneous_rows(p, t0, index) != 0) return -1;
         for (int k = 0; k < p->batch; k++) task[k] = t0;
         if (task_start)
             for (int t = 0; t <= p->n_tasks; t++) task_start[t] = t <= t0 ? 0 : p->batch;

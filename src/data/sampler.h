@@ -117,7 +117,10 @@ typedef struct {
 // zero credits, every B / gcd(count) steps draw task t exactly count[t] / gcd
 // times, so each task gets the same number of rows as in heterogeneous mode
 // over that period; equal counts give plain round-robin. In this mode a P x K
-// task draws P = B / K identities (B % K must be 0).
+// task fills its B rows with G = B / K groups of K (B % K must be 0): P =
+// min(G, identities) per sampler draw, and ceil(G / P) draws per step, the
+// last one cut to the groups still needed. A small task (6 product classes at
+// B = 120) then repeats identities within a batch instead of failing.
 // Sampler t is seeded with seed + 0x9e3779b97f4a7c15 * (t + 1) (mod 2^64).
 typedef struct {
     ufo_batch_mix mix;
@@ -128,6 +131,7 @@ typedef struct {
     uint64_t step;                 // steps drawn so far
     int64_t credit_[UFO_MAX_TASKS];
     uint64_t period_;              // B / gcd(count)
+    int *draw_;                    // homogeneous P x K: one sampler draw [B]
 } ufo_batch_plan;
 
 int ufo_batch_plan_init(ufo_batch_plan *p, const ufo_task_spec *tasks, int n_tasks, ufo_batch_mix mix, uint64_t seed);
