@@ -43,6 +43,7 @@ test-fast: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j1
 
 bench: build
+	@bash scripts/install-bench-torch.sh
 	@bash bench/run.sh $(BUILD)/ufo
 
 clean:

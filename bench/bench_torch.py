@@ -1,6 +1,6 @@
 """PyTorch side of `make bench`: the same ViT (tools/vit_torch.py), same size,
 batch and thread count as `ufo bench`, fp32 or bf16 (CPU autocast).
-Run with Debian's /usr/bin/python3. Prints one JSON line."""
+Run with Debian's /usr/bin/python3 or bench/torch-latest. Prints one JSON line."""
 import argparse
 import json
 import os
@@ -11,6 +11,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import torch  # noqa: E402
 
 import vit_torch  # noqa: E402
+
+# torch >= 2.0: fused attention, as timm uses it (Debian's 1.13 has none).
+vit_torch.FUSED_ATTN = hasattr(torch.nn.functional, "scaled_dot_product_attention")
 
 PRESETS = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
 

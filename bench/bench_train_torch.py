@@ -2,7 +2,7 @@
 one vehicle head, CosFace (1000 classes) + batch-hard triplet
 (tools/losses_torch.py), backward, SGD with momentum, at the same size, batch
 and thread count as `ufo bench --train`. bf16 = CPU autocast. Prints one JSON
-line. Run with Debian's /usr/bin/python3."""
+line. Run with Debian's /usr/bin/python3 or bench/torch-latest."""
 import argparse
 import json
 import os
@@ -14,6 +14,9 @@ import torch  # noqa: E402
 
 import losses_torch  # noqa: E402
 import vit_torch  # noqa: E402
+
+# torch >= 2.0: fused attention, as timm uses it (Debian's 1.13 has none).
+vit_torch.FUSED_ATTN = hasattr(torch.nn.functional, "scaled_dot_product_attention")
 
 PRESETS = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
 ap = argparse.ArgumentParser()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make bench: ufo against PyTorch (Debian's python3-torch, same threads, same
-# batch) on this machine, in the same run, as ratios (> 1: ufo is faster).
+# make bench: ufo against PyTorch (Debian's python3-torch, and the newest PyTorch
+# from PyPI when scripts/install-bench-torch.sh could install it; same threads,
+# same batch) on this machine, in the same run, as ratios (> 1: ufo is faster).
 #   1. inference, ViT-L/16 at 384, batch 8, fp32 and bf16
 #   2. training step, ViT-S/16 and ViT-B/16 at 224, batch 64, fp32 and bf16
 #   3. peak memory of `ufo embed` at batch 1 on a real ViT-L file
@@ -14,22 +15,30 @@ PY=/usr/bin/python3
 field() { $PY -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
 
-# compare MODE PRESET IMG BATCH PRECISION: one table row.
+# The newest PyTorch from PyPI (scripts/install-bench-torch.sh), when it imports.
+LATEST=bench/torch-latest
+if ! $LATEST -c "import torch" >/dev/null 2>&1; then LATEST=""; fi
+
+# compare MODE PRESET IMG BATCH PRECISION: one table row; ratios are torch time / ufo time.
 compare() {
-  local mode=$1 preset=$2 img=$3 batch=$4 prec=$5 u t torch_script extra=""
+  local mode=$1 preset=$2 img=$3 batch=$4 prec=$5 u t l="" torch_script extra="" tl="-" rl="-"
   if [ "$mode" = train ]; then torch_script=bench/bench_train_torch.py; extra=--train
   else torch_script=bench/bench_torch.py; fi
-  u=$("$UFO" bench $extra --preset "$preset" --img-size "$img" --batch "$batch" --iters "$ITERS" \
-        --threads "$THREADS" --precision "$prec" --json)
-  t=$(OMP_NUM_THREADS=$THREADS $PY $torch_script --preset "$preset" --img-size "$img" --batch "$batch" \
-        --iters "$ITERS" --threads "$THREADS" --precision "$prec")
-  printf "%-9s %-12s %-5s %6s %12.4f %12.4f %9.2fx  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
+  local args=(--preset "$preset" --img-size "$img" --batch "$batch" --iters "$ITERS" --threads "$THREADS" --precision "$prec")
+  u=$("$UFO" bench $extra "${args[@]}" --json)
+  t=$(OMP_NUM_THREADS=$THREADS $PY $torch_script "${args[@]}")
+  if [ -n "$LATEST" ]; then
+    l=$(OMP_NUM_THREADS=$THREADS $LATEST $torch_script "${args[@]}")
+    tl=$(printf "%.4f" "$(field "$l" s_per_image)")
+    rl=$($PY -c "print('%.2fx' % ($(field "$l" s_per_image) / $(field "$u" s_per_image)))")
+  fi
+  printf "%-9s %-12s %-5s %6s %10.4f %12.4f %9.2fx %12s %9s  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
     "$(field "$u" s_per_image)" "$(field "$t" s_per_image)" \
-    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$(field "$u" isa)"
+    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$tl" "$rl" "$(field "$u" isa)"
 }
 
-echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)'), $THREADS threads, $ITERS timed iterations after a warm-up =="
-printf "%-9s %-12s %-5s %6s %12s %12s %10s  %s\n" mode model prec batch "ufo s/img" "torch s/img" "ufo/torch" "ufo path"
+echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)') (Debian)${LATEST:+ and $($LATEST -c 'import torch; print(torch.__version__)') (PyPI, newest)}, $THREADS threads, $ITERS timed iterations after a warm-up =="
+printf "%-9s %-12s %-5s %6s %10s %12s %10s %12s %9s  %s\n" mode model prec batch "ufo s/img" "deb s/img" "vs deb" "newest s/img" "vs newest" "ufo path"
 if ! skip infer; then
   for prec in fp32 bf16; do compare inference large 384 8 $prec; done
 fi
