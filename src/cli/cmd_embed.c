@@ -20,7 +20,9 @@ static const char *usage =
     "  --list FILE          read image paths from FILE, one per line (first token)\n"
     "  --batch N            images per forward pass (default 8)\n"
     "  --threads N          OpenMP threads (default: all cores)\n"
-    "  --precision P        fp32 (default) | bf16 (AMX/AVX512-BF16 matmuls)\n"
+    "  --precision P        fp32 (default) | bf16 (AMX/AVX512-BF16 matmuls; on the GPU\n"
+    "                       bf16 tensor-core matmuls, fp32 accumulation)\n"
+    "  --device D           cpu (default) | cuda (GPU 0; needs a build with the CUDA toolkit)\n"
     "  --img-size S         run at S x S, resampling pos_embed (default: the model's size)\n"
     "  --num-heads H        attention heads, for files without ufo metadata whose head\n"
     "                       dim is not 64 (default: metadata, else dim / 64)\n"
@@ -67,7 +69,7 @@ static int read_list(const char *path, strlist *out) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *list = NULL, *task_name = "backbone", *prec = "fp32";
+    const char *model = NULL, *out = NULL, *list = NULL, *task_name = "backbone", *prec = "fp32", *device = "cpu";
     int batch = 8, quiet = 0;
     ufo_options opt = {0};
     strlist images = {0};
@@ -84,6 +86,7 @@ int cmd_embed(int argc, char **argv) {
         else if (!strcmp(a, "--task") && has) task_name = argv[++i];
         else if (!strcmp(a, "--list") && has) list = argv[++i];
         else if (!strcmp(a, "--precision") && has) prec = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--batch") && has) {
             if (cli_parse_int("embed", a, argv[++i], 1, 4096, &batch)) goto done_usage;
         } else if (!strcmp(a, "--threads") && has) {
@@ -113,6 +116,10 @@ int cmd_embed(int argc, char **argv) {
         goto done;
     }
     opt.bf16 = !strcmp(prec, "bf16");
+    if (cli_parse_device("embed", device, &opt.device)) {
+        rc = 2;
+        goto done;
+    }
     if (list && read_list(list, &images)) goto fail;
     if (images.n == 0) {
         rc = cli_usage_error("embed", "no images given");
@@ -148,7 +155,8 @@ int cmd_embed(int argc, char **argv) {
     free(feats);
     ufo_free_model(m);
     if (err) goto fail;
-    if (!quiet) fprintf(stderr, "embed: wrote %s [%d, %d] (%s, task %s)\n", out, images.n, D, prec, task_name);
+    if (!quiet)
+        fprintf(stderr, "embed: wrote %s [%d, %d] (%s, %s, task %s)\n", out, images.n, D, prec, device, task_name);
     rc = 0;
     goto done;
 fail:

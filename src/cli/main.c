@@ -1,6 +1,7 @@
 // ufo: one CLI, one subcommand per file (cmd_<name>.c).
 #include "cli/cli.h"
 #include "base/error.h"
+#include "ufo.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,13 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, int lo, int h
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+int cli_parse_device(const char *cmd, const char *s, int *out) {
+    if (!strcmp(s, "cpu")) *out = UFO_DEVICE_CPU;
+    else if (!strcmp(s, "cuda")) *out = UFO_DEVICE_CUDA;
+    else return cli_usage_error(cmd, "--device must be cpu or cuda, got '%s'", s), -1;
     return 0;
 }
 

@@ -1,0 +1,354 @@
+// CUDA backend: every gpu_* op against its ref_* twin on random data (odd
+// shapes, the real T = 577 attention), then the whole forward (backbone and
+// BNNeck heads, several batch sizes) against the reference backend.
+// fp32: max rel err <= 1e-4; bf16: cosine >= 0.999 (the CPU bf16 path's bar)
+// and max rel err <= 2e-2. Without a visible GPU it prints one SKIP line and
+// exits 77 (ctest: skipped).
+#include "base/error.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/ref/ref.h"
+#include "model/vit.h"
+#include "check.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_F32 1e-4
+#define TOL_BF16_REL 2e-2
+#define TOL_BF16_COS 0.999
+
+static gpu_ctx *G;
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static float frand(void) {  // uniform [-1, 1)
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
+}
+static float *rand_buf(size_t n, float scale, float offset) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
+    return p;
+}
+static float *host(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) abort();
+    return p;
+}
+static double cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa == 0 && bb == 0 ? 1.0 : ab / sqrt(aa * bb);
+}
+
+// The textbook round-to-nearest-even, independent of the device's conversion.
+static uint16_t bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+static float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// --- device buffers ---------------------------------------------------------
+
+static void *dev(size_t bytes) {
+    void *p = gpu_malloc(G, bytes);
+    if (!p) {
+        fprintf(stderr, "%s\n", gpu_error());
+        exit(1);
+    }
+    return p;
+}
+static float *dev_from(const float *x, size_t n) {
+    float *d = dev(n * sizeof(float));
+    if (gpu_upload(G, d, x, n * sizeof(float))) abort();
+    return d;
+}
+// A device copy of x in dtype dt (bf16: converted on the device).
+static void *dev_in(const float *x, size_t n, gpu_dtype dt) {
+    float *f = dev_from(x, n);
+    if (dt == GPU_F32) return f;
+    void *b = dev(n * 2);
+    CHECK(gpu_to_bf16(G, b, f, n) == 0, "%s", gpu_error());
+    gpu_free(G, f);
+    return b;
+}
+// Device buffer (fp32 or bf16) -> host fp32.
+static float *to_host(const void *d, size_t n, gpu_dtype dt) {
+    float *h = host(n);
+    if (dt == GPU_F32) {
+        CHECK(gpu_download(G, h, d, n * 4) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+        return h;
+    }
+    uint16_t *b = malloc(n * 2 + 2);
+    CHECK(gpu_download(G, b, d, n * 2) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(b[i]);
+    free(b);
+    return h;
+}
+// Rounds a host copy through bf16 (what the GPU's bf16 inputs hold).
+static float *rounded(const float *x, size_t n) {
+    float *r = host(n);
+    for (size_t i = 0; i < n; i++) r[i] = bf16_to_f32(bf16_rne(x[i]));
+    return r;
+}
+
+static void compare(const char *what, const float *got, const float *ref, size_t n, gpu_dtype dt) {
+    double rel = check_max_rel_err(got, ref, (long)n), cs = cosine(got, ref, n);
+    printf("  %-44s %s  max rel err %.3g  cosine %.7f\n", what, dt == GPU_BF16 ? "bf16" : "fp32", rel, cs);
+    if (dt == GPU_F32) {
+        CHECK(rel <= TOL_F32, "%s fp32: max rel err %.3g", what, rel);
+    } else {
+        CHECK(rel <= TOL_BF16_REL, "%s bf16: max rel err %.3g", what, rel);
+        CHECK(cs >= TOL_BF16_COS, "%s bf16: cosine %.6f", what, cs);
+    }
+}
+
+// --- ops ------------------------------------------------------------------
+
+static void test_to_bf16(void) {
+    const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 1.00390625f /* tie, even */, 1.01171875f /* tie, odd */,
+                             3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1e-40f /* subnormal */, 65504.0f};
+    size_t ns = sizeof special / sizeof special[0], n = 100003;
+    float *x = rand_buf(n, 1000.0f, 0.0f);
+    memcpy(x, special, sizeof special);
+    float *dx = dev_from(x, n);
+    uint16_t *db = dev(n * 2), *got = malloc(n * 2);
+    CHECK(gpu_to_bf16(G, db, dx, n) == 0, "%s", gpu_error());
+    CHECK(gpu_download(G, got, db, n * 2) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += got[i] != bf16_rne(x[i]);
+    printf("  %-44s %zu of %zu differ from round-to-nearest-even (%zu specials)\n", "to_bf16", bad, n, ns);
+    CHECK(bad == 0, "to_bf16: %zu values differ", bad);
+    gpu_free(G, dx);
+    gpu_free(G, db);
+    free(x);
+    free(got);
+}
+
+static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu_dtype dt) {
+    size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+    float *x = rand_buf(nx, 1.0f, 0.0f), *w = rand_buf(nw, 0.5f, 0.0f), *b = rand_buf(out, 1.0f, 0.0f);
+    float *y0 = rand_buf(ny, 2.0f, 0.0f);  // the residual for accumulate
+    // The reference sees the inputs the GPU sees (bf16-rounded with bf16).
+    float *xr = dt == GPU_BF16 ? rounded(x, nx) : x, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
+    float *ref = host(ny);
+    ref_linear(ref, xr, wr, bias ? b : NULL, rows, in, out);
+    if (accumulate) ref_add(ref, y0, ny);
+    void *dx = dev_in(x, nx, dt), *dw = dev_in(w, nw, dt);
+    float *db = dev_from(b, out), *dy = dev_from(y0, ny);
+    CHECK(gpu_linear(G, dy, dx, dw, bias ? db : NULL, rows, in, out, dt, accumulate) == 0, "%s", gpu_error());
+    float *got = to_host(dy, ny, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "linear %dx%d->%d%s%s", rows, in, out, bias ? " +bias" : "", accumulate ? " +=" : "");
+    compare(what, got, ref, ny, dt);
+    gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, dy);
+    if (xr != x) free(xr), free(wr);
+    free(x), free(w), free(b), free(y0), free(ref), free(got);
+}
+
+static void test_gelu(gpu_dtype dt) {
+    size_t n = 50001;
+    float *x = rand_buf(n, 6.0f, 0.0f), *ref = host(n);
+    ref_gelu(ref, x, n);
+    float *dx = dev_from(x, n);
+    void *dy = dt == GPU_F32 ? (void *)dx : dev(n * 2);  // fp32: in place, as the forward does
+    CHECK(gpu_gelu(G, dy, dx, n, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dy, n, dt);
+    compare("gelu (exact erf)", got, ref, n, dt);
+    if (dy != dx) gpu_free(G, dy);
+    gpu_free(G, dx);
+    free(x), free(ref), free(got);
+}
+
+static void test_layernorm(int rows, int c, int stride_rows, gpu_dtype dt) {
+    // stride_rows > 1: only every stride_rows-th row is normalised (the class tokens).
+    size_t stride = (size_t)c * stride_rows, nx = (size_t)rows * stride;
+    float *x = rand_buf(nx, 3.0f, 5.0f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
+    float *dense = host((size_t)rows * c), *ref = host((size_t)rows * c);
+    for (int r = 0; r < rows; r++) memcpy(dense + (size_t)r * c, x + r * stride, c * sizeof(float));
+    ref_layernorm(ref, dense, g, b, rows, c, 1e-6f);
+    float *dx = dev_from(x, nx), *dg = dev_from(g, c), *dbb = dev_from(b, c);
+    void *dy = dev((size_t)rows * c * 4);
+    CHECK(gpu_layernorm(G, dy, dx, dg, dbb, rows, c, stride, 1e-6f, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dy, (size_t)rows * c, dt);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm %dx%d%s", rows, c, stride_rows > 1 ? " strided" : "");
+    compare(what, got, ref, (size_t)rows * c, dt);
+    gpu_free(G, dx), gpu_free(G, dg), gpu_free(G, dbb), gpu_free(G, dy);
+    free(x), free(g), free(b), free(dense), free(ref), free(got);
+}
+
+static void test_batchnorm(void) {
+    int n = 7, c = 300;
+    float *x = rand_buf((size_t)n * c, 2.0f, 0.5f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
+    float *mean = rand_buf(c, 0.5f, 0.0f), *var = rand_buf(c, 0.4f, 0.6f), *ref = host((size_t)n * c);
+    ref_batchnorm(ref, x, g, b, mean, var, n, c, 1e-5f);
+    float *dx = dev_from(x, (size_t)n * c), *dg = dev_from(g, c), *dbb = dev_from(b, c);
+    float *dm = dev_from(mean, c), *dv = dev_from(var, c);
+    CHECK(gpu_batchnorm(G, dx, dx, dg, dbb, dm, dv, n, c, 1e-5f) == 0, "%s", gpu_error());
+    float *got = to_host(dx, (size_t)n * c, GPU_F32);
+    compare("batchnorm (in place)", got, ref, (size_t)n * c, GPU_F32);
+    gpu_free(G, dx), gpu_free(G, dg), gpu_free(G, dbb), gpu_free(G, dm), gpu_free(G, dv);
+    free(x), free(g), free(b), free(mean), free(var), free(ref), free(got);
+}
+
+// im2col + linear = the patch embedding (a strided conv in the reference).
+static void test_patch_embed(int B, int S, int p, int C, gpu_dtype dt) {
+    int P = (S / p) * (S / p), K = 3 * p * p;
+    size_t ni = (size_t)B * 3 * S * S, nw = (size_t)C * K, ny = (size_t)B * P * C;
+    float *img = rand_buf(ni, 1.0f, 0.0f), *w = rand_buf(nw, 0.2f, 0.0f), *b = rand_buf(C, 0.5f, 0.0f);
+    float *imr = dt == GPU_BF16 ? rounded(img, ni) : img, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
+    float *ref = host(ny);
+    ref_patch_embed(ref, imr, wr, b, B, S, S, p, C);
+    float *di = dev_from(img, ni), *dbias = dev_from(b, C), *dy = dev(ny * 4);
+    void *dw = dev_in(w, nw, dt), *cols = dev((size_t)B * P * K * (dt == GPU_BF16 ? 2 : 4));
+    CHECK(gpu_im2col(G, cols, di, B, S, S, p, dt) == 0, "%s", gpu_error());
+    CHECK(gpu_linear(G, dy, cols, dw, dbias, B * P, K, C, dt, 0) == 0, "%s", gpu_error());
+    float *got = to_host(dy, ny, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "patch embed %dx3x%dx%d p%d ->%d", B, S, S, p, C);
+    compare(what, got, ref, ny, dt);
+    gpu_free(G, di), gpu_free(G, dbias), gpu_free(G, dy), gpu_free(G, dw), gpu_free(G, cols);
+    if (imr != img) free(imr), free(wr);
+    free(img), free(w), free(b), free(ref), free(got);
+}
+
+static void test_assemble(void) {
+    int B = 3, T = 10, D = 40;
+    float *patches = rand_buf((size_t)B * (T - 1) * D, 1, 0), *cls = rand_buf(D, 1, 0), *pos = rand_buf((size_t)T * D, 1, 0);
+    float *ref = host((size_t)B * T * D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++)
+                ref[((size_t)b * T + t) * D + d] =
+                    (t == 0 ? cls[d] : patches[((size_t)b * (T - 1) + t - 1) * D + d]) + pos[(size_t)t * D + d];
+    float *dp = dev_from(patches, (size_t)B * (T - 1) * D), *dc = dev_from(cls, D), *dpos = dev_from(pos, (size_t)T * D);
+    float *dx = dev((size_t)B * T * D * 4);
+    CHECK(gpu_assemble_tokens(G, dx, dp, dc, dpos, B, T, D) == 0, "%s", gpu_error());
+    float *got = to_host(dx, (size_t)B * T * D, GPU_F32);
+    CHECK(memcmp(got, ref, (size_t)B * T * D * 4) == 0, "assemble_tokens differs");
+    printf("  %-44s exact: %s\n", "assemble tokens", memcmp(got, ref, (size_t)B * T * D * 4) ? "no" : "yes");
+    gpu_free(G, dp), gpu_free(G, dc), gpu_free(G, dpos), gpu_free(G, dx);
+    free(patches), free(cls), free(pos), free(ref), free(got);
+}
+
+static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+    size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
+    float *qkv = rand_buf(nq, scale, 0.0f), *ref = host(no);
+    float *qr = dt == GPU_BF16 ? rounded(qkv, nq) : qkv;
+    ref_attention(ref, qr, B, T, H, hd);
+    float *dq = dev_from(qkv, nq);
+    void *dout = dev(no * (dt == GPU_BF16 ? 2 : 4));
+    CHECK(gpu_attention(G, dout, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dout, no, dt);
+    char what[96];
+    snprintf(what, sizeof what, "attention B%d T%d H%d hd%d (scale %.1f)", B, T, H, hd, scale);
+    compare(what, got, ref, no, dt);
+    gpu_free(G, dq), gpu_free(G, dout);
+    if (qr != qkv) free(qr);
+    free(qkv), free(ref), free(got);
+}
+
+// --- the whole forward -------------------------------------------------------
+
+// Weights large enough that every op matters (timm's 0.02 init makes blocks
+// nearly the identity), norms and BNNecks away from identity.
+static void randomize(vit_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const vit_param *p = &m->table[i];
+        float *d = m->params + p->offset;
+        for (size_t k = 0; k < p->numel; k++) {
+            float r = frand();
+            switch (p->kind) {
+            case P_LN1_W: case P_LN2_W: case P_NORM_W: case P_BN_W: d[k] = 1.0f + 0.2f * r; break;
+            case P_BN_VAR: d[k] = 0.6f + 0.4f * r; break;
+            case P_CLS_TOKEN: case P_POS_EMBED: d[k] = 0.5f * r; break;
+            default: d[k] = 0.08f * r;
+            }
+        }
+    }
+}
+
+static void test_forward(const char *name, int img, int patch, int dim, int depth, int heads) {
+    vit_config c = {.img_size = img, .patch_size = patch, .dim = dim, .depth = depth, .heads = heads,
+                    .mlp_hidden = 4 * dim, .ln_eps = 1e-6f, .bn_eps = 1e-5f};
+    vit_model m;
+    unsigned mask = (1u << UFO_TASK_FACE) | (1u << UFO_TASK_VEHICLE);
+    if (vit_alloc(&m, &c, mask)) {
+        CHECK(0, "vit_alloc: %s", ufo_error());
+        return;
+    }
+    randomize(&m);
+    const int batches[] = {3, 5, 2};  // grow, then shrink: activations reused
+    const int tasks[] = {UFO_TASK_BACKBONE, UFO_TASK_VEHICLE, UFO_TASK_FACE};
+    for (int prec = 0; prec < 2; prec++) {
+        for (int k = 0; k < 3; k++) {
+            int n = batches[k], task = tasks[k];
+            size_t ni = (size_t)n * 3 * img * img, no = (size_t)n * dim;
+            float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+            CHECK(vit_prepare(&m, VIT_BACKEND_REF, UFO_PREC_FP32) == 0, "%s", ufo_error());
+            CHECK(vit_forward(&m, x, n, task, ref) == 0, "%s", ufo_error());
+            CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+            CHECK(vit_forward(&m, x, n, task, got) == 0, "%s", ufo_error());
+            char what[128];
+            snprintf(what, sizeof what, "forward %s n=%d %s", name, n, task < 0 ? "backbone" : vit_task_name(task));
+            compare(what, got, ref, no, prec ? GPU_BF16 : GPU_F32);
+            free(x), free(ref), free(got);
+        }
+        // Several batch sizes on one prepared model (activations planned once, then reused).
+        CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+        float *x = rand_buf((size_t)4 * 3 * img * img, 1.0f, 0.0f), *a = host((size_t)4 * dim), *b = host((size_t)4 * dim);
+        CHECK(vit_forward(&m, x, 4, UFO_TASK_VEHICLE, a) == 0, "%s", ufo_error());
+        for (int i = 0; i < 4; i++)  // one image at a time gives the same rows
+            CHECK(vit_forward(&m, x + (size_t)i * 3 * img * img, 1, UFO_TASK_VEHICLE, b + (size_t)i * dim) == 0, "%s",
+                  ufo_error());
+        // (cuBLASLt may pick another algorithm per row count: equal to rounding, not bits.)
+        char what[128];
+        snprintf(what, sizeof what, "forward %s batch 4 vs 4 x 1", name);
+        compare(what, b, a, 4L * dim, prec ? GPU_BF16 : GPU_F32);
+        free(x), free(a), free(b);
+    }
+    vit_free(&m);
+}
+
+int main(void) {
+    if (gpu_device_count() <= 0) {
+        printf("SKIP: no CUDA device visible\n");
+        return 77;
+    }
+    if (!(G = gpu_ctx_create(0))) {
+        fprintf(stderr, "%s\n", gpu_error());
+        return 1;
+    }
+    printf("device: %s\n", gpu_device_name(G));
+    test_to_bf16();
+    for (int dt = 0; dt < 2; dt++) {
+        test_linear(37, 96, 80, 1, 0, dt);      // odd rows; bias epilogue
+        test_linear(37, 96, 80, 1, 1, dt);      // residual: y += x W^T + b
+        test_linear(33, 64, 48, 0, 0, dt);      // no bias
+        test_linear(1154, 256, 768, 1, 0, dt);  // qkv-like, two images of T = 577
+        test_linear(577, 1024, 256, 1, 1, dt);  // fc2-like long K
+        test_gelu(dt);
+        test_layernorm(61, 1024, 1, dt);
+        test_layernorm(5, 200, 577, dt);        // class tokens of 5 images
+        test_patch_embed(2, 64, 16, 96, dt);
+        test_patch_embed(1, 30, 6, 20, dt);
+        test_attention(2, 577, 2, 64, 1.0f, dt);  // the real sequence length and head dim
+        test_attention(3, 50, 3, 32, 3.0f, dt);   // peaked softmax, other shape
+        test_attention(1, 7, 1, 16, 1.0f, dt);
+    }
+    test_batchnorm();
+    test_assemble();
+    gpu_ctx_free(G);
+    test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);
+    test_forward("img384/p16 d128 L1 H2 (T=577)", 384, 16, 128, 1, 2);
+    test_forward("img48/p8 d96 L2 H3 (hd 32)", 48, 8, 96, 2, 3);
+    return check_summary("test_cuda_ops");
+}
