@@ -212,9 +212,13 @@ static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int
         p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->has_bias = has_bias, p->accumulate = accumulate;
         rc = plan_build(g, p, 0);
     }
+    if (rc == 1) {  // cuBLAS proper always has an algorithm
+        plan_destroy(p);
+        p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->has_bias = has_bias, p->accumulate = accumulate;
+        p->gemmex = 1;
+        rc = 0;
+    }
     if (rc != 0) {
-        if (rc == 1) gpu_fail("cuBLASLt has no algorithm for a %dx%d * %dx%d^T %s matmul", rows, in, out, in,
-                              dt == GPU_BF16 ? "bf16" : "fp32");
         plan_destroy(p);
         return NULL;
     }
@@ -227,15 +231,22 @@ int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *
     if (rows <= 0) return 0;
     gpu_lin_plan *p = plan_get(g, rows, in, out, dt, b != NULL, accumulate);
     if (!p) return -1;
-    if (p->bias_in_epilogue &&
+    if (p->bias_in_epilogue && !p->gemmex &&
         blas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b),
                    "BIAS_POINTER"))
         return -1;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    if (blas_check(cublasLtMatmul(g->lt, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo, g->ws,
-                                  g->ws_bytes, g->stream),
-                   "cublasLtMatmul"))
+    if (p->gemmex) {
+        cudaDataType_t ab = cuda_type(dt);
+        if (blas_check(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, ab, in, x, ab, in,
+                                    &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                       "cublasGemmEx"))
+            return -1;
+    } else if (blas_check(cublasLtMatmul(g->lt, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                                         g->ws, g->ws_bytes, g->stream),
+                          "cublasLtMatmul")) {
         return -1;
+    }
     if (b && !p->bias_in_epilogue) {
         gpu_launch_add_bias(g->stream, y, b, rows, out);
         return gpu_check_launch("add_bias");

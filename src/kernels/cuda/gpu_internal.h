@@ -9,6 +9,7 @@
 typedef struct {
     int rows, in, out, dt, has_bias, accumulate;
     int bias_in_epilogue;  // 0: cuBLASLt had no algorithm with the bias epilogue; a kernel adds it
+    int gemmex;            // 1: cuBLASLt had no algorithm at all (odd leading dims); plain cublasGemmEx
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
