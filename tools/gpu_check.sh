@@ -8,7 +8,8 @@
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
 #      reference), test_device, and py_test_cuda_cli (vs PyTorch, when
 #      /usr/bin/python3 has torch + numpy + PIL)
-#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (and fp32) images/s,
+#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
+#      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model)
 #   5. the PyTorch eager AMP equivalent (bench/bench_gpu_torch.py) with the
 #      machine's python3 when `import torch` works with CUDA, else "skipped"
@@ -71,8 +72,7 @@ else
     CU=/usr/local/cuda
     run build_ops 300 bash -c "
         set -e
-        nvcc -O2 -std=c++17 -arch=native -Isrc -c src/kernels/cuda/gpu_ctx.cu -o $BUILD/gpu_ctx.o
-        nvcc -O2 -std=c++17 -arch=native -Isrc -c src/kernels/cuda/gpu_kernels.cu -o $BUILD/gpu_kernels.o
+        for f in src/kernels/cuda/*.cu; do nvcc -O2 -std=c++17 -arch=native -Isrc -c \$f -o $BUILD/\$(basename \$f .cu).o; done
         cc -O2 -std=gnu17 -DUFO_CUDA_OPS_ONLY -Isrc -Itests -I$CU/include -c tests/cuda/test_cuda_ops.c -o $BUILD/t.o
         for f in src/kernels/ref/*.c; do cc -O2 -std=gnu17 -Isrc -c \$f -o $BUILD/\$(basename \$f .c).o; done
         nvcc -o $BUILD/test_cuda_ops_only $BUILD/*.o -lcublasLt -lcublas -lm" || MODE=none
@@ -95,11 +95,15 @@ elif [ "$MODE" = ops ]; then
 fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
-UFO_BF16="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
+UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
 if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
         UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')
+    fi
+    if run bench_bf16_flash 120 env UFO_CUDA_ATTENTION=flash "$BUILD/ufo" bench --device cuda --preset large \
+        --img-size 384 --batch 32 --precision bf16 --iters 10 --json; then
+        UFO_FLASH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16_flash.log" | grep -o '[0-9.]*$')
     fi
     if run bench_fp32 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision fp32 --iters 3 --json; then
@@ -129,7 +133,7 @@ fi
     echo
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
-    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
+    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
 } | tee "$OUT/summary.txt"
 exit $FAILED

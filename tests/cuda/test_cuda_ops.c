@@ -244,7 +244,9 @@ static void test_assemble(void) {
     free(patches), free(cls), free(pos), free(ref), free(got);
 }
 
-static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype dt, int flash) {
+    gpu_set_flash(G, flash);
+    if (flash && !gpu_uses_flash(G, dt, hd)) return;
     size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
     float *qkv = rand_buf(nq, scale, 0.0f), *ref = host(no);
     float *qr = dt == GPU_BF16 ? rounded(qkv, nq) : qkv;
@@ -254,11 +256,13 @@ static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype d
     CHECK(gpu_attention(G, dout, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
     float *got = to_host(dout, no, dt);
     char what[96];
-    snprintf(what, sizeof what, "attention B%d T%d H%d hd%d (scale %.1f)", B, T, H, hd, scale);
+    snprintf(what, sizeof what, "attention%s B%d T%d H%d hd%d (scale %.1f)", flash ? " flash" : "", B, T, H, hd,
+             scale);
     compare(what, got, ref, no, dt);
     gpu_free(G, dq), gpu_free(G, dout);
     if (qr != qkv) free(qr);
     free(qkv), free(ref), free(got);
+    gpu_set_flash(G, 0);
 }
 
 // --- the whole forward -------------------------------------------------------
@@ -294,7 +298,10 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
     randomize(&m);
     const int batches[] = {3, 5, 2};  // grow, then shrink: activations reused
     const int tasks[] = {UFO_TASK_BACKBONE, UFO_TASK_VEHICLE, UFO_TASK_FACE};
-    for (int prec = 0; prec < 2; prec++) {
+    for (int mode = 0; mode < 3; mode++) {  // fp32, bf16, bf16 with flash attention (where hd is 64)
+        int prec = mode > 0;
+        setenv("UFO_CUDA_ATTENTION", mode == 2 ? "flash" : "gemm", 1);  // read when the context is made
+        if (mode == 2 && dim / heads != 64) continue;
         for (int k = 0; k < 3; k++) {
             int n = batches[k], task = tasks[k];
             size_t ni = (size_t)n * 3 * img * img, no = (size_t)n * dim;
@@ -304,7 +311,8 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
             CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
             CHECK(vit_forward(&m, x, n, task, got) == 0, "%s", ufo_error());
             char what[128];
-            snprintf(what, sizeof what, "forward %s n=%d %s", name, n, task < 0 ? "backbone" : vit_task_name(task));
+            snprintf(what, sizeof what, "forward %s n=%d %s%s", name, n, task < 0 ? "backbone" : vit_task_name(task),
+                     mode == 2 ? " flash" : "");
             compare(what, got, ref, no, prec ? GPU_BF16 : GPU_F32);
             free(x), free(ref), free(got);
         }
@@ -317,7 +325,7 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
                   ufo_error());
         // (cuBLASLt may pick another algorithm per row count: equal to rounding, not bits.)
         char what[128];
-        snprintf(what, sizeof what, "forward %s batch 4 vs 4 x 1", name);
+        snprintf(what, sizeof what, "forward %s batch 4 vs 4 x 1%s", name, mode == 2 ? " flash" : "");
         compare(what, b, a, 4L * dim, prec ? GPU_BF16 : GPU_F32);
         free(x), free(a), free(b);
     }
@@ -347,9 +355,14 @@ int main(void) {
         test_layernorm(5, 200, 577, dt);        // class tokens of 5 images
         test_patch_embed(2, 64, 16, 96, dt);
         test_patch_embed(1, 30, 6, 20, dt);
-        test_attention(2, 577, 2, 64, 1.0f, dt);  // the real sequence length and head dim
-        test_attention(3, 50, 3, 32, 3.0f, dt);   // peaked softmax, other shape
-        test_attention(1, 7, 1, 16, 1.0f, dt);
+        for (int flash = 0; flash < 2; flash++) {  // flash: bf16 with hd 64 only
+            test_attention(2, 577, 2, 64, 1.0f, dt, flash);  // the real sequence length and head dim
+            test_attention(1, 577, 3, 64, 4.0f, dt, flash);  // peaked softmax
+            test_attention(2, 64, 2, 64, 1.0f, dt, flash);   // exactly one key tile
+            test_attention(1, 70, 1, 64, 1.0f, dt, flash);   // a second, almost empty tile
+        }
+        test_attention(3, 50, 3, 32, 3.0f, dt, 0);  // other head dims
+        test_attention(1, 7, 1, 16, 1.0f, dt, 0);
     }
     test_batchnorm();
     test_assemble();

@@ -73,6 +73,12 @@ int gpu_assemble_tokens(gpu_ctx *g, float *x, const float *patches, const float 
 // Scores and softmax in fp32; with bf16 the two matmuls take bf16 inputs
 // (fp32 accumulation). Uses (and grows) the context's scratch memory.
 int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt);
+// Which attention gpu_attention runs for bf16 with head dim 64: 0 = the two
+// cuBLAS GEMMs around a softmax kernel (the default; also every other case),
+// 1 = the fused flash-style kernel (gpu_flash.cu). A new context takes it
+// from the environment: UFO_CUDA_ATTENTION=flash | gemm.
+void gpu_set_flash(gpu_ctx *g, int on);
+int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd);
 
 #ifdef __cplusplus
 }

@@ -94,6 +94,8 @@ gpu_ctx *gpu_ctx_create(int device) {
         gpu_ctx_free(g);
         return NULL;
     }
+    const char *att = getenv("UFO_CUDA_ATTENTION");
+    g->flash = att && !strcmp(att, "flash");
     g->ws_bytes = (size_t)32 << 20;  // cuBLASLt's recommendation for Hopper
     if (gpu_check(cudaMalloc(&g->ws, g->ws_bytes), "cudaMalloc (cuBLASLt workspace)")) {
         gpu_ctx_free(g);
@@ -273,16 +275,22 @@ static int ensure_scratch(gpu_ctx *g, size_t bytes) {
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
+void gpu_set_flash(gpu_ctx *g, int on) { g->flash = on; }
+
+int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd) { return g->flash && dt == GPU_BF16 && hd == 64; }
+
 int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt) {
     if (B <= 0) return 0;
+    int flash = gpu_uses_flash(g, dt, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
-    int chunk = (int)(((size_t)1 << 30) / per_img_scores);
+    int chunk = flash ? B : (int)(((size_t)1 << 30) / per_img_scores);
     if (chunk < 1) chunk = 1;
     if (chunk > B) chunk = B;
-    size_t qkv_b = align256((size_t)chunk * T * D * es), s_b = align256((size_t)chunk * per_img_scores);
-    size_t p_b = dt == GPU_BF16 ? align256((size_t)chunk * H * T * T * 2) : 0;
-    size_t o_b = align256((size_t)chunk * T * D * sizeof(float));
+    size_t qkv_b = align256((size_t)chunk * T * D * es);
+    size_t s_b = flash ? 0 : align256((size_t)chunk * per_img_scores);
+    size_t p_b = !flash && dt == GPU_BF16 ? align256((size_t)chunk * H * T * T * 2) : 0;
+    size_t o_b = flash ? 0 : align256((size_t)chunk * T * D * sizeof(float));
     if (ensure_scratch(g, 3 * qkv_b + s_b + p_b + o_b)) return -1;
     char *base = (char *)g->scratch;
     void *q = base, *k = base + qkv_b, *v = base + 2 * qkv_b;
@@ -297,6 +305,11 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
         const float *src = qkv + (size_t)b0 * T * 3 * D;
         gpu_launch_split_qkv(g->stream, q, k, v, src, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
+        if (flash) {
+            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v, nb, T, H, hd, dt);
+            if (gpu_check_launch("flash attention")) return -1;
+            continue;
+        }
         // Column-major: S^T(j, i) = sum_d K(j, d) Q(i, d)  -> row-major S[i, j]
         if (blas_check(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hd, &scale, k, ab, hd, thd,
                                                   q, ab, hd, thd, &zero, s, CUDA_R_32F, T, tt, batches,

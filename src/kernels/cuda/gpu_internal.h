@@ -29,6 +29,7 @@ struct gpu_ctx {
     gpu_lin_plan plans[GPU_MAX_PLANS];
     int n_plans;
     char name[320];
+    int flash;           // attention: 1 = gpu_flash.cu where it applies (bf16, hd 64), 0 = GEMMs
 };
 
 // Sets gpu_error() and returns -1.
@@ -47,3 +48,7 @@ void gpu_launch_softmax(cudaStream_t s, void *p, const float *scores, size_t row
 void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, int T, int H, int hd, gpu_dtype dt);
 // y[r, c] += b[c] (the bias when cuBLASLt cannot take it in its epilogue)
 void gpu_launch_add_bias(cudaStream_t s, float *y, const float *b, int rows, int c);
+// Flash attention (gpu_flash.cu): q, k, v [B*H, T, hd] bf16 -> out [B, T, H*hd]
+// in out_dt. Only hd == 64; returns -1 (nothing launched) otherwise.
+int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, int B, int T, int H,
+                     int hd, gpu_dtype out_dt);
