@@ -51,6 +51,12 @@ int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out);
  * then embeds them. Fails, naming the file, if any image cannot be read. */
 int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, float *out);
 
+/* All n files in batches of `batch`: `workers` threads decode the next batches
+ * while the model runs the current one (what the GPU wants; on the CPU,
+ * ufo_embed_files per batch is as fast). A progress line on stderr unless quiet. */
+int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int task, int batch, int workers,
+                              int quiet, float *out);
+
 /* 0 if `device` can run here; else -1 with the reason in ufo_last_error(), e.g.
  * "no CUDA device visible (cudaGetDeviceCount: ...)". Starts nothing on the GPU
  * beyond that query; ufo_load checks it too. */

@@ -2,6 +2,7 @@
 #include "ufo.h"
 #include "base/error.h"
 #include "base/mem.h"
+#include "eval/embed_set.h"
 #include "image/image.h"
 #include "model/vit_io.h"
 #include <omp.h>
@@ -110,6 +111,17 @@ int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, flo
     }
     int rc = failed < n ? ufo_errorf("%s", msg) : vit_forward(&m->vit, x, n, task, out);
     return rc;
+}
+
+int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int task, int batch, int workers,
+                              int quiet, float *out) {
+    if (n <= 0) return 0;
+    if (!ufo_has_task(m, task)) return ufo_errorf("this model has no '%s' head", vit_task_name(task));
+    // The evaluation pipeline over a plain list of files (no cache).
+    ufo_eval_set s = {.name = "embed", .n = n, .paths = (char **)paths};
+    ufo_embed_opts o = {.batch = batch, .workers = workers, .quiet = quiet};
+    int from_cache;
+    return ufo_embed_set(&m->vit, &s, task, &o, out, &from_cache);
 }
 
 const char *ufo_last_error(void) { return ufo_error(); }

@@ -54,7 +54,7 @@ def main():
             C.check(r.returncode == 1 and r.stderr.strip() == why, f"eval --device cuda: {r.stderr.strip()}")
             r = ufo("bench", "--preset", "tiny", "--img-size", "32", "--device", "cuda", check=False)
             C.check(r.returncode == 1 and r.stderr.strip() == why, f"bench --device cuda: {r.stderr.strip()}")
-            ufo("embed", "--model", mpath, "--out", out, "--quiet", "--device", "cpu", *paths)
+            ufo("embed", "--model", mpath, "--out", out, "--quiet", "--device", "cpu", "--batch", "3", *paths)
             C.check(np.load(out).shape == (len(paths), 128), "--device cpu still embeds")
         else:
             x = torch.from_numpy(np.stack([vit_torch.pil_preprocess(p, 64) for p in paths])).double()
@@ -68,6 +68,18 @@ def main():
                     "--precision", "bf16", "--batch", "3", *paths)
                 cs = cosine_min(np.load(out), ref)
                 C.check(cs >= 0.999, f"{task} cuda bf16 vs torch float64: min cosine {cs:.6f} >= 0.999")
+        # The pipelined path (decode threads beside the model; --device cuda's default) gives
+        # the same rows as batch-by-batch decoding on the CPU, and names a broken image.
+        a, b = os.path.join(d, "a.npy"), os.path.join(d, "b.npy")
+        ufo("embed", "--model", mpath, "--out", a, "--quiet", "--batch", "3", "--task", "face", *paths)
+        ufo("embed", "--model", mpath, "--out", b, "--quiet", "--batch", "3", "--task", "face", "--workers", "2", *paths)
+        C.check(np.array_equal(np.load(a), np.load(b)), "--workers 2 (pipelined) == batch by batch, bit for bit")
+        broken = os.path.join(d, "broken.png")
+        open(broken, "wb").write(open(paths[0], "rb").read()[:100])
+        r = ufo("embed", "--model", mpath, "--out", out + "2", "--quiet", "--workers", "3", paths[1], broken, *paths,
+                check=False)
+        C.check(r.returncode == 1 and "broken.png" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+                f"pipelined: a broken image is named: {r.stderr.strip()}")
     C.finish()
 
 
