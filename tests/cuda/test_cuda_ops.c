@@ -265,6 +265,146 @@ static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype d
     gpu_set_flash(G, 0);
 }
 
+// --- backward (training) ops ------------------------------------------------------
+// bf16 results are compared with the fp32 reference on the unrounded inputs.
+
+static void test_gemm(int M, int N, int K, int tA, int tB, float beta, gpu_dtype dt) {
+    float *A = rand_buf((size_t)M * K, 1, 0), *B = rand_buf((size_t)K * N, 1, 0), *C = rand_buf((size_t)M * N, 1, 0);
+    float *ref = host((size_t)M * N);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = beta * (double)C[(size_t)i * N + j];
+            for (int k = 0; k < K; k++)
+                acc += (double)A[tA ? (size_t)k * M + i : (size_t)i * K + k] * B[tB ? (size_t)j * K + k : (size_t)k * N + j];
+            ref[(size_t)i * N + j] = (float)acc;
+        }
+    float *dA = dev_from(A, (size_t)M * K), *dB = dev_from(B, (size_t)K * N), *dC = dev_from(C, (size_t)M * N);
+    CHECK(gpu_gemm(G, dC, dA, dB, M, N, K, tA, tB, beta, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dC, (size_t)M * N, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %dx%dx%d tA%d tB%d beta %.0f", M, N, K, tA, tB, beta);
+    compare(what, got, ref, (size_t)M * N, dt);
+    gpu_free(G, dA), gpu_free(G, dB), gpu_free(G, dC);
+    free(A), free(B), free(C), free(ref), free(got);
+}
+
+static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
+    float *x = rand_buf((size_t)n * in, 1, 0), *w = rand_buf((size_t)out * in, 0.5f, 0), *dy = rand_buf((size_t)n * out, 1, 0);
+    float *dw0 = rand_buf((size_t)out * in, 0.5f, 0), *db0 = rand_buf(out, 0.5f, 0);  // accumulated into
+    float *rdx = host((size_t)n * in), *rdw = host((size_t)out * in), *rdb = host(out);
+    memcpy(rdw, dw0, (size_t)out * in * 4), memcpy(rdb, db0, (size_t)out * 4);
+    ref_linear_backward(rdx, rdw, rdb, dy, x, w, n, in, out);
+    float *dx = dev((size_t)n * in * 4), *dw = dev_from(dw0, (size_t)out * in), *db = dev_from(db0, out);
+    float *ddy = dev_from(dy, (size_t)n * out), *dxx = dev_from(x, (size_t)n * in), *dww = dev_from(w, (size_t)out * in);
+    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, dxx, dww, n, in, out, dt) == 0, "%s", gpu_error());
+    float *gdx = to_host(dx, (size_t)n * in, GPU_F32), *gdw = to_host(dw, (size_t)out * in, GPU_F32);
+    float *gdb = to_host(db, out, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "linear backward %dx%d->%d dx", n, in, out);
+    compare(what, gdx, rdx, (size_t)n * in, dt);
+    snprintf(what, sizeof what, "linear backward %dx%d->%d dw +=", n, in, out);
+    compare(what, gdw, rdw, (size_t)out * in, dt);
+    snprintf(what, sizeof what, "linear backward %dx%d->%d db +=", n, in, out);
+    compare(what, gdb, rdb, out, GPU_F32);  // a plain fp32 column sum in both precisions
+    gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, ddy), gpu_free(G, dxx), gpu_free(G, dww);
+    free(x), free(w), free(dy), free(dw0), free(db0), free(rdx), free(rdw), free(rdb), free(gdx), free(gdw), free(gdb);
+}
+
+static void test_norm_gelu_backward(void) {
+    int n = 67, c = 384;
+    size_t nc = (size_t)n * c;
+    float *x = rand_buf(nc, 2, 1), *dy = rand_buf(nc, 1, 0), *g = rand_buf(c, 0.5f, 1), *dg0 = rand_buf(c, 1, 0);
+    float *db0 = rand_buf(c, 1, 0), *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    memcpy(rdg, dg0, c * 4), memcpy(rdb, db0, c * 4);
+    ref_layernorm_backward(rdx, rdg, rdb, dy, x, g, n, c, 1e-6f);
+    float *dx = dev(nc * 4), *ddg = dev_from(dg0, c), *ddb = dev_from(db0, c), *ddy = dev_from(dy, nc);
+    float *dxx = dev_from(x, nc), *dgg = dev_from(g, c);
+    CHECK(gpu_layernorm_backward(G, dx, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f) == 0, "%s", gpu_error());
+    float *a = to_host(dx, nc, GPU_F32), *b = to_host(ddg, c, GPU_F32), *d = to_host(ddb, c, GPU_F32);
+    compare("layernorm backward dx", a, rdx, nc, GPU_F32);
+    compare("layernorm backward dgamma +=", b, rdg, c, GPU_F32);
+    compare("layernorm backward dbeta +=", d, rdb, c, GPU_F32);
+    free(a), free(b), free(d);
+    // GELU backward (x spread over the interesting range)
+    float *xg = rand_buf(nc, 5, 0), *ref = host(nc);
+    ref_gelu_backward(ref, dy, xg, nc);
+    float *dxg = dev_from(xg, nc);
+    CHECK(gpu_gelu_backward(G, dx, ddy, dxg, nc) == 0, "%s", gpu_error());
+    a = to_host(dx, nc, GPU_F32);
+    compare("gelu backward (exact erf)", a, ref, nc, GPU_F32);
+    free(a), free(xg), free(ref);
+    gpu_free(G, dxg);
+    gpu_free(G, dx), gpu_free(G, ddg), gpu_free(G, ddb), gpu_free(G, ddy), gpu_free(G, dxx), gpu_free(G, dgg);
+    free(x), free(dy), free(g), free(dg0), free(db0), free(rdx), free(rdg), free(rdb);
+}
+
+static void test_batchnorm_train_backward(int n, int c) {
+    size_t nc = (size_t)n * c;
+    float *x = rand_buf(nc, 2, 0.5f), *g = rand_buf(c, 0.5f, 1), *b = rand_buf(c, 0.5f, 0), *rm = rand_buf(c, 0.5f, 0);
+    float *rv = rand_buf(c, 0.4f, 0.6f), *dy = rand_buf(nc, 1, 0);
+    float *ry = host(nc), *rmean = host(c), *rrstd = host(c), *rrm = host(c), *rrv = host(c);
+    memcpy(rrm, rm, c * 4), memcpy(rrv, rv, c * 4);
+    ref_batchnorm_train(ry, rmean, rrstd, x, g, b, rrm, rrv, n, c, 1e-5f, 0.1f);
+    float *dx_ = dev_from(x, nc), *dg_ = dev_from(g, c), *db_ = dev_from(b, c), *drm = dev_from(rm, c);
+    float *drv = dev_from(rv, c), *dyy = dev(nc * 4), *dmean = dev(c * 4), *drstd = dev(c * 4);
+    CHECK(gpu_batchnorm_train(G, dyy, dmean, drstd, dx_, dg_, db_, drm, drv, n, c, 1e-5f, 0.1f) == 0, "%s", gpu_error());
+    float *a = to_host(dyy, nc, GPU_F32), *m = to_host(drm, c, GPU_F32), *v = to_host(drv, c, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "batchnorm train n=%d y", n);
+    compare(what, a, ry, nc, GPU_F32);
+    compare("batchnorm train running_mean", m, rrm, c, GPU_F32);
+    compare("batchnorm train running_var (unbiased)", v, rrv, c, GPU_F32);
+    free(a), free(m), free(v);
+    // backward with the reference's saved statistics
+    float *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    ref_batchnorm_backward(rdx, rdg, rdb, dy, x, rmean, rrstd, g, n, c);
+    float *ddy = dev_from(dy, nc), *dm2 = dev_from(rmean, c), *dr2 = dev_from(rrstd, c), *gdx = dev(nc * 4);
+    float *gdg = dev_from(rdg, c), *gdb = dev_from(rdb, c);  // accumulate onto the reference's result: 2x
+    CHECK(gpu_batchnorm_backward(G, gdx, gdg, gdb, ddy, dx_, dm2, dr2, dg_, n, c) == 0, "%s", gpu_error());
+    a = to_host(gdx, nc, GPU_F32), m = to_host(gdg, c, GPU_F32), v = to_host(gdb, c, GPU_F32);
+    for (int k = 0; k < c; k++) rdg[k] *= 2, rdb[k] *= 2;
+    snprintf(what, sizeof what, "batchnorm backward n=%d dx", n);
+    compare(what, a, rdx, nc, GPU_F32);
+    compare("batchnorm backward dgamma +=", m, rdg, c, GPU_F32);
+    compare("batchnorm backward dbeta +=", v, rdb, c, GPU_F32);
+    free(a), free(m), free(v);
+    gpu_free(G, dx_), gpu_free(G, dg_), gpu_free(G, db_), gpu_free(G, drm), gpu_free(G, drv), gpu_free(G, dyy);
+    gpu_free(G, dmean), gpu_free(G, drstd), gpu_free(G, ddy), gpu_free(G, dm2), gpu_free(G, dr2), gpu_free(G, gdx);
+    gpu_free(G, gdg), gpu_free(G, gdb);
+    free(x), free(g), free(b), free(rm), free(rv), free(dy), free(ry), free(rmean), free(rrstd), free(rrm), free(rrv);
+    free(rdx), free(rdg), free(rdb);
+}
+
+static void test_patch_embed_backward(int B, int S, int p, int C, gpu_dtype dt) {
+    int P = (S / p) * (S / p), K = 3 * p * p;
+    size_t ni = (size_t)B * 3 * S * S, ny = (size_t)B * P * C;
+    float *img = rand_buf(ni, 1, 0), *dy = rand_buf(ny, 1, 0), *dw0 = rand_buf((size_t)C * K, 1, 0);
+    float *db0 = rand_buf(C, 1, 0), *rdw = host((size_t)C * K), *rdb = host(C);
+    memcpy(rdw, dw0, (size_t)C * K * 4), memcpy(rdb, db0, C * 4);
+    ref_patch_embed_backward(rdw, rdb, dy, img, B, S, S, p, C);
+    float *di = dev_from(img, ni), *ddy = dev_from(dy, ny), *ddw = dev_from(dw0, (size_t)C * K), *ddb = dev_from(db0, C);
+    CHECK(gpu_patch_embed_backward(G, ddw, ddb, ddy, di, B, S, S, p, C, dt) == 0, "%s", gpu_error());
+    float *a = to_host(ddw, (size_t)C * K, GPU_F32), *b = to_host(ddb, C, GPU_F32);
+    compare("patch embed backward dw +=", a, rdw, (size_t)C * K, dt);
+    compare("patch embed backward db +=", b, rdb, C, GPU_F32);
+    gpu_free(G, di), gpu_free(G, ddy), gpu_free(G, ddw), gpu_free(G, ddb);
+    free(img), free(dy), free(dw0), free(db0), free(rdw), free(rdb), free(a), free(b);
+}
+
+static void test_attention_backward(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+    size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
+    float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = host(nq);
+    ref_attention_backward(ref, dout, qkv, B, T, H, hd);
+    float *dq = dev_from(qkv, nq), *dd = dev_from(dout, no), *dqkv = dev(nq * 4);
+    CHECK(gpu_attention_backward(G, dqkv, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dqkv, nq, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "attention backward B%d T%d H%d hd%d", B, T, H, hd);
+    compare(what, got, ref, nq, dt);
+    gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv);
+    free(qkv), free(dout), free(ref), free(got);
+}
+
 // --- the whole forward -------------------------------------------------------
 #ifndef UFO_CUDA_OPS_ONLY
 
@@ -366,6 +506,19 @@ int main(void) {
     }
     test_batchnorm();
     test_assemble();
+    for (int dt = 0; dt < 2; dt++) {
+        test_gemm(37, 45, 29, 0, 0, 0.0f, dt);
+        test_gemm(37, 45, 29, 1, 0, 1.0f, dt);
+        test_gemm(37, 45, 29, 0, 1, 1.0f, dt);
+        test_gemm(64, 96, 128, 1, 1, 0.0f, dt);
+        test_linear_backward(75, 96, 144, dt);
+        test_patch_embed_backward(2, 32, 8, 48, dt);
+        test_attention_backward(2, 577, 2, 64, 1.0f, dt);
+        test_attention_backward(1, 37, 3, 32, 2.0f, dt);
+    }
+    test_norm_gelu_backward();
+    test_batchnorm_train_backward(16, 300);
+    test_batchnorm_train_backward(1, 40);  // n = 1: running_var takes the biased (zero) variance
     gpu_ctx_free(G);
 #ifndef UFO_CUDA_OPS_ONLY
     test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);

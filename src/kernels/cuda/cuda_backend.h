@@ -80,6 +80,35 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 void gpu_set_flash(gpu_ctx *g, int on);
 int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd);
 
+// ---- Training (gpu_train.cu): the backward contracts of kernels/ref/ref.h.
+// Parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), NULL
+// skips a gradient. fp32 arrays; bf16 rounds matmul operands (fp32 accumulation).
+// Not yet used by the trainer (training on CUDA is a later step); tested op by op.
+
+// C[M, N] = op(A) op(B) + beta * C, row-major fp32 (op(A) [M, K]: A stored [M, K],
+// or [K, M] with transA; op(B) [K, N]: B stored [K, N], or [N, K] with transB).
+int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, int M, int N, int K, int transA, int transB,
+             float beta, gpu_dtype dt);
+// db[j] += sum_i dy[i, j], dy [n, c]
+int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
+// y = x W^T + b:  dx = dy W;  dw += dy^T x;  db += colsum(dy)
+int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        int n, int in, int out, gpu_dtype dt);
+int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *gamma, int n, int c, float eps);
+int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n);
+// dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
+int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd,
+                           gpu_dtype dt);
+int gpu_batchnorm_train(gpu_ctx *g, float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                        const float *beta, float *running_mean, float *running_var, int n, int c, float eps,
+                        float momentum);
+int gpu_batchnorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *gamma, int n, int c);
+// dw [C, 3, p, p] +=, db [C] += from dy [B, P, C] and img [B, 3, H, W]
+int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const float *dy, const float *img, int B, int H, int W,
+                             int p, int C, gpu_dtype dt);
+
 #ifdef __cplusplus
 }
 #endif

@@ -263,7 +263,7 @@ int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *
 // rows in fp32 (written in dt), o = P v [B, H, T, hd] fp32, heads merged into
 // out [B, T, D]. Chunks keep the score matrix under ~1 GiB.
 
-static int ensure_scratch(gpu_ctx *g, size_t bytes) {
+int gpu_ensure_scratch(gpu_ctx *g, size_t bytes) {
     if (bytes <= g->scratch_bytes) return 0;
     gpu_free(g, g->scratch);
     g->scratch = NULL;
@@ -291,7 +291,7 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
     size_t s_b = flash ? 0 : align256((size_t)chunk * per_img_scores);
     size_t p_b = !flash && dt == GPU_BF16 ? align256((size_t)chunk * H * T * T * 2) : 0;
     size_t o_b = flash ? 0 : align256((size_t)chunk * T * D * sizeof(float));
-    if (ensure_scratch(g, 3 * qkv_b + s_b + p_b + o_b)) return -1;
+    if (gpu_ensure_scratch(g, 3 * qkv_b + s_b + p_b + o_b)) return -1;
     char *base = (char *)g->scratch;
     void *q = base, *k = base + qkv_b, *v = base + 2 * qkv_b;
     float *s = (float *)(base + 3 * qkv_b);

@@ -38,6 +38,10 @@ int gpu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int gpu_check(cudaError_t err, const char *what);
 int gpu_check_launch(const char *what);
 
+// The context's scratch, grown (never shrunk) to at least `bytes`; contents undefined.
+// One user at a time: the attention (forward or backward) or gpu_gemm's bf16 copies.
+int gpu_ensure_scratch(gpu_ctx *g, size_t bytes);
+
 // Launchers used by gpu_attention (gpu_kernels.cu).
 // qkv [B, T, 3, H, hd] fp32 -> q, k, v [B, H, T, hd] in dt
 void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const float *qkv, int B, int T, int H, int hd,
