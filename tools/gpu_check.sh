@@ -23,7 +23,12 @@ OUT=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUT"
 JOBS=${JOBS:-16}
 BUILD=${BUILD:-build-gpu}
-export PATH="$PATH:/usr/local/cuda/bin"
+# nvcc: PATH, else the toolkit's usual places.
+if ! command -v nvcc >/dev/null; then
+    for d in /usr/local/cuda /usr/local/cuda-*; do
+        [ -x "$d/bin/nvcc" ] && { export PATH="$PATH:$d/bin"; break; }
+    done
+fi
 T0=$(date +%s)
 SUMMARY=()
 FAILED=0
@@ -69,7 +74,7 @@ else
     note "cmake or a CPU dependency missing: building the op checks alone (no whole-forward, no CLI, no bench)"
     MODE=ops
     mkdir -p "$BUILD"
-    CU=/usr/local/cuda
+    CU=$(dirname "$(dirname "$(command -v nvcc)")")
     run build_ops 300 bash -c "
         set -e
         for f in src/kernels/cuda/*.cu; do nvcc -O2 -std=c++17 -arch=native -Isrc -c \$f -o $BUILD/\$(basename \$f .cu).o; done
@@ -82,7 +87,14 @@ fi
 if [ "$MODE" = full ]; then
     run test_cuda_ops 240 "$BUILD/src/kernels/cuda/test_cuda_ops"
     grep -q "^SKIP" "$OUT/test_cuda_ops.log" && { note "FAIL test_cuda_ops skipped: no GPU visible to CUDA"; FAILED=1; }
-    note "  $(grep -E 'passed, [0-9]+ failed' "$OUT/test_cuda_ops.log" | tail -1)"
+    if grep -qE 'passed, [0-9]+ failed' "$OUT/test_cuda_ops.log"; then
+        note "  $(grep -E 'passed, [0-9]+ failed' "$OUT/test_cuda_ops.log" | tail -1); $(sed -nE \
+            's/.* (fp32|bf16)  max rel err ([^ ]+)  cosine ([^ ]+)$/\1 \2 \3/p' "$OUT/test_cuda_ops.log" | awk '
+            $1 == "fp32" && $2 + 0 > f { f = $2 + 0 }
+            $1 == "bf16" && (c == "" || $3 + 0 < c) { c = $3 + 0 }
+            $1 == "bf16" && $2 + 0 > b { b = $2 + 0 }
+            END { printf "worst fp32 max rel err %.3g (bar 1e-4); worst bf16 cosine %.6f (bar 0.999), max rel err %.3g", f, c, b }')"
+    fi
     run test_device 60 "$BUILD/test_device"
     if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
         run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \

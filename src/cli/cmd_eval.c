@@ -21,10 +21,11 @@ static const char *usage =
     "  --data DIR              data root (overrides FASTREID_DATASETS)\n"
     "  --batch-size N          images per forward pass (default 8; --batch too)\n"
     "  --precision P           fp32 (default) | bf16\n"
-    "  --device D              cpu (default) | cuda (GPU 0; decoding stays on --workers threads,\n"
-    "                          so give the GPU several, e.g. --workers 7)\n"
+    "  --device D              cpu (default) | cuda (GPU 0; images are decoded on --workers\n"
+    "                          threads beside it)\n"
     "  --threads N             OpenMP threads for the model (default: all cores)\n"
-    "  --workers N             image decode threads (default 1)\n"
+    "  --workers N             image decode threads (default 1; with --device cuda: cores - 1,\n"
+    "                          at most 7)\n"
     "  --head DATASET=TASK     score DATASET with TASK's head (face person vehicle product\n"
     "                          backbone); default: the released script's choice (face sets:\n"
     "                          face; Market1501 MSMT17 VeRi LargeVehicleID LargeVeRiWild: vehicle;\n"
@@ -67,7 +68,7 @@ static int parse_head(const char *spec, eval_args *a) {
 
 static int parse_args(int argc, char **argv, eval_args *a) {
     for (int i = 0; i < MAX_SETS; i++) a->head[i] = -2;
-    a->batch = 8, a->workers = 1, a->splits = 1, a->precision = "fp32", a->datasets = "all";
+    a->batch = 8, a->workers = 0, a->splits = 1, a->precision = "fp32", a->datasets = "all";
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int has = i + 1 < argc;
@@ -169,6 +170,10 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = parse_sets(a.datasets, sets, &nsets))) return rc == -2 ? 2 : cli_fail();
     if (a.threads) omp_set_num_threads(a.threads);
     if (ufo_device_check(a.device)) return cli_fail();  // before loading anything
+    if (!a.workers) {  // the CPU model uses every core itself; the GPU needs decoders beside it
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        a.workers = a.device == UFO_DEVICE_CPU ? 1 : cores > 8 ? 7 : cores > 2 ? (int)cores - 1 : 1;
+    }
     const char *const *names = ufo_eval_set_names(NULL);
     // Check every head before the (slow) work starts.
     vit_model m;

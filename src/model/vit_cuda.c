@@ -134,11 +134,12 @@ int vit_cuda_prepare(vit_model *m, ufo_precision prec) {
     upload_all(&u, m);  // sizing pass
     size_t total = u.used;
     const vit_config *cf = &m->cfg;
-    size_t stage = c->dt == GPU_BF16 ? (size_t)cf->mlp_hidden * cf->dim * sizeof(float) : 0;
-    size_t patch = (size_t)cf->dim * 3 * cf->patch_size * cf->patch_size * sizeof(float);
-    if (patch > stage && c->dt == GPU_BF16) stage = patch;
-    if (3 * (size_t)cf->dim * cf->dim * sizeof(float) > stage && c->dt == GPU_BF16)
-        stage = 3 * (size_t)cf->dim * cf->dim * sizeof(float);
+    size_t stage = 0;  // bf16: the largest matrix, in fp32
+    if (c->dt == GPU_BF16) {
+        size_t D = cf->dim, mats[3] = {D * cf->mlp_hidden, 3 * D * D, D * 3 * cf->patch_size * cf->patch_size};
+        for (int i = 0; i < 3; i++)
+            if (mats[i] * sizeof(float) > stage) stage = mats[i] * sizeof(float);
+    }
     if (!(c->wbuf = gpu_malloc(c->g, total + align256(stage)))) {
         vit_cuda_release(m);
         return fail_gpu("uploading the model to the GPU");
