@@ -471,6 +471,36 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
     }
     vit_free(&m);
 }
+
+// The production shapes (ViT-L width: D 1024, 16 heads, T 577) for two blocks,
+// against the CPU fast path in fp32 (itself checked against the reference in
+// test_kernels/test_model): GPU fp32 within 1e-4, GPU bf16 (both attention
+// kernels) cosine >= 0.999.
+static void test_forward_vitl_shapes(void) {
+    vit_config c = {.img_size = 384, .patch_size = 16, .dim = 1024, .depth = 2, .heads = 16, .mlp_hidden = 4096,
+                    .ln_eps = 1e-6f, .bn_eps = 1e-5f};
+    vit_model m;
+    if (vit_alloc(&m, &c, 1u << UFO_TASK_VEHICLE)) {
+        CHECK(0, "vit_alloc: %s", ufo_error());
+        return;
+    }
+    randomize(&m);
+    int n = 3;
+    size_t ni = (size_t)n * 3 * 384 * 384, no = (size_t)n * c.dim;
+    float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+    CHECK(vit_prepare(&m, VIT_BACKEND_CPU, UFO_PREC_FP32) == 0, "%s", ufo_error());
+    CHECK(vit_forward(&m, x, n, UFO_TASK_VEHICLE, ref) == 0, "%s", ufo_error());
+    for (int mode = 0; mode < 3; mode++) {
+        setenv("UFO_CUDA_ATTENTION", mode == 2 ? "flash" : "gemm", 1);
+        CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, mode ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+        CHECK(vit_forward(&m, x, n, UFO_TASK_VEHICLE, got) == 0, "%s", ufo_error());
+        compare(mode == 2 ? "forward ViT-L shapes L2 n=3 vs CPU, flash" : "forward ViT-L shapes L2 n=3 vs CPU", got,
+                ref, no, mode ? GPU_BF16 : GPU_F32);
+    }
+    setenv("UFO_CUDA_ATTENTION", "gemm", 1);
+    vit_free(&m);
+    free(x), free(ref), free(got);
+}
 #endif
 
 int main(void) {
@@ -501,7 +531,9 @@ int main(void) {
             test_attention(2, 64, 2, 64, 1.0f, dt, flash);   // exactly one key tile
             test_attention(1, 70, 1, 64, 1.0f, dt, flash);   // a second, almost empty tile
         }
+        gpu_set_attention_chunk_bytes(G, 1);  // one image per chunk: offsets between chunks
         test_attention(3, 50, 3, 32, 3.0f, dt, 0);  // other head dims
+        gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
         test_attention(1, 7, 1, 16, 1.0f, dt, 0);
     }
     test_batchnorm();
@@ -514,7 +546,9 @@ int main(void) {
         test_linear_backward(75, 96, 144, dt);
         test_patch_embed_backward(2, 32, 8, 48, dt);
         test_attention_backward(2, 577, 2, 64, 1.0f, dt);
-        test_attention_backward(1, 37, 3, 32, 2.0f, dt);
+        gpu_set_attention_chunk_bytes(G, 1);
+        test_attention_backward(3, 37, 3, 32, 2.0f, dt);  // three chunks of one image
+        gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
     }
     test_norm_gelu_backward();
     test_batchnorm_train_backward(16, 300);
@@ -524,6 +558,7 @@ int main(void) {
     test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);
     test_forward("img384/p16 d128 L1 H2 (T=577)", 384, 16, 128, 1, 2);
     test_forward("img48/p8 d96 L2 H3 (hd 32)", 48, 8, 96, 2, 3);
+    test_forward_vitl_shapes();
 #else
     printf("ops only: the whole-forward checks need libufo\n");
 #endif

@@ -79,6 +79,10 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 // from the environment: UFO_CUDA_ATTENTION=flash | gemm.
 void gpu_set_flash(gpu_ctx *g, int on);
 int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd);
+// The attention (forward and backward) materialises scores for as many images
+// at a time as fit in `bytes` (at least one; default 1 GiB). Tests make it small
+// to exercise the chunking.
+void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes);
 
 // ---- Training (gpu_train.cu): the backward contracts of kernels/ref/ref.h.
 // Parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), NULL

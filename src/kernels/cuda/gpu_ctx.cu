@@ -96,6 +96,7 @@ gpu_ctx *gpu_ctx_create(int device) {
     }
     const char *att = getenv("UFO_CUDA_ATTENTION");
     g->flash = att && !strcmp(att, "flash");
+    g->chunk_bytes = (size_t)1 << 30;
     g->ws_bytes = (size_t)32 << 20;  // cuBLASLt's recommendation for Hopper
     if (gpu_check(cudaMalloc(&g->ws, g->ws_bytes), "cudaMalloc (cuBLASLt workspace)")) {
         gpu_ctx_free(g);
@@ -261,7 +262,7 @@ int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *
 // Per image chunk: split qkv into q, k, v [B, H, T, hd] (in dt), scores
 // S = q k^T * hd^-0.5 [B*H, T, T] fp32 (one strided-batched GEMM), softmax
 // rows in fp32 (written in dt), o = P v [B, H, T, hd] fp32, heads merged into
-// out [B, T, D]. Chunks keep the score matrix under ~1 GiB.
+// out [B, T, D]. Chunks keep the score matrix under g->chunk_bytes (1 GiB).
 
 int gpu_ensure_scratch(gpu_ctx *g, size_t bytes) {
     if (bytes <= g->scratch_bytes) return 0;
@@ -277,6 +278,8 @@ static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 void gpu_set_flash(gpu_ctx *g, int on) { g->flash = on; }
 
+void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes) { g->chunk_bytes = bytes; }
+
 int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd) { return g->flash && dt == GPU_BF16 && hd == 64; }
 
 int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt) {
@@ -284,7 +287,7 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
     int flash = gpu_uses_flash(g, dt, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
-    int chunk = flash ? B : (int)(((size_t)1 << 30) / per_img_scores);
+    int chunk = flash ? B : (int)(g->chunk_bytes / per_img_scores);
     if (chunk < 1) chunk = 1;
     if (chunk > B) chunk = B;
     size_t qkv_b = align256((size_t)chunk * T * D * es);

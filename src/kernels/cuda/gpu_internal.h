@@ -30,6 +30,7 @@ struct gpu_ctx {
     int n_plans;
     char name[320];
     int flash;           // attention: 1 = gpu_flash.cu where it applies (bf16, hd 64), 0 = GEMMs
+    size_t chunk_bytes;  // attention: score buffers per chunk of images stay under this (>= 1 image)
 };
 
 // Sets gpu_error() and returns -1.

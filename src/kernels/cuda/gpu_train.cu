@@ -291,7 +291,7 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout
     int bf = dt == GPU_BF16;
     size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;
     size_t per_img = (size_t)H * tt * (2 * sizeof(float) + (bf ? 4 : 0));
-    int chunk = (int)(((size_t)3 << 29) / per_img);  // score-sized buffers under ~1.5 GiB
+    int chunk = (int)(g->chunk_bytes / per_img);  // score-sized buffers under chunk_bytes
     if (chunk < 1) chunk = 1;
     if (chunk > B) chunk = B;
     size_t nh = (size_t)chunk * T * D;  // values per [chunk, H, T, hd] buffer
