@@ -13,7 +13,8 @@
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model)
 #   5. the PyTorch eager AMP equivalent (bench/bench_gpu_torch.py) with the
 #      machine's python3 when `import torch` works with CUDA, else "skipped"
-# Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
+# Warnings are not errors here (another compiler version must not stop a
+# runtime check; CI builds with -Werror). Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
 # ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
 # check that ran passed.
 set -u
@@ -64,7 +65,8 @@ note "nvcc: $(command -v nvcc >/dev/null && nvcc --version | tail -1 || echo mis
 # --- 2. build ----------------------------------------------------------------
 MODE=full
 if command -v cmake >/dev/null &&
-    run configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$(command -v nvcc)"; then
+    run configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+        -DUFO_WERROR=OFF; then
     if ! grep -q "CUDA backend ON" "$OUT/configure.log"; then
         note "FAIL configure: the CUDA backend was not enabled (see $OUT/configure.log)"
         FAILED=1
