@@ -72,6 +72,7 @@ if command -v cmake >/dev/null &&
         FAILED=1
     fi
     run build 300 cmake --build "$BUILD" -j"$JOBS" || MODE=none
+    [ "$MODE" = full ] && note "built: $("$BUILD/ufo" --version)"
 else
     note "cmake or a CPU dependency missing: building the op checks alone (no whole-forward, no CLI, no bench)"
     MODE=ops

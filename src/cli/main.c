@@ -72,7 +72,11 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("ufo %s\n", UFO_VERSION);
+#ifdef UFO_HAVE_CUDA
+        printf("ufo %s (with the CUDA backend: --device cuda)\n", UFO_VERSION);
+#else
+        printf("ufo %s (CPU only)\n", UFO_VERSION);
+#endif
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
