@@ -36,7 +36,10 @@ def main():
         mpath = os.path.join(d, "m.safetensors")
         safetensors_io.write(mpath, vit_torch.state_dict_numpy(model), {"num_heads": 2})
         out = os.path.join(d, "f.npy")
-        for cmd in ("embed", "eval", "bench"):
+        r = ufo("train", "--device", "cuda", "--config", "x.ini", "--out", d, check=False)
+        C.check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "not implemented" in r.stderr,
+                f"train --device cuda: one clear line: {r.stderr.strip()}")
+        for cmd in ("embed", "eval", "bench", "train"):
             r = ufo(cmd, "--help")
             C.check("--device" in r.stdout, f"ufo {cmd} --help documents --device")
         r = ufo("embed", "--model", mpath, "--out", out, "--device", "gpu", paths[0], check=False)
