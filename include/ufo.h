@@ -27,7 +27,10 @@ typedef struct {
     int threads;      /* 0: OpenMP's default */
     int verbose;      /* 1: report unexpected keys in the model file */
     int num_heads;    /* 0: from the file's metadata, else dim / 64 */
+    int device;       /* UFO_DEVICE_CPU (default) | UFO_DEVICE_CUDA (GPU 0; bf16 runs on any sm_80+) */
 } ufo_options;
+
+enum { UFO_DEVICE_CPU = 0, UFO_DEVICE_CUDA = 1 };
 
 /* Loads a model file: ufo/timm safetensors or a paddle.save state dict. */
 ufo_model *ufo_load(const char *path, const ufo_options *opt);
@@ -47,6 +50,17 @@ int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out);
 /* Decodes and preprocesses image files exactly as the original (Pillow-exact),
  * then embeds them. Fails, naming the file, if any image cannot be read. */
 int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, float *out);
+
+/* All n files in batches of `batch`: `workers` threads decode the next batches
+ * while the model runs the current one (what the GPU wants; on the CPU,
+ * ufo_embed_files per batch is as fast). A progress line on stderr unless quiet. */
+int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int task, int batch, int workers,
+                              int quiet, float *out);
+
+/* 0 if `device` can run here; else -1 with the reason in ufo_last_error(), e.g.
+ * "no CUDA device visible (cudaGetDeviceCount: ...)". Starts nothing on the GPU
+ * beyond that query; ufo_load checks it too. */
+int ufo_device_check(int device);
 
 const char *ufo_last_error(void);
 const char *ufo_version(void);

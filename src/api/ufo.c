@@ -2,6 +2,7 @@
 #include "ufo.h"
 #include "base/error.h"
 #include "base/mem.h"
+#include "eval/embed_set.h"
 #include "image/image.h"
 #include "model/vit_io.h"
 #include <omp.h>
@@ -11,6 +12,8 @@
 
 struct ufo_model {
     vit_model vit;
+    float *images;        // decoded batch, kept between calls (pinned with CUDA: costly to allocate)
+    size_t images_bytes;
 };
 
 ufo_model *ufo_load(const char *path, const ufo_options *opt) {
@@ -21,18 +24,30 @@ ufo_model *ufo_load(const char *path, const ufo_options *opt) {
         ufo_errorf("out of memory");
         return NULL;
     }
+    if (o.device == UFO_DEVICE_CUDA && o.reference) {
+        free(m);
+        ufo_errorf("the reference kernels run on the CPU only (drop --reference or --device cuda)");
+        return NULL;
+    }
+    // Fail before reading a (large) model file when the GPU cannot be used.
+    if (ufo_device_check(o.device) != 0) {
+        free(m);
+        return NULL;
+    }
     vit_load_options lo = {.img_size = o.img_size, .num_heads = o.num_heads, .verbose = o.verbose};
     if (vit_load(&m->vit, path, &lo) != 0) {
         free(m);
         return NULL;
     }
-    if (o.bf16 && !o.reference && !cpu_has_bf16()) {
+    vit_backend backend = o.device == UFO_DEVICE_CUDA ? VIT_BACKEND_CUDA
+                          : o.reference                ? VIT_BACKEND_REF
+                                                       : VIT_BACKEND_CPU;
+    if (o.bf16 && backend == VIT_BACKEND_CPU && !cpu_has_bf16()) {
         // oneDNN may refuse bf16 where the CPU cannot run it: fall back, and say so.
         fprintf(stderr, "ufo: note: this CPU has no native bf16 (%s); running fp32\n", cpu_isa_name());
         o.bf16 = 0;
     }
-    if (vit_prepare(&m->vit, o.reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU,
-                    o.bf16 ? UFO_PREC_BF16 : UFO_PREC_FP32) != 0) {
+    if (vit_prepare(&m->vit, backend, o.bf16 ? UFO_PREC_BF16 : UFO_PREC_FP32) != 0) {
         ufo_error_wrap("%s", path);
         vit_free(&m->vit);
         free(m);
@@ -43,6 +58,7 @@ ufo_model *ufo_load(const char *path, const ufo_options *opt) {
 
 void ufo_free_model(ufo_model *m) {
     if (!m) return;
+    vit_host_free(&m->vit, m->images);
     vit_free(&m->vit);
     free(m);
 }
@@ -63,11 +79,23 @@ int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out) {
     return vit_forward(&m->vit, images, n, task, out);
 }
 
+int ufo_device_check(int device) {
+    if (device == UFO_DEVICE_CPU) return 0;
+    if (device == UFO_DEVICE_CUDA) return vit_cuda_check();
+    return ufo_errorf("unknown device %d", device);
+}
+
 int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, float *out) {
     int S = m->vit.cfg.img_size;
     size_t per = (size_t)3 * S * S;
-    float *x = ufo_alloc((size_t)n * per * sizeof(float));
-    if (!x) return -1;
+    size_t bytes = (size_t)n * per * sizeof(float);
+    if (bytes > m->images_bytes) {
+        vit_host_free(&m->vit, m->images);
+        m->images_bytes = 0;
+        if (!(m->images = vit_host_alloc(&m->vit, bytes))) return -1;
+        m->images_bytes = bytes;
+    }
+    float *x = m->images;
     // Decode in parallel; the first failure (in input order) is the one reported.
     int failed = n;
     char msg[UFO_ERR_MAX] = "";
@@ -82,8 +110,18 @@ int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, flo
         }
     }
     int rc = failed < n ? ufo_errorf("%s", msg) : vit_forward(&m->vit, x, n, task, out);
-    ufo_free(x);
     return rc;
+}
+
+int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int task, int batch, int workers,
+                              int quiet, float *out) {
+    if (n <= 0) return 0;
+    if (!ufo_has_task(m, task)) return ufo_errorf("this model has no '%s' head", vit_task_name(task));
+    // The evaluation pipeline over a plain list of files (no cache).
+    ufo_eval_set s = {.name = "embed", .n = n, .paths = (char **)paths};
+    ufo_embed_opts o = {.batch = batch, .workers = workers, .quiet = quiet};
+    int from_cache;
+    return ufo_embed_set(&m->vit, &s, task, &o, out, &from_cache);
 }
 
 const char *ufo_last_error(void) { return ufo_error(); }

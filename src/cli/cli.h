@@ -17,5 +17,7 @@ int cli_fail(void);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // Parses a decimal int option value in [lo, hi]; on error reports and returns -1.
 int cli_parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out);
+// "cpu" / "cuda" -> UFO_DEVICE_*; else a usage error (returns -1).
+int cli_parse_device(const char *cmd, const char *s, int *out);
 // True if arg is "-h" or "--help".
 int cli_is_help(const char *arg);

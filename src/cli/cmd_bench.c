@@ -22,6 +22,8 @@ static const char *usage =
     "  --iters N         timed iterations after one warm-up (default 2)\n"
     "  --precision P     fp32 | bf16 (default bf16)\n"
     "  --threads N       OpenMP threads (default: all cores)\n"
+    "  --device D        cpu (default) | cuda: time the GPU forward (images already in\n"
+    "                    pinned host memory; upload, forward and download included)\n"
     "  --reference       time the plain-C reference kernels instead\n"
     "  --train           time a whole training step instead: forward, CosFace (1000\n"
     "                    classes) + triplet on the vehicle head, backward, SGD\n"
@@ -29,7 +31,8 @@ static const char *usage =
     "  --json            one JSON line instead of text\n";
 
 int cmd_bench(int argc, char **argv) {
-    const char *preset = "large", *prec = "bf16";
+    const char *preset = "large", *prec = "bf16", *device_name = "cpu";
+    int device = UFO_DEVICE_CPU;
     int img = 384, patch = 16, batch = 8, iters = 2, threads = 0, reference = 0, json = 0, train = 0, recompute = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -40,6 +43,10 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "--preset") && has) preset = argv[++i];
         else if (!strcmp(a, "--precision") && has) prec = argv[++i];
+        else if (!strcmp(a, "--device") && has) {
+            device_name = argv[++i];
+            if (cli_parse_device("bench", device_name, &device)) return 2;
+        }
         else if (!strcmp(a, "--img-size") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 4096, &img)) return 2; }
         else if (!strcmp(a, "--patch") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 64, &patch)) return 2; }
         else if (!strcmp(a, "--batch") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 4096, &batch)) return 2; }
@@ -54,18 +61,22 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(prec, "fp32") && strcmp(prec, "bf16"))
         return cli_usage_error("bench", "--precision must be fp32 or bf16, got '%s'", prec);
     if (threads) omp_set_num_threads(threads);
+    if (device == UFO_DEVICE_CUDA && (train || reference))
+        return cli_usage_error("bench", "--device cuda times inference only (no --train, --reference)");
+    if (ufo_device_check(device)) return cli_fail();
+    vit_backend backend = device == UFO_DEVICE_CUDA ? VIT_BACKEND_CUDA : reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU;
     vit_config c;
     if (vit_config_preset(preset, img, patch, &c)) return cli_fail();
     vit_model m;
     if (vit_alloc(&m, &c, 1u << UFO_TASK_VEHICLE)) return cli_fail();
     vit_init_random(&m, 1);
     ufo_precision p = strcmp(prec, "bf16") ? UFO_PREC_FP32 : UFO_PREC_BF16;
-    if (!train && vit_prepare(&m, reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU, p)) {
+    if (!train && vit_prepare(&m, backend, p)) {
         vit_free(&m);
         return cli_fail();
     }
     size_t per = (size_t)3 * img * img;
-    float *x = ufo_alloc(per * batch * sizeof(float)), *out = ufo_alloc((size_t)batch * c.dim * sizeof(float));
+    float *x = vit_host_alloc(&m, per * batch * sizeof(float)), *out = ufo_alloc((size_t)batch * c.dim * sizeof(float));
     int32_t *labels = malloc(sizeof(int32_t) * batch);
     if (!x || !out || !labels) {
         vit_free(&m);
@@ -100,17 +111,22 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < iters && rc == 0; i++) rc = vit_forward(&m, x, batch, UFO_TASK_VEHICLE, out);
         dt = ufo_now() - t0;
     }
-    ufo_free(x);
+    vit_host_free(&m, x);
     ufo_free(out);
     free(labels);
+    char isa_buf[256];
+    snprintf(isa_buf, sizeof isa_buf, "%s", backend == VIT_BACKEND_CUDA ? vit_cuda_device(&m)
+                                            : reference                 ? "reference"
+                                                                        : cpu_isa_name());
     vit_free(&m);
     if (rc) return cli_fail();
     double ips = (double)batch * iters / dt;
-    const char *isa = reference ? "reference" : cpu_isa_name();
+    const char *isa = isa_buf;
     if (json)
         printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
-               "\"threads\": %d, \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\"}\n",
-               train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), ips, 1 / ips, isa);
+               "\"threads\": %d, \"device\": \"%s\", \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\"}\n",
+               train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), device_name, ips, 1 / ips,
+               isa);
     else
         printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s: %.3f images/s, %.3f s/image\n",
                train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, ips,

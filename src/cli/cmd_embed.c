@@ -6,6 +6,7 @@
 #include "ufo.h"
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *usage =
     "usage: ufo embed --model M --out FEATS.npy [options] IMAGE... | --list FILE\n"
@@ -20,7 +21,12 @@ static const char *usage =
     "  --list FILE          read image paths from FILE, one per line (first token)\n"
     "  --batch N            images per forward pass (default 8)\n"
     "  --threads N          OpenMP threads (default: all cores)\n"
-    "  --precision P        fp32 (default) | bf16 (AMX/AVX512-BF16 matmuls)\n"
+    "  --precision P        fp32 (default) | bf16 (AMX/AVX512-BF16 matmuls; on the GPU\n"
+    "                       bf16 tensor-core matmuls, fp32 accumulation)\n"
+    "  --device D           cpu (default) | cuda (GPU 0; needs a build with the CUDA toolkit)\n"
+    "  --workers N          decode on N threads (at most 7) overlapped with the model; the\n"
+    "                       default with --device cuda is cores - 1 (at most 7); on the CPU\n"
+    "                       the default decodes each batch on all cores, then runs it\n"
     "  --img-size S         run at S x S, resampling pos_embed (default: the model's size)\n"
     "  --num-heads H        attention heads, for files without ufo metadata whose head\n"
     "                       dim is not 64 (default: metadata, else dim / 64)\n"
@@ -67,8 +73,8 @@ static int read_list(const char *path, strlist *out) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *list = NULL, *task_name = "backbone", *prec = "fp32";
-    int batch = 8, quiet = 0;
+    const char *model = NULL, *out = NULL, *list = NULL, *task_name = "backbone", *prec = "fp32", *device = "cpu";
+    int batch = 8, quiet = 0, workers = 0;
     ufo_options opt = {0};
     strlist images = {0};
     int rc = 1;
@@ -84,8 +90,11 @@ int cmd_embed(int argc, char **argv) {
         else if (!strcmp(a, "--task") && has) task_name = argv[++i];
         else if (!strcmp(a, "--list") && has) list = argv[++i];
         else if (!strcmp(a, "--precision") && has) prec = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--batch") && has) {
             if (cli_parse_int("embed", a, argv[++i], 1, 4096, &batch)) goto done_usage;
+        } else if (!strcmp(a, "--workers") && has) {
+            if (cli_parse_int("embed", a, argv[++i], 1, 7, &workers)) goto done_usage;
         } else if (!strcmp(a, "--threads") && has) {
             if (cli_parse_int("embed", a, argv[++i], 1, 1024, &opt.threads)) goto done_usage;
         } else if (!strcmp(a, "--img-size") && has) {
@@ -113,6 +122,10 @@ int cmd_embed(int argc, char **argv) {
         goto done;
     }
     opt.bf16 = !strcmp(prec, "bf16");
+    if (cli_parse_device("embed", device, &opt.device)) {
+        rc = 2;
+        goto done;
+    }
     if (list && read_list(list, &images)) goto fail;
     if (images.n == 0) {
         rc = cli_usage_error("embed", "no images given");
@@ -132,23 +145,34 @@ int cmd_embed(int argc, char **argv) {
         ufo_errorf("out of memory");
         goto fail;
     }
-    ufo_progress pg;
-    ufo_progress_begin(&pg, "embed", "img", images.n, quiet);
     int err = 0;
-    for (int i = 0; i < images.n && !err; i += batch) {
-        int nb = images.n - i < batch ? images.n - i : batch;
-        err = ufo_embed_files(m, (const char *const *)images.items + i, nb, task, feats + (size_t)i * D);
-        ufo_progress_update(&pg, i + nb);
+    if (opt.device == UFO_DEVICE_CUDA || workers) {
+        // Decode threads fill (pinned, with CUDA) batches while the model runs the previous one.
+        if (!workers) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            workers = cores > 8 ? 7 : cores > 2 ? (int)cores - 1 : 1;
+        }
+        err = ufo_embed_files_pipelined(m, (const char *const *)images.items, images.n, task, batch, workers, quiet,
+                                        feats);
+    } else {
+        ufo_progress pg;
+        ufo_progress_begin(&pg, "embed", "img", images.n, quiet);
+        for (int i = 0; i < images.n && !err; i += batch) {
+            int nb = images.n - i < batch ? images.n - i : batch;
+            err = ufo_embed_files(m, (const char *const *)images.items + i, nb, task, feats + (size_t)i * D);
+            ufo_progress_update(&pg, i + nb);
+        }
+        if (!err) ufo_progress_end(&pg, images.n);
     }
     if (!err) {
-        ufo_progress_end(&pg, images.n);
         int64_t shape[2] = {images.n, D};
         err = ufo_npy_write(out, UFO_F32, shape, 2, feats);
     }
     free(feats);
     ufo_free_model(m);
     if (err) goto fail;
-    if (!quiet) fprintf(stderr, "embed: wrote %s [%d, %d] (%s, task %s)\n", out, images.n, D, prec, task_name);
+    if (!quiet)
+        fprintf(stderr, "embed: wrote %s [%d, %d] (%s, %s, task %s)\n", out, images.n, D, prec, device, task_name);
     rc = 0;
     goto done;
 fail:

@@ -21,8 +21,11 @@ static const char *usage =
     "  --data DIR              data root (overrides FASTREID_DATASETS)\n"
     "  --batch-size N          images per forward pass (default 8; --batch too)\n"
     "  --precision P           fp32 (default) | bf16\n"
+    "  --device D              cpu (default) | cuda (GPU 0; images are decoded on --workers\n"
+    "                          threads beside it)\n"
     "  --threads N             OpenMP threads for the model (default: all cores)\n"
-    "  --workers N             image decode threads (default 1)\n"
+    "  --workers N             image decode threads (default 1; with --device cuda: cores - 1,\n"
+    "                          at most 7)\n"
     "  --head DATASET=TASK     score DATASET with TASK's head (face person vehicle product\n"
     "                          backbone); default: the released script's choice (face sets:\n"
     "                          face; Market1501 MSMT17 VeRi LargeVehicleID LargeVeRiWild: vehicle;\n"
@@ -41,6 +44,7 @@ static const char *usage =
 
 typedef struct {
     const char *model, *data, *json, *csv, *plots, *cache, *precision, *datasets;
+    int device;
     int batch, threads, workers, splits, quiet, face_source, msmt, num_heads;
     long long seed;
     int head[MAX_SETS];  // -2: default
@@ -64,7 +68,7 @@ static int parse_head(const char *spec, eval_args *a) {
 
 static int parse_args(int argc, char **argv, eval_args *a) {
     for (int i = 0; i < MAX_SETS; i++) a->head[i] = -2;
-    a->batch = 8, a->workers = 1, a->splits = 1, a->precision = "fp32", a->datasets = "all";
+    a->batch = 8, a->workers = 0, a->splits = 1, a->precision = "fp32", a->datasets = "all";
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int has = i + 1 < argc;
@@ -82,6 +86,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         else if (OPT("--plots")) a->plots = v;
         else if (OPT("--cache")) a->cache = v;
         else if (OPT("--precision")) a->precision = v;
+        else if (OPT("--device")) {
+            if (cli_parse_device("eval", v, &a->device)) return 2;
+        }
         else if (OPT("--batch-size") || OPT("--batch") || OPT("--batchsize")) {
             if (cli_parse_int("eval", s, v, 1, 4096, &a->batch)) return 2;
         } else if (OPT("--threads")) {
@@ -162,6 +169,11 @@ int cmd_eval(int argc, char **argv) {
     int sets[MAX_SETS], nsets = 0;
     if ((rc = parse_sets(a.datasets, sets, &nsets))) return rc == -2 ? 2 : cli_fail();
     if (a.threads) omp_set_num_threads(a.threads);
+    if (ufo_device_check(a.device)) return cli_fail();  // before loading anything
+    if (!a.workers) {  // the CPU model uses every core itself; the GPU needs decoders beside it
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        a.workers = a.device == UFO_DEVICE_CPU ? 1 : cores > 8 ? 7 : cores > 2 ? (int)cores - 1 : 1;
+    }
     const char *const *names = ufo_eval_set_names(NULL);
     // Check every head before the (slow) work starts.
     vit_model m;
@@ -179,14 +191,19 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     ufo_precision prec = strcmp(a.precision, "bf16") ? UFO_PREC_FP32 : UFO_PREC_BF16;
-    if (prec == UFO_PREC_BF16 && !cpu_has_bf16()) {
+    if (prec == UFO_PREC_BF16 && a.device == UFO_DEVICE_CPU && !cpu_has_bf16()) {
         fprintf(stderr, "ufo: note: this CPU has no native bf16 (%s); running fp32\n", cpu_isa_name());
         prec = UFO_PREC_FP32;
         a.precision = "fp32";
     }
-    if (vit_prepare(&m, VIT_BACKEND_CPU, prec)) {
+    if (vit_prepare(&m, a.device == UFO_DEVICE_CUDA ? VIT_BACKEND_CUDA : VIT_BACKEND_CPU, prec)) {
         vit_free(&m);
         return cli_fail();
+    }
+    if (a.device == UFO_DEVICE_CUDA) {
+        // GPU features differ from the CPU's in the last bits: their own cache key and label.
+        a.precision = prec == UFO_PREC_BF16 ? "bf16 cuda" : "fp32 cuda";
+        if (!a.quiet) fprintf(stderr, "eval: on %s\n", vit_cuda_device(&m));
     }
     char mid[1200];
     model_id(a.model, mid, sizeof mid);

@@ -2,6 +2,7 @@
 #include "base/error.h"
 #include "cli/cli.h"
 #include "train/run.h"
+#include "ufo.h"
 #include <omp.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ static const char *usage =
     "  --resume CK       continue a run exactly where its checkpoint stopped (the recipe is\n"
     "                    read from the checkpoint; overrides may change e.g. optim.steps)\n"
     "  --threads N       OpenMP threads for the model\n"
+    "  --device D        cpu (default); cuda is not implemented for training yet\n"
     "  --stop-after N    checkpoint and stop after step N (resume later with --resume)\n"
     "  --print-recipe    print the recipe with every key, its value and its meaning\n"
     "  --quiet           no progress lines\n"
@@ -44,7 +46,14 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--resume") && has) resume = argv[++i];
         else if (!strcmp(a, "--print-recipe")) print = 1;
         else if (!strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--threads") && has) {
+        else if (!strcmp(a, "--device") && has) {
+            int dev;
+            if (cli_parse_device("train", argv[++i], &dev)) return 2;
+            if (dev != UFO_DEVICE_CPU) {
+                ufo_errorf("training on CUDA is not implemented yet (embed and eval run there; train with --device cpu)");
+                return cli_fail();
+            }
+        } else if (!strcmp(a, "--threads") && has) {
             if (cli_parse_int("train", a, argv[++i], 1, 1024, &threads)) return 2;
         } else if (!strcmp(a, "--stop-after") && has) {
             if (cli_parse_int("train", a, argv[++i], 1, 2147483647, &stop_after)) return 2;

@@ -1,6 +1,7 @@
 // ufo: one CLI, one subcommand per file (cmd_<name>.c).
 #include "cli/cli.h"
 #include "base/error.h"
+#include "ufo.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,13 @@ int cli_parse_int(const char *cmd, const char *opt, const char *s, int lo, int h
     return 0;
 }
 
+int cli_parse_device(const char *cmd, const char *s, int *out) {
+    if (!strcmp(s, "cpu")) *out = UFO_DEVICE_CPU;
+    else if (!strcmp(s, "cuda")) *out = UFO_DEVICE_CUDA;
+    else return cli_usage_error(cmd, "--device must be cpu or cuda, got '%s'", s), -1;
+    return 0;
+}
+
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 int main(int argc, char **argv) {
@@ -64,7 +72,11 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("ufo %s\n", UFO_VERSION);
+#ifdef UFO_HAVE_CUDA
+        printf("ufo %s (with the CUDA backend: --device cuda)\n", UFO_VERSION);
+#else
+        printf("ufo %s (CPU only)\n", UFO_VERSION);
+#endif
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

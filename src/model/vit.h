@@ -67,7 +67,10 @@ typedef struct {
 // Where parameter p lives in the model's buffer.
 float **vit_param_slot(vit_weights *w, const vit_param *p);
 
-typedef enum { VIT_BACKEND_REF = 0, VIT_BACKEND_CPU = 1 } vit_backend;
+// REF: plain-C fp32 reference; CPU: oneDNN + OpenMP; CUDA: the GPU (vit_cuda.c).
+typedef enum { VIT_BACKEND_REF = 0, VIT_BACKEND_CPU = 1, VIT_BACKEND_CUDA = 2 } vit_backend;
+
+typedef struct vit_cuda vit_cuda;  // device weights, activations, stream (vit_cuda.c)
 
 typedef struct {
     vit_config cfg;
@@ -84,13 +87,16 @@ typedef struct {
     // Activations, sized for `act_batch` images; grown on demand.
     int act_batch;
     float *act;
+    vit_cuda *cuda;      // the CUDA backend's state (NULL unless backend == CUDA)
 } vit_model;
 
 // Allocates the parameter buffer for cfg + heads (zeroed) and sets w.
 int vit_alloc(vit_model *m, const vit_config *c, unsigned head_mask);
 // Fills params as timm initialises a ViT (trunc-normal 0.02, zero bias, unit norms).
 void vit_init_random(vit_model *m, uint64_t seed);
-// Builds the fast path's packed weights from params (after loading).
+// Builds the fast path's packed weights from params (after loading); with
+// VIT_BACKEND_CUDA uploads them to the GPU (fails with one clear line when
+// this build has no CUDA or no device is visible).
 int vit_prepare(vit_model *m, vit_backend backend, ufo_precision prec);
 void vit_free(vit_model *m);
 
@@ -107,3 +113,17 @@ void vit_resample_pos_embed(float *dst, const float *src, int g0, int g1, int di
 // dst = src with exactly the heads in head_mask: parameters copied by name,
 // heads that src lacks start at identity (weight 1, bias 0, mean 0, var 1).
 int vit_with_heads(const vit_model *src, unsigned head_mask, vit_model *dst);
+
+// --- CUDA backend (vit_cuda.c; a stub that fails when built without CUDA) ---
+// 0 if the GPU can be used, else -1 with ufo_error() = "no CUDA device visible
+// (cudaGetDeviceCount: ...)" or "this ufo was built without CUDA ...".
+int vit_cuda_check(void);
+// "NVIDIA H100 ..., sm_90, 79.1 GiB" once prepared, else "".
+const char *vit_cuda_device(const vit_model *m);
+int vit_cuda_prepare(vit_model *m, ufo_precision prec);
+int vit_cuda_forward(vit_model *m, const float *images, int n, int task, float *out);
+void vit_cuda_release(vit_model *m);
+// Host buffers for images handed to vit_forward: page-locked with the CUDA
+// backend (the upload then runs at full PCIe speed), ufo_alloc otherwise.
+float *vit_host_alloc(const vit_model *m, size_t bytes);
+void vit_host_free(const vit_model *m, float *p);

@@ -88,6 +88,7 @@ int vit_forward(vit_model *m, const float *images, int n, int task, float *out) 
     if (task >= 0 && (task >= UFO_NUM_TASKS || !(m->head_mask >> task & 1)))
         return ufo_errorf("this model has no '%s' head", vit_task_name(task));
     if (n <= 0) return 0;
+    if (m->backend == VIT_BACKEND_CUDA) return vit_cuda_forward(m, images, n, task, out);
     vit_acts a;
     if (ensure_acts(m, n, &a)) return -1;
     int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c);

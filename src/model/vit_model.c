@@ -67,9 +67,15 @@ static void release_fast_path(vit_model *m) {
 
 int vit_prepare(vit_model *m, vit_backend backend, ufo_precision prec) {
     release_fast_path(m);
+    vit_cuda_release(m);
     m->backend = backend;
     m->prec = prec;
     if (backend == VIT_BACKEND_REF) return 0;
+    if (backend == VIT_BACKEND_CUDA) {
+        if (vit_cuda_prepare(m, prec) == 0) return 0;
+        m->backend = VIT_BACKEND_REF;  // a usable (slow) state rather than a half-built one
+        return -1;
+    }
     const vit_config *c = &m->cfg;
     int D = c->dim, Hd = c->mlp_hidden, p = c->patch_size, L = c->depth;
     m->qkv = calloc(L, sizeof(cpu_linear *));
@@ -96,6 +102,7 @@ fail:
 
 void vit_free(vit_model *m) {
     release_fast_path(m);
+    vit_cuda_release(m);
     ufo_free(m->params);
     ufo_free(m->act);
     free(m->table);

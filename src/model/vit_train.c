@@ -123,6 +123,7 @@ static block_acts acts(const vit_train_state *st, int l) {
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int cap,
                    int recompute) {
     memset(st, 0, sizeof *st);
+    if (backend == VIT_BACKEND_CUDA) return ufo_errorf("training on CUDA is not implemented yet (use the CPU)");
     st->m = m;
     st->backend = backend;
     st->prec = prec;

@@ -1,0 +1,118 @@
+// The CUDA backend's plain-C interface: device probing, memory, and one
+// function per ViT op on device buffers (same semantics and layouts as
+// kernels/ref; every op here has a twin there and is tested against it in
+// tests/cuda/test_cuda_ops.c). Built into the `ufo_cuda` library only when
+// nvcc is found; libufo sees it only under UFO_HAVE_CUDA.
+//
+// Nothing here touches the GPU until it is called: a binary linked with it
+// starts (and runs on the CPU) on a machine without a GPU or driver.
+//
+// Conventions: every function that can fail returns 0 / -1 (NULL for
+// allocators) and leaves a one-line message in gpu_error() (thread-local).
+// All work is queued on the context's one stream, in order; gpu_sync waits.
+// Activations are fp32 unless a dtype argument says otherwise; GPU_BF16
+// buffers hold bfloat16 (2 bytes per value, round-to-nearest-even).
+#pragma once
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { GPU_F32 = 0, GPU_BF16 = 1 } gpu_dtype;
+
+typedef struct gpu_ctx gpu_ctx;
+
+const char *gpu_error(void);
+
+// Number of visible devices (> 0), or -1 with gpu_error() =
+// "no CUDA device visible (cudaGetDeviceCount: <reason>)".
+int gpu_device_count(void);
+// "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" of the context's device.
+const char *gpu_device_name(const gpu_ctx *g);
+
+// A stream, cuBLAS/cuBLASLt handles and a workspace on device `device`.
+gpu_ctx *gpu_ctx_create(int device);
+void gpu_ctx_free(gpu_ctx *g);
+int gpu_sync(gpu_ctx *g);
+
+void *gpu_malloc(gpu_ctx *g, size_t bytes);
+void gpu_free(gpu_ctx *g, void *p);
+// Page-locked host memory: copies from it overlap with kernels.
+void *gpu_host_alloc(size_t bytes);
+void gpu_host_free(void *p);
+// Asynchronous on the stream (pageable host memory makes them synchronous).
+int gpu_upload(gpu_ctx *g, void *dst, const void *src, size_t bytes);
+int gpu_download(gpu_ctx *g, void *dst, const void *src, size_t bytes);
+
+// dst (bf16) = src (fp32), n values.
+int gpu_to_bf16(gpu_ctx *g, void *dst, const float *src, size_t n);
+
+// y[rows, out] (fp32) = x[rows, in] W[out, in]^T + b   (accumulate: y += ...)
+// x and W both in `dt` (fp32: full fp32 math, no TF32; bf16: fp32 accumulation).
+// cuBLASLt with the bias in its epilogue; b may be NULL.
+int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
+               gpu_dtype dt, int accumulate);
+// y = gelu(x) (exact erf form), x fp32, y in `dt` (may alias x when dt is fp32).
+int gpu_gelu(gpu_ctx *g, void *y, const float *x, size_t n, gpu_dtype dt);
+// LayerNorm over c values per row; row r of x starts at x + r * x_stride
+// (x_stride = c for a dense matrix; T*c picks the class tokens). y dense, in `dt`.
+int gpu_layernorm(gpu_ctx *g, void *y, const float *x, const float *gamma, const float *beta, int rows, int c,
+                  size_t x_stride, float eps, gpu_dtype dt);
+// BatchNorm1d at inference, x, y [n, c] fp32 (may alias).
+int gpu_batchnorm(gpu_ctx *g, float *y, const float *x, const float *gamma, const float *beta, const float *mean,
+                  const float *var, int n, int c, float eps);
+// Patch embedding's im2col: img [B, 3, H, W] fp32 -> cols [B * (H/p)*(W/p), 3*p*p]
+// in `dt`, column order (channel, ky, kx) = the conv weight [C, 3, p, p] flattened,
+// so the patch embedding is gpu_linear(cols, w as [C, 3*p*p]).
+int gpu_im2col(gpu_ctx *g, void *cols, const float *img, int B, int H, int W, int p, gpu_dtype dt);
+// x[b] = [cls; patches[b]] + pos_embed: x [B, T, D], patches [B, T-1, D], cls [D], pos [T, D].
+int gpu_assemble_tokens(gpu_ctx *g, float *x, const float *patches, const float *cls, const float *pos, int B,
+                        int T, int D);
+// Same contract as ref_attention: qkv [B, T, 3, H, hd] fp32 -> out [B, T, H*hd] in `dt`.
+// Scores and softmax in fp32; with bf16 the two matmuls take bf16 inputs
+// (fp32 accumulation). Uses (and grows) the context's scratch memory.
+int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt);
+// Which attention gpu_attention runs for bf16 with head dim 64: 0 = the two
+// cuBLAS GEMMs around a softmax kernel (the default; also every other case),
+// 1 = the fused flash-style kernel (gpu_flash.cu). A new context takes it
+// from the environment: UFO_CUDA_ATTENTION=flash | gemm.
+void gpu_set_flash(gpu_ctx *g, int on);
+int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd);
+// The attention (forward and backward) materialises scores for as many images
+// at a time as fit in `bytes` (at least one; default 1 GiB). Tests make it small
+// to exercise the chunking.
+void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes);
+
+// ---- Training (gpu_train.cu): the backward contracts of kernels/ref/ref.h.
+// Parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), NULL
+// skips a gradient. fp32 arrays; bf16 rounds matmul operands (fp32 accumulation).
+// Not yet used by the trainer (training on CUDA is a later step); tested op by op.
+
+// C[M, N] = op(A) op(B) + beta * C, row-major fp32 (op(A) [M, K]: A stored [M, K],
+// or [K, M] with transA; op(B) [K, N]: B stored [K, N], or [N, K] with transB).
+int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, int M, int N, int K, int transA, int transB,
+             float beta, gpu_dtype dt);
+// db[j] += sum_i dy[i, j], dy [n, c]
+int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
+// y = x W^T + b:  dx = dy W;  dw += dy^T x;  db += colsum(dy)
+int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                        int n, int in, int out, gpu_dtype dt);
+int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *gamma, int n, int c, float eps);
+int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n);
+// dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
+int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd,
+                           gpu_dtype dt);
+int gpu_batchnorm_train(gpu_ctx *g, float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                        const float *beta, float *running_mean, float *running_var, int n, int c, float eps,
+                        float momentum);
+int gpu_batchnorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *gamma, int n, int c);
+// dw [C, 3, p, p] +=, db [C] += from dy [B, P, C] and img [B, 3, H, W]
+int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const float *dy, const float *img, int B, int H, int W,
+                             int p, int C, gpu_dtype dt);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,59 @@
+// Shared by the CUDA backend's two translation units (not part of its C interface).
+#pragma once
+#include "kernels/cuda/cuda_backend.h"
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+// One cached cuBLASLt plan per linear shape (descriptors + the chosen algorithm).
+typedef struct {
+    int rows, in, out, dt, has_bias, accumulate;
+    int bias_in_epilogue;  // 0: cuBLASLt had no algorithm with the bias epilogue; a kernel adds it
+    int gemmex;            // 1: cuBLASLt had no algorithm at all (odd leading dims); plain cublasGemmEx
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} gpu_lin_plan;
+
+#define GPU_MAX_PLANS 64
+
+struct gpu_ctx {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *ws;            // cuBLASLt workspace
+    size_t ws_bytes;
+    void *scratch;       // attention's q/k/v/scores/output, grown on demand
+    size_t scratch_bytes;
+    gpu_lin_plan plans[GPU_MAX_PLANS];
+    int n_plans;
+    char name[320];
+    int flash;           // attention: 1 = gpu_flash.cu where it applies (bf16, hd 64), 0 = GEMMs
+    size_t chunk_bytes;  // attention: score buffers per chunk of images stay under this (>= 1 image)
+};
+
+// Sets gpu_error() and returns -1.
+int gpu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// 0 if err == cudaSuccess (also checks the last launch), else -1 naming `what`.
+int gpu_check(cudaError_t err, const char *what);
+int gpu_check_launch(const char *what);
+
+// The context's scratch, grown (never shrunk) to at least `bytes`; contents undefined.
+// One user at a time: the attention (forward or backward) or gpu_gemm's bf16 copies.
+int gpu_ensure_scratch(gpu_ctx *g, size_t bytes);
+
+// Launchers used by gpu_attention (gpu_kernels.cu).
+// qkv [B, T, 3, H, hd] fp32 -> q, k, v [B, H, T, hd] in dt
+void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const float *qkv, int B, int T, int H, int hd,
+                          gpu_dtype dt);
+// rows of T fp32 scores -> softmax in dt (in place allowed for fp32)
+void gpu_launch_softmax(cudaStream_t s, void *p, const float *scores, size_t rows, int T, gpu_dtype dt);
+// o [B, H, T, hd] fp32 -> out [B, T, H*hd] in dt
+void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, int T, int H, int hd, gpu_dtype dt);
+// y[r, c] += b[c] (the bias when cuBLASLt cannot take it in its epilogue)
+void gpu_launch_add_bias(cudaStream_t s, float *y, const float *b, int rows, int c);
+// Flash attention (gpu_flash.cu): q, k, v [B*H, T, hd] bf16 -> out [B, T, H*hd]
+// in out_dt. Only hd == 64; returns -1 (nothing launched) otherwise.
+int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, int B, int T, int H,
+                     int hd, gpu_dtype out_dt);

@@ -1,0 +1,358 @@
+// CUDA backend for training: a general matmul and the backward of every op of
+// the model, with the contracts of kernels/ref/ref.h (and kernels/cpu/cpu_train.h):
+// parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), a NULL
+// gradient pointer skips that gradient. All arrays are fp32 device buffers;
+// bf16 rounds the matmul operands into scratch first (fp32 master weights),
+// accumulates in fp32, and keeps every element-wise op and reduction in fp32.
+// Column reductions (dgamma, dbias) run one thread per column over the rows:
+// deterministic, no atomics.
+#include "kernels/cuda/gpu_internal.h"
+#include <cuda_bf16.h>
+#include <math.h>
+
+namespace {
+
+constexpr int kThreads = 256;
+unsigned blocks_for(size_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__global__ void colsum_kernel(float *db, const float *dy, size_t n, int c) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= c) return;
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += dy[i * c + k];
+    db[k] += s;
+}
+
+__global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = x[i];
+    float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
+    dx[i] = dy[i] * d;
+}
+
+// One warp per row: mean/rstd (saved for the column pass), then dx.
+__global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy, const float *x, const float *g,
+                                        int n, int c, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    const float *xr = x + (size_t)row * c, *dyr = dy + (size_t)row * c;
+    float s = 0;
+    for (int k = lane; k < c; k += 32) s += xr[k];
+    float mean = warp_sum(s) / c, v = 0;
+    for (int k = lane; k < c; k += 32) v += (xr[k] - mean) * (xr[k] - mean);
+    float rstd = rsqrtf(warp_sum(v) / c + eps);
+    if (lane == 0) stats[2 * row] = mean, stats[2 * row + 1] = rstd;
+    if (!dx) return;
+    float s1 = 0, s2 = 0;
+    for (int k = lane; k < c; k += 32) {
+        float xh = (xr[k] - mean) * rstd, dxh = dyr[k] * g[k];
+        s1 += dxh;
+        s2 += dxh * xh;
+    }
+    s1 = warp_sum(s1) / c;
+    s2 = warp_sum(s2) / c;
+    for (int k = lane; k < c; k += 32) {
+        float xh = (xr[k] - mean) * rstd;
+        dx[(size_t)row * c + k] = rstd * (dyr[k] * g[k] - s1 - xh * s2);
+    }
+}
+
+__global__ void layernorm_backward_cols(float *dg, float *db, const float *dy, const float *x, const float *stats,
+                                        int n, int c) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= c) return;
+    float sg = 0, sb = 0;
+    for (int i = 0; i < n; i++) {
+        float d = dy[(size_t)i * c + k];
+        sg += d * (x[(size_t)i * c + k] - stats[2 * i]) * stats[2 * i + 1];
+        sb += d;
+    }
+    if (dg) dg[k] += sg;
+    if (db) db[k] += sb;
+}
+
+// One thread per channel (n is the batch: small).
+__global__ void batchnorm_train_kernel(float *y, float *mean, float *rstd, const float *x, const float *g,
+                                       const float *b, float *rmean, float *rvar, int n, int c, float eps,
+                                       float momentum) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= c) return;
+    float m = 0, v = 0;
+    for (int i = 0; i < n; i++) m += x[(size_t)i * c + k];
+    m /= n;
+    for (int i = 0; i < n; i++) {
+        float d = x[(size_t)i * c + k] - m;
+        v += d * d;
+    }
+    float var = v / n, r = rsqrtf(var + eps);
+    for (int i = 0; i < n; i++) y[(size_t)i * c + k] = (x[(size_t)i * c + k] - m) * r * g[k] + b[k];
+    if (mean) mean[k] = m;
+    if (rstd) rstd[k] = r;
+    float unbiased = n > 1 ? v / (n - 1) : var;
+    if (rmean) rmean[k] = (1.0f - momentum) * rmean[k] + momentum * m;
+    if (rvar) rvar[k] = (1.0f - momentum) * rvar[k] + momentum * unbiased;
+}
+
+__global__ void batchnorm_backward_kernel(float *dx, float *dg, float *db, const float *dy, const float *x,
+                                          const float *mean, const float *rstd, const float *g, int n, int c) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= c) return;
+    float s1 = 0, s2 = 0;
+    for (int i = 0; i < n; i++) {
+        size_t o = (size_t)i * c + k;
+        s1 += dy[o];
+        s2 += dy[o] * (x[o] - mean[k]) * rstd[k];
+    }
+    if (dg) dg[k] += s2;
+    if (db) db[k] += s1;
+    if (!dx) return;
+    float a = s1 / n, bb = s2 / n, gr = g[k] * rstd[k];
+    for (int i = 0; i < n; i++) {
+        size_t o = (size_t)i * c + k;
+        dx[o] = gr * (dy[o] - a - (x[o] - mean[k]) * rstd[k] * bb);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void put(T *p, size_t i, float v);
+template <>
+__device__ __forceinline__ void put<float>(float *p, size_t i, float v) { p[i] = v; }
+template <>
+__device__ __forceinline__ void put<__nv_bfloat16>(__nv_bfloat16 *p, size_t i, float v) {
+    p[i] = __float2bfloat16_rn(v);
+}
+
+// x [B, T, H*hd] -> [B, H, T, hd] in T (dout's heads, as q/k/v are split)
+template <typename T>
+__global__ void split_heads_kernel(T *dst, const float *x, int B, int Tn, int H, int hd) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)B * Tn * H * hd) return;
+    int e = (int)(i % hd), h = (int)(i / hd % H);
+    size_t t = i / ((size_t)hd * H) % Tn, b = i / ((size_t)hd * H * Tn);
+    put(dst, ((b * H + h) * Tn + t) * hd + e, x[i]);
+}
+
+// dq, dk, dv [B, H, T, hd] -> dqkv [B, T, 3, H, hd]
+__global__ void merge_qkv_kernel(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int Tn, int H,
+                                 int hd) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)B * Tn * 3 * H * hd) return;
+    int e = (int)(i % hd), h = (int)(i / hd % H), s = (int)(i / ((size_t)hd * H) % 3);
+    size_t t = i / ((size_t)hd * H * 3) % Tn, b = i / ((size_t)hd * H * 3 * Tn);
+    const float *src = s == 0 ? dq : s == 1 ? dk : dv;
+    dqkv[i] = src[((b * H + h) * Tn + t) * hd + e];
+}
+
+// Rows of T scores -> P = softmax in place (fp32), and a bf16 copy when pb.
+__global__ void softmax_rows_kernel(float *s, __nv_bfloat16 *pb, size_t rows, int Tn) {
+    size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    float *sr = s + row * Tn;
+    float m = -INFINITY;
+    for (int j = lane; j < Tn; j += 32) m = fmaxf(m, sr[j]);
+    m = warp_max(m);
+    float sum = 0;
+    for (int j = lane; j < Tn; j += 32) sum += expf(sr[j] - m);
+    float inv = 1.0f / warp_sum(sum);
+    for (int j = lane; j < Tn; j += 32) {
+        float p = expf(sr[j] - m) * inv;
+        sr[j] = p;
+        if (pb) pb[row * Tn + j] = __float2bfloat16_rn(p);
+    }
+}
+
+// dS = P * (dP - sum_j P dP), in place over dP, and a bf16 copy when db16.
+__global__ void softmax_backward_kernel(float *dp, __nv_bfloat16 *db16, const float *p, size_t rows, int Tn) {
+    size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    float *d = dp + row * Tn;
+    const float *pr = p + row * Tn;
+    float dot = 0;
+    for (int j = lane; j < Tn; j += 32) dot += pr[j] * d[j];
+    dot = warp_sum(dot);
+    for (int j = lane; j < Tn; j += 32) {
+        float v = pr[j] * (d[j] - dot);
+        d[j] = v;
+        if (db16) db16[row * Tn + j] = __float2bfloat16_rn(v);
+    }
+}
+
+}  // namespace
+
+static int blas_ok(cublasStatus_t st, const char *what) {
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : gpu_fail("cuBLAS error in %s: %s", what, cublasGetStatusString(st));
+}
+
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+extern "C" int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, int M, int N, int K, int transA,
+                        int transB, float beta, gpu_dtype dt) {
+    if (M <= 0 || N <= 0) return 0;
+    const void *a = A, *b = B;
+    cudaDataType_t t = CUDA_R_32F;
+    if (dt == GPU_BF16) {  // operands rounded into scratch; C stays fp32
+        size_t na = (size_t)M * K, nb = (size_t)K * N;
+        if (gpu_ensure_scratch(g, align256(na * 2) + align256(nb * 2))) return -1;
+        void *ab = g->scratch, *bb = (char *)g->scratch + align256(na * 2);
+        if (gpu_to_bf16(g, ab, A, na) || gpu_to_bf16(g, bb, B, nb)) return -1;
+        a = ab, b = bb, t = CUDA_R_16BF;
+    }
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    float alpha = 1.0f;
+    return blas_ok(cublasGemmEx(g->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                                K, &alpha, b, t, transB ? K : N, a, t, transA ? M : K, &beta, C, CUDA_R_32F, N,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "gpu_gemm");
+}
+
+extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c) {
+    colsum_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, dy, n, c);
+    return gpu_check_launch("colsum");
+}
+
+extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                   const float *w, int n, int in, int out, gpu_dtype dt) {
+    if (dx && gpu_gemm(g, dx, dy, w, n, in, out, 0, 0, 0.0f, dt)) return -1;   // dy [n,out] W [out,in]
+    if (dw && gpu_gemm(g, dw, dy, x, out, in, n, 1, 0, 1.0f, dt)) return -1;   // dy^T x, accumulated
+    if (db && gpu_colsum_acc(g, db, dy, (size_t)n, out)) return -1;
+    return 0;
+}
+
+extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                                      const float *gamma, int n, int c, float eps) {
+    if (n <= 0) return 0;
+    float *stats = (float *)gpu_malloc(g, (size_t)n * 2 * sizeof(float));
+    if (!stats) return -1;
+    unsigned nb = (unsigned)((n + kThreads / 32 - 1) / (kThreads / 32));
+    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps);
+    int rc = gpu_check_launch("layernorm_backward");
+    if (rc == 0 && (dg || db)) {
+        layernorm_backward_cols<<<blocks_for(c), kThreads, 0, g->stream>>>(dg, db, dy, x, stats, n, c);
+        rc = gpu_check_launch("layernorm_backward (columns)");
+    }
+    gpu_free(g, stats);
+    return rc;
+}
+
+extern "C" int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n) {
+    if (n == 0) return 0;
+    gelu_backward_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dx, dy, x, n);
+    return gpu_check_launch("gelu_backward");
+}
+
+extern "C" int gpu_batchnorm_train(gpu_ctx *g, float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                                   const float *beta, float *running_mean, float *running_var, int n, int c, float eps,
+                                   float momentum) {
+    batchnorm_train_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(y, mean, rstd, x, gamma, beta, running_mean,
+                                                                      running_var, n, c, eps, momentum);
+    return gpu_check_launch("batchnorm_train");
+}
+
+extern "C" int gpu_batchnorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+                                      const float *mean, const float *rstd, const float *gamma, int n, int c) {
+    batchnorm_backward_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(dx, dg, db, dy, x, mean, rstd, gamma, n, c);
+    return gpu_check_launch("batchnorm_backward");
+}
+
+extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const float *dy, const float *img, int B,
+                                        int H, int W, int p, int C, gpu_dtype dt) {
+    int P = (H / p) * (W / p), K = 3 * p * p;
+    size_t rows = (size_t)B * P;
+    if (dw) {
+        float *cols = (float *)gpu_malloc(g, rows * K * sizeof(float));
+        if (!cols) return -1;
+        int rc = gpu_im2col(g, cols, img, B, H, W, p, GPU_F32);
+        if (rc == 0) rc = gpu_gemm(g, dw, dy, cols, C, K, (int)rows, 1, 0, 1.0f, dt);  // dy^T cols
+        gpu_free(g, cols);
+        if (rc) return -1;
+    }
+    if (db && gpu_colsum_acc(g, db, dy, rows, C)) return -1;
+    return 0;
+}
+
+// Attention backward from the GEMMs, per chunk of images (scores recomputed):
+//   S = q k^T * scale, P = softmax(S)       dP = dO v^T
+//   dS = P * (dP - rowsum(P * dP))          dq = dS k * scale, dk = dS^T q * scale, dv = P^T dO
+extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T,
+                                      int H, int hd, gpu_dtype dt) {
+    if (B <= 0) return 0;
+    int bf = dt == GPU_BF16;
+    size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;
+    size_t per_img = (size_t)H * tt * (2 * sizeof(float) + (bf ? 4 : 0));
+    int chunk = (int)(g->chunk_bytes / per_img);  // score-sized buffers under chunk_bytes
+    if (chunk < 1) chunk = 1;
+    if (chunk > B) chunk = B;
+    size_t nh = (size_t)chunk * T * D;  // values per [chunk, H, T, hd] buffer
+    size_t in_b = align256(nh * es), f_b = align256(nh * 4), s_b = align256((size_t)chunk * H * tt * 4);
+    size_t s16_b = bf ? align256((size_t)chunk * H * tt * 2) : 0;
+    if (gpu_ensure_scratch(g, 4 * in_b + 3 * f_b + 2 * s_b + 2 * s16_b)) return -1;
+    char *p0 = (char *)g->scratch;
+    void *q = p0, *k = p0 + in_b, *v = p0 + 2 * in_b, *dO = p0 + 3 * in_b;
+    float *dq = (float *)(p0 + 4 * in_b), *dk = (float *)(p0 + 4 * in_b + f_b), *dv = (float *)(p0 + 4 * in_b + 2 * f_b);
+    char *p1 = p0 + 4 * in_b + 3 * f_b;
+    float *S = (float *)p1, *dP = (float *)(p1 + s_b);
+    void *Pb = bf ? (void *)(p1 + 2 * s_b) : (void *)S, *dSb = bf ? (void *)(p1 + 2 * s_b + s16_b) : (void *)dP;
+    cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_32F;
+    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    long long str_h = (long long)T * hd, str_s = (long long)tt;
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int nb = B - b0 < chunk ? B - b0 : chunk, batches = nb * H;
+        size_t n_in = (size_t)nb * T * D;
+        gpu_launch_split_qkv(g->stream, q, k, v, qkv + (size_t)b0 * T * 3 * D, nb, T, H, hd, dt);
+        if (bf) split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO,
+                                                                                  dout + (size_t)b0 * T * D, nb, T, H, hd);
+        else split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((float *)dO, dout + (size_t)b0 * T * D,
+                                                                               nb, T, H, hd);
+        if (gpu_check_launch("attention_backward split")) return -1;
+        unsigned rb = (unsigned)(((size_t)batches * T + kThreads / 32 - 1) / (kThreads / 32));
+        // S^T(j, i) = sum_e K(j, e) Q(i, e)  (the forward's scores GEMM), then P in place.
+        if (blas_ok(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hd, &scale, k, t, hd, str_h, q,
+                                               t, hd, str_h, &zero, S, CUDA_R_32F, T, str_s, batches,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "attention_backward scores"))
+            return -1;
+        softmax_rows_kernel<<<rb, kThreads, 0, g->stream>>>(S, bf ? (__nv_bfloat16 *)Pb : nullptr, (size_t)batches * T,
+                                                             T);
+        // dP^T(j, i) = sum_e V(j, e) dO(i, e)
+        if (blas_ok(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hd, &one, v, t, hd, str_h, dO,
+                                               t, hd, str_h, &zero, dP, CUDA_R_32F, T, str_s, batches,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "attention_backward dP"))
+            return -1;
+        softmax_backward_kernel<<<rb, kThreads, 0, g->stream>>>(dP, bf ? (__nv_bfloat16 *)dSb : nullptr, S,
+                                                                 (size_t)batches * T, T);
+        if (gpu_check_launch("attention_backward softmax")) return -1;
+        // dv^T(e, j) = sum_i dO(i, e) P(i, j);  dk^T(e, j) = scale sum_i Q(i, e) dS(i, j)
+        // dq^T(e, i) = scale sum_j K(j, e) dS(i, j)
+        if (blas_ok(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, hd, T, T, &one, dO, t, hd, str_h, Pb,
+                                               t, T, str_s, &zero, dv, CUDA_R_32F, hd, str_h, batches,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "attention_backward dv") ||
+            blas_ok(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, hd, T, T, &scale, q, t, hd, str_h,
+                                               dSb, t, T, str_s, &zero, dk, CUDA_R_32F, hd, str_h, batches,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "attention_backward dk") ||
+            blas_ok(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, T, T, &scale, k, t, hd, str_h,
+                                               dSb, t, T, str_s, &zero, dq, CUDA_R_32F, hd, str_h, batches,
+                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "attention_backward dq"))
+            return -1;
+        size_t n3 = 3 * n_in;
+        merge_qkv_kernel<<<blocks_for(n3), kThreads, 0, g->stream>>>(dqkv + (size_t)b0 * T * 3 * D, dq, dk, dv, nb, T,
+                                                                      H, hd);
+        if (gpu_check_launch("attention_backward merge")) return -1;
+    }
+    return 0;
+}

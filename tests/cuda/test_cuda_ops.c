@@ -1,0 +1,566 @@
+// CUDA backend: every gpu_* op against its ref_* twin on random data (odd
+// shapes, the real T = 577 attention), then the whole forward (backbone and
+// BNNeck heads, several batch sizes) against the reference backend.
+// fp32: max rel err <= 1e-4; bf16: cosine >= 0.999 (the CPU bf16 path's bar)
+// and max rel err <= 2e-2. Without a visible GPU it prints one SKIP line and
+// exits 77 (ctest: skipped).
+//
+// -DUFO_CUDA_OPS_ONLY builds the op checks alone from the CUDA and reference
+// sources (tools/gpu_check.sh's fallback where libufo's CPU dependencies are missing).
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/ref/ref.h"
+#include "check.h"
+#ifndef UFO_CUDA_OPS_ONLY
+#include "base/error.h"
+#include "model/vit.h"
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_F32 1e-4
+#define TOL_BF16_REL 2e-2
+#define TOL_BF16_COS 0.999
+
+static gpu_ctx *G;
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static float frand(void) {  // uniform [-1, 1)
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
+}
+static float *rand_buf(size_t n, float scale, float offset) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
+    return p;
+}
+static float *host(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) abort();
+    return p;
+}
+static double cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa == 0 && bb == 0 ? 1.0 : ab / sqrt(aa * bb);
+}
+
+// The textbook round-to-nearest-even, independent of the device's conversion.
+static uint16_t bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+static float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// --- device buffers ---------------------------------------------------------
+
+static void *dev(size_t bytes) {
+    void *p = gpu_malloc(G, bytes);
+    if (!p) {
+        fprintf(stderr, "%s\n", gpu_error());
+        exit(1);
+    }
+    return p;
+}
+static float *dev_from(const float *x, size_t n) {
+    float *d = dev(n * sizeof(float));
+    if (gpu_upload(G, d, x, n * sizeof(float))) abort();
+    return d;
+}
+// A device copy of x in dtype dt (bf16: converted on the device).
+static void *dev_in(const float *x, size_t n, gpu_dtype dt) {
+    float *f = dev_from(x, n);
+    if (dt == GPU_F32) return f;
+    void *b = dev(n * 2);
+    CHECK(gpu_to_bf16(G, b, f, n) == 0, "%s", gpu_error());
+    gpu_free(G, f);
+    return b;
+}
+// Device buffer (fp32 or bf16) -> host fp32.
+static float *to_host(const void *d, size_t n, gpu_dtype dt) {
+    float *h = host(n);
+    if (dt == GPU_F32) {
+        CHECK(gpu_download(G, h, d, n * 4) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+        return h;
+    }
+    uint16_t *b = malloc(n * 2 + 2);
+    CHECK(gpu_download(G, b, d, n * 2) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+    for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(b[i]);
+    free(b);
+    return h;
+}
+// Rounds a host copy through bf16 (what the GPU's bf16 inputs hold).
+static float *rounded(const float *x, size_t n) {
+    float *r = host(n);
+    for (size_t i = 0; i < n; i++) r[i] = bf16_to_f32(bf16_rne(x[i]));
+    return r;
+}
+
+static void compare(const char *what, const float *got, const float *ref, size_t n, gpu_dtype dt) {
+    double rel = check_max_rel_err(got, ref, (long)n), cs = cosine(got, ref, n);
+    printf("  %-44s %s  max rel err %.3g  cosine %.7f\n", what, dt == GPU_BF16 ? "bf16" : "fp32", rel, cs);
+    if (dt == GPU_F32) {
+        CHECK(rel <= TOL_F32, "%s fp32: max rel err %.3g", what, rel);
+    } else {
+        CHECK(rel <= TOL_BF16_REL, "%s bf16: max rel err %.3g", what, rel);
+        CHECK(cs >= TOL_BF16_COS, "%s bf16: cosine %.6f", what, cs);
+    }
+}
+
+// --- ops ------------------------------------------------------------------
+
+static void test_to_bf16(void) {
+    const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 1.00390625f /* tie, even */, 1.01171875f /* tie, odd */,
+                             3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1e-40f /* subnormal */, 65504.0f};
+    size_t ns = sizeof special / sizeof special[0], n = 100003;
+    float *x = rand_buf(n, 1000.0f, 0.0f);
+    memcpy(x, special, sizeof special);
+    float *dx = dev_from(x, n);
+    uint16_t *db = dev(n * 2), *got = malloc(n * 2);
+    CHECK(gpu_to_bf16(G, db, dx, n) == 0, "%s", gpu_error());
+    CHECK(gpu_download(G, got, db, n * 2) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += got[i] != bf16_rne(x[i]);
+    printf("  %-44s %zu of %zu differ from round-to-nearest-even (%zu specials)\n", "to_bf16", bad, n, ns);
+    CHECK(bad == 0, "to_bf16: %zu values differ", bad);
+    gpu_free(G, dx);
+    gpu_free(G, db);
+    free(x);
+    free(got);
+}
+
+static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu_dtype dt) {
+    size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+    float *x = rand_buf(nx, 1.0f, 0.0f), *w = rand_buf(nw, 0.5f, 0.0f), *b = rand_buf(out, 1.0f, 0.0f);
+    float *y0 = rand_buf(ny, 2.0f, 0.0f);  // the residual for accumulate
+    // The reference sees the inputs the GPU sees (bf16-rounded with bf16).
+    float *xr = dt == GPU_BF16 ? rounded(x, nx) : x, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
+    float *ref = host(ny);
+    ref_linear(ref, xr, wr, bias ? b : NULL, rows, in, out);
+    if (accumulate) ref_add(ref, y0, ny);
+    void *dx = dev_in(x, nx, dt), *dw = dev_in(w, nw, dt);
+    float *db = dev_from(b, out), *dy = dev_from(y0, ny);
+    CHECK(gpu_linear(G, dy, dx, dw, bias ? db : NULL, rows, in, out, dt, accumulate) == 0, "%s", gpu_error());
+    float *got = to_host(dy, ny, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "linear %dx%d->%d%s%s", rows, in, out, bias ? " +bias" : "", accumulate ? " +=" : "");
+    compare(what, got, ref, ny, dt);
+    gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, dy);
+    if (xr != x) free(xr), free(wr);
+    free(x), free(w), free(b), free(y0), free(ref), free(got);
+}
+
+static void test_gelu(gpu_dtype dt) {
+    size_t n = 50001;
+    float *x = rand_buf(n, 6.0f, 0.0f), *ref = host(n);
+    ref_gelu(ref, x, n);
+    float *dx = dev_from(x, n);
+    void *dy = dt == GPU_F32 ? (void *)dx : dev(n * 2);  // fp32: in place, as the forward does
+    CHECK(gpu_gelu(G, dy, dx, n, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dy, n, dt);
+    compare("gelu (exact erf)", got, ref, n, dt);
+    if (dy != dx) gpu_free(G, dy);
+    gpu_free(G, dx);
+    free(x), free(ref), free(got);
+}
+
+static void test_layernorm(int rows, int c, int stride_rows, gpu_dtype dt) {
+    // stride_rows > 1: only every stride_rows-th row is normalised (the class tokens).
+    size_t stride = (size_t)c * stride_rows, nx = (size_t)rows * stride;
+    float *x = rand_buf(nx, 3.0f, 5.0f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
+    float *dense = host((size_t)rows * c), *ref = host((size_t)rows * c);
+    for (int r = 0; r < rows; r++) memcpy(dense + (size_t)r * c, x + r * stride, c * sizeof(float));
+    ref_layernorm(ref, dense, g, b, rows, c, 1e-6f);
+    float *dx = dev_from(x, nx), *dg = dev_from(g, c), *dbb = dev_from(b, c);
+    void *dy = dev((size_t)rows * c * 4);
+    CHECK(gpu_layernorm(G, dy, dx, dg, dbb, rows, c, stride, 1e-6f, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dy, (size_t)rows * c, dt);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm %dx%d%s", rows, c, stride_rows > 1 ? " strided" : "");
+    compare(what, got, ref, (size_t)rows * c, dt);
+    gpu_free(G, dx), gpu_free(G, dg), gpu_free(G, dbb), gpu_free(G, dy);
+    free(x), free(g), free(b), free(dense), free(ref), free(got);
+}
+
+static void test_batchnorm(void) {
+    int n = 7, c = 300;
+    float *x = rand_buf((size_t)n * c, 2.0f, 0.5f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
+    float *mean = rand_buf(c, 0.5f, 0.0f), *var = rand_buf(c, 0.4f, 0.6f), *ref = host((size_t)n * c);
+    ref_batchnorm(ref, x, g, b, mean, var, n, c, 1e-5f);
+    float *dx = dev_from(x, (size_t)n * c), *dg = dev_from(g, c), *dbb = dev_from(b, c);
+    float *dm = dev_from(mean, c), *dv = dev_from(var, c);
+    CHECK(gpu_batchnorm(G, dx, dx, dg, dbb, dm, dv, n, c, 1e-5f) == 0, "%s", gpu_error());
+    float *got = to_host(dx, (size_t)n * c, GPU_F32);
+    compare("batchnorm (in place)", got, ref, (size_t)n * c, GPU_F32);
+    gpu_free(G, dx), gpu_free(G, dg), gpu_free(G, dbb), gpu_free(G, dm), gpu_free(G, dv);
+    free(x), free(g), free(b), free(mean), free(var), free(ref), free(got);
+}
+
+// im2col + linear = the patch embedding (a strided conv in the reference).
+static void test_patch_embed(int B, int S, int p, int C, gpu_dtype dt) {
+    int P = (S / p) * (S / p), K = 3 * p * p;
+    size_t ni = (size_t)B * 3 * S * S, nw = (size_t)C * K, ny = (size_t)B * P * C;
+    float *img = rand_buf(ni, 1.0f, 0.0f), *w = rand_buf(nw, 0.2f, 0.0f), *b = rand_buf(C, 0.5f, 0.0f);
+    float *imr = dt == GPU_BF16 ? rounded(img, ni) : img, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
+    float *ref = host(ny);
+    ref_patch_embed(ref, imr, wr, b, B, S, S, p, C);
+    float *di = dev_from(img, ni), *dbias = dev_from(b, C), *dy = dev(ny * 4);
+    void *dw = dev_in(w, nw, dt), *cols = dev((size_t)B * P * K * (dt == GPU_BF16 ? 2 : 4));
+    CHECK(gpu_im2col(G, cols, di, B, S, S, p, dt) == 0, "%s", gpu_error());
+    CHECK(gpu_linear(G, dy, cols, dw, dbias, B * P, K, C, dt, 0) == 0, "%s", gpu_error());
+    float *got = to_host(dy, ny, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "patch embed %dx3x%dx%d p%d ->%d", B, S, S, p, C);
+    compare(what, got, ref, ny, dt);
+    gpu_free(G, di), gpu_free(G, dbias), gpu_free(G, dy), gpu_free(G, dw), gpu_free(G, cols);
+    if (imr != img) free(imr), free(wr);
+    free(img), free(w), free(b), free(ref), free(got);
+}
+
+static void test_assemble(void) {
+    int B = 3, T = 10, D = 40;
+    float *patches = rand_buf((size_t)B * (T - 1) * D, 1, 0), *cls = rand_buf(D, 1, 0), *pos = rand_buf((size_t)T * D, 1, 0);
+    float *ref = host((size_t)B * T * D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++)
+                ref[((size_t)b * T + t) * D + d] =
+                    (t == 0 ? cls[d] : patches[((size_t)b * (T - 1) + t - 1) * D + d]) + pos[(size_t)t * D + d];
+    float *dp = dev_from(patches, (size_t)B * (T - 1) * D), *dc = dev_from(cls, D), *dpos = dev_from(pos, (size_t)T * D);
+    float *dx = dev((size_t)B * T * D * 4);
+    CHECK(gpu_assemble_tokens(G, dx, dp, dc, dpos, B, T, D) == 0, "%s", gpu_error());
+    float *got = to_host(dx, (size_t)B * T * D, GPU_F32);
+    CHECK(memcmp(got, ref, (size_t)B * T * D * 4) == 0, "assemble_tokens differs");
+    printf("  %-44s exact: %s\n", "assemble tokens", memcmp(got, ref, (size_t)B * T * D * 4) ? "no" : "yes");
+    gpu_free(G, dp), gpu_free(G, dc), gpu_free(G, dpos), gpu_free(G, dx);
+    free(patches), free(cls), free(pos), free(ref), free(got);
+}
+
+static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype dt, int flash) {
+    gpu_set_flash(G, flash);
+    if (flash && !gpu_uses_flash(G, dt, hd)) return;
+    size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
+    float *qkv = rand_buf(nq, scale, 0.0f), *ref = host(no);
+    float *qr = dt == GPU_BF16 ? rounded(qkv, nq) : qkv;
+    ref_attention(ref, qr, B, T, H, hd);
+    float *dq = dev_from(qkv, nq);
+    void *dout = dev(no * (dt == GPU_BF16 ? 2 : 4));
+    CHECK(gpu_attention(G, dout, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dout, no, dt);
+    char what[96];
+    snprintf(what, sizeof what, "attention%s B%d T%d H%d hd%d (scale %.1f)", flash ? " flash" : "", B, T, H, hd,
+             scale);
+    compare(what, got, ref, no, dt);
+    gpu_free(G, dq), gpu_free(G, dout);
+    if (qr != qkv) free(qr);
+    free(qkv), free(ref), free(got);
+    gpu_set_flash(G, 0);
+}
+
+// --- backward (training) ops ------------------------------------------------------
+// bf16 results are compared with the fp32 reference on the unrounded inputs.
+
+static void test_gemm(int M, int N, int K, int tA, int tB, float beta, gpu_dtype dt) {
+    float *A = rand_buf((size_t)M * K, 1, 0), *B = rand_buf((size_t)K * N, 1, 0), *C = rand_buf((size_t)M * N, 1, 0);
+    float *ref = host((size_t)M * N);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = beta * (double)C[(size_t)i * N + j];
+            for (int k = 0; k < K; k++)
+                acc += (double)A[tA ? (size_t)k * M + i : (size_t)i * K + k] * B[tB ? (size_t)j * K + k : (size_t)k * N + j];
+            ref[(size_t)i * N + j] = (float)acc;
+        }
+    float *dA = dev_from(A, (size_t)M * K), *dB = dev_from(B, (size_t)K * N), *dC = dev_from(C, (size_t)M * N);
+    CHECK(gpu_gemm(G, dC, dA, dB, M, N, K, tA, tB, beta, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dC, (size_t)M * N, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %dx%dx%d tA%d tB%d beta %.0f", M, N, K, tA, tB, beta);
+    compare(what, got, ref, (size_t)M * N, dt);
+    gpu_free(G, dA), gpu_free(G, dB), gpu_free(G, dC);
+    free(A), free(B), free(C), free(ref), free(got);
+}
+
+static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
+    float *x = rand_buf((size_t)n * in, 1, 0), *w = rand_buf((size_t)out * in, 0.5f, 0), *dy = rand_buf((size_t)n * out, 1, 0);
+    float *dw0 = rand_buf((size_t)out * in, 0.5f, 0), *db0 = rand_buf(out, 0.5f, 0);  // accumulated into
+    float *rdx = host((size_t)n * in), *rdw = host((size_t)out * in), *rdb = host(out);
+    memcpy(rdw, dw0, (size_t)out * in * 4), memcpy(rdb, db0, (size_t)out * 4);
+    ref_linear_backward(rdx, rdw, rdb, dy, x, w, n, in, out);
+    float *dx = dev((size_t)n * in * 4), *dw = dev_from(dw0, (size_t)out * in), *db = dev_from(db0, out);
+    float *ddy = dev_from(dy, (size_t)n * out), *dxx = dev_from(x, (size_t)n * in), *dww = dev_from(w, (size_t)out * in);
+    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, dxx, dww, n, in, out, dt) == 0, "%s", gpu_error());
+    float *gdx = to_host(dx, (size_t)n * in, GPU_F32), *gdw = to_host(dw, (size_t)out * in, GPU_F32);
+    float *gdb = to_host(db, out, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "linear backward %dx%d->%d dx", n, in, out);
+    compare(what, gdx, rdx, (size_t)n * in, dt);
+    snprintf(what, sizeof what, "linear backward %dx%d->%d dw +=", n, in, out);
+    compare(what, gdw, rdw, (size_t)out * in, dt);
+    snprintf(what, sizeof what, "linear backward %dx%d->%d db +=", n, in, out);
+    compare(what, gdb, rdb, out, GPU_F32);  // a plain fp32 column sum in both precisions
+    gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, ddy), gpu_free(G, dxx), gpu_free(G, dww);
+    free(x), free(w), free(dy), free(dw0), free(db0), free(rdx), free(rdw), free(rdb), free(gdx), free(gdw), free(gdb);
+}
+
+static void test_norm_gelu_backward(void) {
+    int n = 67, c = 384;
+    size_t nc = (size_t)n * c;
+    float *x = rand_buf(nc, 2, 1), *dy = rand_buf(nc, 1, 0), *g = rand_buf(c, 0.5f, 1), *dg0 = rand_buf(c, 1, 0);
+    float *db0 = rand_buf(c, 1, 0), *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    memcpy(rdg, dg0, c * 4), memcpy(rdb, db0, c * 4);
+    ref_layernorm_backward(rdx, rdg, rdb, dy, x, g, n, c, 1e-6f);
+    float *dx = dev(nc * 4), *ddg = dev_from(dg0, c), *ddb = dev_from(db0, c), *ddy = dev_from(dy, nc);
+    float *dxx = dev_from(x, nc), *dgg = dev_from(g, c);
+    CHECK(gpu_layernorm_backward(G, dx, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f) == 0, "%s", gpu_error());
+    float *a = to_host(dx, nc, GPU_F32), *b = to_host(ddg, c, GPU_F32), *d = to_host(ddb, c, GPU_F32);
+    compare("layernorm backward dx", a, rdx, nc, GPU_F32);
+    compare("layernorm backward dgamma +=", b, rdg, c, GPU_F32);
+    compare("layernorm backward dbeta +=", d, rdb, c, GPU_F32);
+    free(a), free(b), free(d);
+    // GELU backward (x spread over the interesting range)
+    float *xg = rand_buf(nc, 5, 0), *ref = host(nc);
+    ref_gelu_backward(ref, dy, xg, nc);
+    float *dxg = dev_from(xg, nc);
+    CHECK(gpu_gelu_backward(G, dx, ddy, dxg, nc) == 0, "%s", gpu_error());
+    a = to_host(dx, nc, GPU_F32);
+    compare("gelu backward (exact erf)", a, ref, nc, GPU_F32);
+    free(a), free(xg), free(ref);
+    gpu_free(G, dxg);
+    gpu_free(G, dx), gpu_free(G, ddg), gpu_free(G, ddb), gpu_free(G, ddy), gpu_free(G, dxx), gpu_free(G, dgg);
+    free(x), free(dy), free(g), free(dg0), free(db0), free(rdx), free(rdg), free(rdb);
+}
+
+static void test_batchnorm_train_backward(int n, int c) {
+    size_t nc = (size_t)n * c;
+    float *x = rand_buf(nc, 2, 0.5f), *g = rand_buf(c, 0.5f, 1), *b = rand_buf(c, 0.5f, 0), *rm = rand_buf(c, 0.5f, 0);
+    float *rv = rand_buf(c, 0.4f, 0.6f), *dy = rand_buf(nc, 1, 0);
+    float *ry = host(nc), *rmean = host(c), *rrstd = host(c), *rrm = host(c), *rrv = host(c);
+    memcpy(rrm, rm, c * 4), memcpy(rrv, rv, c * 4);
+    ref_batchnorm_train(ry, rmean, rrstd, x, g, b, rrm, rrv, n, c, 1e-5f, 0.1f);
+    float *dx_ = dev_from(x, nc), *dg_ = dev_from(g, c), *db_ = dev_from(b, c), *drm = dev_from(rm, c);
+    float *drv = dev_from(rv, c), *dyy = dev(nc * 4), *dmean = dev(c * 4), *drstd = dev(c * 4);
+    CHECK(gpu_batchnorm_train(G, dyy, dmean, drstd, dx_, dg_, db_, drm, drv, n, c, 1e-5f, 0.1f) == 0, "%s", gpu_error());
+    float *a = to_host(dyy, nc, GPU_F32), *m = to_host(drm, c, GPU_F32), *v = to_host(drv, c, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "batchnorm train n=%d y", n);
+    compare(what, a, ry, nc, GPU_F32);
+    compare("batchnorm train running_mean", m, rrm, c, GPU_F32);
+    compare("batchnorm train running_var (unbiased)", v, rrv, c, GPU_F32);
+    free(a), free(m), free(v);
+    // backward with the reference's saved statistics
+    float *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    ref_batchnorm_backward(rdx, rdg, rdb, dy, x, rmean, rrstd, g, n, c);
+    float *ddy = dev_from(dy, nc), *dm2 = dev_from(rmean, c), *dr2 = dev_from(rrstd, c), *gdx = dev(nc * 4);
+    float *gdg = dev_from(rdg, c), *gdb = dev_from(rdb, c);  // accumulate onto the reference's result: 2x
+    CHECK(gpu_batchnorm_backward(G, gdx, gdg, gdb, ddy, dx_, dm2, dr2, dg_, n, c) == 0, "%s", gpu_error());
+    a = to_host(gdx, nc, GPU_F32), m = to_host(gdg, c, GPU_F32), v = to_host(gdb, c, GPU_F32);
+    for (int k = 0; k < c; k++) rdg[k] *= 2, rdb[k] *= 2;
+    snprintf(what, sizeof what, "batchnorm backward n=%d dx", n);
+    compare(what, a, rdx, nc, GPU_F32);
+    compare("batchnorm backward dgamma +=", m, rdg, c, GPU_F32);
+    compare("batchnorm backward dbeta +=", v, rdb, c, GPU_F32);
+    free(a), free(m), free(v);
+    gpu_free(G, dx_), gpu_free(G, dg_), gpu_free(G, db_), gpu_free(G, drm), gpu_free(G, drv), gpu_free(G, dyy);
+    gpu_free(G, dmean), gpu_free(G, drstd), gpu_free(G, ddy), gpu_free(G, dm2), gpu_free(G, dr2), gpu_free(G, gdx);
+    gpu_free(G, gdg), gpu_free(G, gdb);
+    free(x), free(g), free(b), free(rm), free(rv), free(dy), free(ry), free(rmean), free(rrstd), free(rrm), free(rrv);
+    free(rdx), free(rdg), free(rdb);
+}
+
+static void test_patch_embed_backward(int B, int S, int p, int C, gpu_dtype dt) {
+    int P = (S / p) * (S / p), K = 3 * p * p;
+    size_t ni = (size_t)B * 3 * S * S, ny = (size_t)B * P * C;
+    float *img = rand_buf(ni, 1, 0), *dy = rand_buf(ny, 1, 0), *dw0 = rand_buf((size_t)C * K, 1, 0);
+    float *db0 = rand_buf(C, 1, 0), *rdw = host((size_t)C * K), *rdb = host(C);
+    memcpy(rdw, dw0, (size_t)C * K * 4), memcpy(rdb, db0, C * 4);
+    ref_patch_embed_backward(rdw, rdb, dy, img, B, S, S, p, C);
+    float *di = dev_from(img, ni), *ddy = dev_from(dy, ny), *ddw = dev_from(dw0, (size_t)C * K), *ddb = dev_from(db0, C);
+    CHECK(gpu_patch_embed_backward(G, ddw, ddb, ddy, di, B, S, S, p, C, dt) == 0, "%s", gpu_error());
+    float *a = to_host(ddw, (size_t)C * K, GPU_F32), *b = to_host(ddb, C, GPU_F32);
+    compare("patch embed backward dw +=", a, rdw, (size_t)C * K, dt);
+    compare("patch embed backward db +=", b, rdb, C, GPU_F32);
+    gpu_free(G, di), gpu_free(G, ddy), gpu_free(G, ddw), gpu_free(G, ddb);
+    free(img), free(dy), free(dw0), free(db0), free(rdw), free(rdb), free(a), free(b);
+}
+
+static void test_attention_backward(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+    size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
+    float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = host(nq);
+    ref_attention_backward(ref, dout, qkv, B, T, H, hd);
+    float *dq = dev_from(qkv, nq), *dd = dev_from(dout, no), *dqkv = dev(nq * 4);
+    CHECK(gpu_attention_backward(G, dqkv, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
+    float *got = to_host(dqkv, nq, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "attention backward B%d T%d H%d hd%d", B, T, H, hd);
+    compare(what, got, ref, nq, dt);
+    gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv);
+    free(qkv), free(dout), free(ref), free(got);
+}
+
+// --- the whole forward -------------------------------------------------------
+#ifndef UFO_CUDA_OPS_ONLY
+
+// Weights large enough that every op matters (timm's 0.02 init makes blocks
+// nearly the identity), norms and BNNecks away from identity.
+static void randomize(vit_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const vit_param *p = &m->table[i];
+        float *d = m->params + p->offset;
+        for (size_t k = 0; k < p->numel; k++) {
+            float r = frand();
+            switch (p->kind) {
+            case P_LN1_W: case P_LN2_W: case P_NORM_W: case P_BN_W: d[k] = 1.0f + 0.2f * r; break;
+            case P_BN_VAR: d[k] = 0.6f + 0.4f * r; break;
+            case P_CLS_TOKEN: case P_POS_EMBED: d[k] = 0.5f * r; break;
+            default: d[k] = 0.08f * r;
+            }
+        }
+    }
+}
+
+static void test_forward(const char *name, int img, int patch, int dim, int depth, int heads) {
+    vit_config c = {.img_size = img, .patch_size = patch, .dim = dim, .depth = depth, .heads = heads,
+                    .mlp_hidden = 4 * dim, .ln_eps = 1e-6f, .bn_eps = 1e-5f};
+    vit_model m;
+    unsigned mask = (1u << UFO_TASK_FACE) | (1u << UFO_TASK_VEHICLE);
+    if (vit_alloc(&m, &c, mask)) {
+        CHECK(0, "vit_alloc: %s", ufo_error());
+        return;
+    }
+    randomize(&m);
+    const int batches[] = {3, 5, 2};  // grow, then shrink: activations reused
+    const int tasks[] = {UFO_TASK_BACKBONE, UFO_TASK_VEHICLE, UFO_TASK_FACE};
+    for (int mode = 0; mode < 3; mode++) {  // fp32, bf16, bf16 with flash attention (where hd is 64)
+        int prec = mode > 0;
+        setenv("UFO_CUDA_ATTENTION", mode == 2 ? "flash" : "gemm", 1);  // read when the context is made
+        if (mode == 2 && dim / heads != 64) continue;
+        for (int k = 0; k < 3; k++) {
+            int n = batches[k], task = tasks[k];
+            size_t ni = (size_t)n * 3 * img * img, no = (size_t)n * dim;
+            float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+            CHECK(vit_prepare(&m, VIT_BACKEND_REF, UFO_PREC_FP32) == 0, "%s", ufo_error());
+            CHECK(vit_forward(&m, x, n, task, ref) == 0, "%s", ufo_error());
+            CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+            CHECK(vit_forward(&m, x, n, task, got) == 0, "%s", ufo_error());
+            char what[128];
+            snprintf(what, sizeof what, "forward %s n=%d %s%s", name, n, task < 0 ? "backbone" : vit_task_name(task),
+                     mode == 2 ? " flash" : "");
+            compare(what, got, ref, no, prec ? GPU_BF16 : GPU_F32);
+            free(x), free(ref), free(got);
+        }
+        // Several batch sizes on one prepared model (activations planned once, then reused).
+        CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+        float *x = rand_buf((size_t)4 * 3 * img * img, 1.0f, 0.0f), *a = host((size_t)4 * dim), *b = host((size_t)4 * dim);
+        CHECK(vit_forward(&m, x, 4, UFO_TASK_VEHICLE, a) == 0, "%s", ufo_error());
+        for (int i = 0; i < 4; i++)  // one image at a time gives the same rows
+            CHECK(vit_forward(&m, x + (size_t)i * 3 * img * img, 1, UFO_TASK_VEHICLE, b + (size_t)i * dim) == 0, "%s",
+                  ufo_error());
+        // (cuBLASLt may pick another algorithm per row count: equal to rounding, not bits.)
+        char what[128];
+        snprintf(what, sizeof what, "forward %s batch 4 vs 4 x 1%s", name, mode == 2 ? " flash" : "");
+        compare(what, b, a, 4L * dim, prec ? GPU_BF16 : GPU_F32);
+        free(x), free(a), free(b);
+    }
+    vit_free(&m);
+}
+
+// The production shapes (ViT-L width: D 1024, 16 heads, T 577) for two blocks,
+// against the CPU fast path in fp32 (itself checked against the reference in
+// test_kernels/test_model): GPU fp32 within 1e-4, GPU bf16 (both attention
+// kernels) cosine >= 0.999.
+static void test_forward_vitl_shapes(void) {
+    vit_config c = {.img_size = 384, .patch_size = 16, .dim = 1024, .depth = 2, .heads = 16, .mlp_hidden = 4096,
+                    .ln_eps = 1e-6f, .bn_eps = 1e-5f};
+    vit_model m;
+    if (vit_alloc(&m, &c, 1u << UFO_TASK_VEHICLE)) {
+        CHECK(0, "vit_alloc: %s", ufo_error());
+        return;
+    }
+    randomize(&m);
+    int n = 3;
+    size_t ni = (size_t)n * 3 * 384 * 384, no = (size_t)n * c.dim;
+    float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+    CHECK(vit_prepare(&m, VIT_BACKEND_CPU, UFO_PREC_FP32) == 0, "%s", ufo_error());
+    CHECK(vit_forward(&m, x, n, UFO_TASK_VEHICLE, ref) == 0, "%s", ufo_error());
+    for (int mode = 0; mode < 3; mode++) {
+        setenv("UFO_CUDA_ATTENTION", mode == 2 ? "flash" : "gemm", 1);
+        CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, mode ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
+        CHECK(vit_forward(&m, x, n, UFO_TASK_VEHICLE, got) == 0, "%s", ufo_error());
+        compare(mode == 2 ? "forward ViT-L shapes L2 n=3 vs CPU, flash" : "forward ViT-L shapes L2 n=3 vs CPU", got,
+                ref, no, mode ? GPU_BF16 : GPU_F32);
+    }
+    setenv("UFO_CUDA_ATTENTION", "gemm", 1);
+    vit_free(&m);
+    free(x), free(ref), free(got);
+}
+#endif
+
+int main(void) {
+    if (gpu_device_count() <= 0) {
+        printf("SKIP: no CUDA device visible\n");
+        return 77;
+    }
+    if (!(G = gpu_ctx_create(0))) {
+        fprintf(stderr, "%s\n", gpu_error());
+        return 1;
+    }
+    printf("device: %s\n", gpu_device_name(G));
+    test_to_bf16();
+    for (int dt = 0; dt < 2; dt++) {
+        test_linear(37, 96, 80, 1, 0, dt);      // odd rows; bias epilogue
+        test_linear(37, 96, 80, 1, 1, dt);      // residual: y += x W^T + b
+        test_linear(33, 64, 48, 0, 0, dt);      // no bias
+        test_linear(1154, 256, 768, 1, 0, dt);  // qkv-like, two images of T = 577
+        test_linear(577, 1024, 256, 1, 1, dt);  // fc2-like long K
+        test_gelu(dt);
+        test_layernorm(61, 1024, 1, dt);
+        test_layernorm(5, 200, 577, dt);        // class tokens of 5 images
+        test_patch_embed(2, 64, 16, 96, dt);
+        test_patch_embed(1, 30, 6, 20, dt);
+        for (int flash = 0; flash < 2; flash++) {  // flash: bf16 with hd 64 only
+            test_attention(2, 577, 2, 64, 1.0f, dt, flash);  // the real sequence length and head dim
+            test_attention(1, 577, 3, 64, 4.0f, dt, flash);  // peaked softmax
+            test_attention(2, 64, 2, 64, 1.0f, dt, flash);   // exactly one key tile
+            test_attention(1, 70, 1, 64, 1.0f, dt, flash);   // a second, almost empty tile
+        }
+        gpu_set_attention_chunk_bytes(G, 1);  // one image per chunk: offsets between chunks
+        test_attention(3, 50, 3, 32, 3.0f, dt, 0);  // other head dims
+        gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
+        test_attention(1, 7, 1, 16, 1.0f, dt, 0);
+    }
+    test_batchnorm();
+    test_assemble();
+    for (int dt = 0; dt < 2; dt++) {
+        test_gemm(37, 45, 29, 0, 0, 0.0f, dt);
+        test_gemm(37, 45, 29, 1, 0, 1.0f, dt);
+        test_gemm(37, 45, 29, 0, 1, 1.0f, dt);
+        test_gemm(64, 96, 128, 1, 1, 0.0f, dt);
+        test_linear_backward(75, 96, 144, dt);
+        test_patch_embed_backward(2, 32, 8, 48, dt);
+        test_attention_backward(2, 577, 2, 64, 1.0f, dt);
+        gpu_set_attention_chunk_bytes(G, 1);
+        test_attention_backward(3, 37, 3, 32, 2.0f, dt);  // three chunks of one image
+        gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
+    }
+    test_norm_gelu_backward();
+    test_batchnorm_train_backward(16, 300);
+    test_batchnorm_train_backward(1, 40);  // n = 1: running_var takes the biased (zero) variance
+    gpu_ctx_free(G);
+#ifndef UFO_CUDA_OPS_ONLY
+    test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);
+    test_forward("img384/p16 d128 L1 H2 (T=577)", 384, 16, 128, 1, 2);
+    test_forward("img48/p8 d96 L2 H3 (hd 32)", 48, 8, 96, 2, 3);
+    test_forward_vitl_shapes();
+#else
+    printf("ops only: the whole-forward checks need libufo\n");
+#endif
+    return check_summary("test_cuda_ops");
+}

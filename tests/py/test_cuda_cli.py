@@ -1,0 +1,90 @@
+"""`--device cuda` from the CLI. Without a usable GPU (or in a CPU-only build):
+embed, eval and bench fail with exit 1 and ONE stderr line saying why, write
+nothing, and `--device cpu` still works. With a GPU: `ufo embed --device cuda`
+matches an independent PyTorch float64 forward (tools/vit_torch.py) on real
+image files: fp32 max rel err <= 1e-4, bf16 min cosine >= 0.999."""
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+import safetensors_io
+import vit_torch
+from oracle_util import Checks, cosine_min, rel_err, ufo
+
+torch.set_num_threads(2)
+C = Checks("cuda_cli")
+
+
+def make_images(d, n=4):
+    from PIL import Image
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(n):
+        a = rng.integers(0, 256, (int(rng.integers(30, 90)), int(rng.integers(30, 90)), 3), dtype=np.uint8)
+        p = os.path.join(d, f"img{i}.png")
+        Image.fromarray(a).save(p)
+        paths.append(p)
+    return paths
+
+
+def main():
+    with tempfile.TemporaryDirectory() as d:
+        paths = make_images(d)
+        model = vit_torch.randomize(vit_torch.AllInOne(64, 16, 128, 2, 2, 512, ("face", "vehicle")), 5)
+        mpath = os.path.join(d, "m.safetensors")
+        safetensors_io.write(mpath, vit_torch.state_dict_numpy(model), {"num_heads": 2})
+        out = os.path.join(d, "f.npy")
+        r = ufo("train", "--device", "cuda", "--config", "x.ini", "--out", d, check=False)
+        C.check(r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "not implemented" in r.stderr,
+                f"train --device cuda: one clear line: {r.stderr.strip()}")
+        for cmd in ("embed", "eval", "bench", "train"):
+            r = ufo(cmd, "--help")
+            C.check("--device" in r.stdout, f"ufo {cmd} --help documents --device")
+        r = ufo("embed", "--model", mpath, "--out", out, "--device", "gpu", paths[0], check=False)
+        C.check(r.returncode == 2 and "--device must be cpu or cuda" in r.stderr, f"bad --device: {r.stderr.strip()}")
+
+        probe = ufo("embed", "--model", mpath, "--out", out, "--quiet", "--device", "cuda", *paths, check=False)
+        if probe.returncode != 0:
+            lines = probe.stderr.strip().splitlines()
+            why = lines[0] if lines else ""
+            C.check(probe.returncode == 1 and len(lines) == 1 and
+                    ("no CUDA device visible (cudaGetDeviceCount: " in why or "built without CUDA" in why),
+                    f"embed --device cuda without a GPU: exit {probe.returncode}, one line: {why}")
+            C.check(not os.path.exists(out), "nothing written")
+            r = ufo("eval", "--model", mpath, "--data", d, "--datasets", "LFW", "--device", "cuda", check=False)
+            C.check(r.returncode == 1 and r.stderr.strip() == why, f"eval --device cuda: {r.stderr.strip()}")
+            r = ufo("bench", "--preset", "tiny", "--img-size", "32", "--device", "cuda", check=False)
+            C.check(r.returncode == 1 and r.stderr.strip() == why, f"bench --device cuda: {r.stderr.strip()}")
+            ufo("embed", "--model", mpath, "--out", out, "--quiet", "--device", "cpu", "--batch", "3", *paths)
+            C.check(np.load(out).shape == (len(paths), 128), "--device cpu still embeds")
+        else:
+            x = torch.from_numpy(np.stack([vit_torch.pil_preprocess(p, 64) for p in paths])).double()
+            for task in ("backbone", "vehicle", "face"):
+                with torch.no_grad():
+                    ref = model.double()(x, task).numpy()
+                ufo("embed", "--model", mpath, "--task", task, "--out", out, "--quiet", "--device", "cuda", *paths)
+                e = rel_err(np.load(out), ref)
+                C.check(e <= 1e-4, f"{task} cuda fp32 vs torch float64: max rel err {e:.2e} <= 1e-4")
+                ufo("embed", "--model", mpath, "--task", task, "--out", out, "--quiet", "--device", "cuda",
+                    "--precision", "bf16", "--batch", "3", *paths)
+                cs = cosine_min(np.load(out), ref)
+                C.check(cs >= 0.999, f"{task} cuda bf16 vs torch float64: min cosine {cs:.6f} >= 0.999")
+        # The pipelined path (decode threads beside the model; --device cuda's default) gives
+        # the same rows as batch-by-batch decoding on the CPU, and names a broken image.
+        a, b = os.path.join(d, "a.npy"), os.path.join(d, "b.npy")
+        ufo("embed", "--model", mpath, "--out", a, "--quiet", "--batch", "3", "--task", "face", *paths)
+        ufo("embed", "--model", mpath, "--out", b, "--quiet", "--batch", "3", "--task", "face", "--workers", "2", *paths)
+        C.check(np.array_equal(np.load(a), np.load(b)), "--workers 2 (pipelined) == batch by batch, bit for bit")
+        broken = os.path.join(d, "broken.png")
+        open(broken, "wb").write(open(paths[0], "rb").read()[:100])
+        r = ufo("embed", "--model", mpath, "--out", out + "2", "--quiet", "--workers", "3", paths[1], broken, *paths,
+                check=False)
+        C.check(r.returncode == 1 and "broken.png" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+                f"pipelined: a broken image is named: {r.stderr.strip()}")
+    C.finish()
+
+
+if __name__ == "__main__":
+    main()

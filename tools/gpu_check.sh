@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The CUDA backend's device check, in one go, for a machine with an NVIDIA GPU
+# (written for one H100/H200 with 16 cores and no internet; about 3-5 minutes):
+#   1. nvidia-smi
+#   2. configure + build into build-gpu (-j16); if libufo's CPU dependencies
+#      (oneDNN, libjpeg, libpng, cJSON) or cmake are missing, a fallback builds
+#      the op checks alone with nvcc + cc from the CUDA and reference sources
+#   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
+#      reference), test_device, and py_test_cuda_cli (vs PyTorch, when
+#      /usr/bin/python3 has torch + numpy + PIL)
+#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
+#      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
+#      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model)
+#   5. the PyTorch eager AMP equivalent (bench/bench_gpu_torch.py) with the
+#      machine's python3 when `import torch` works with CUDA, else "skipped"
+# Warnings are not errors here (another compiler version must not stop a
+# runtime check; CI builds with -Werror). Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
+# ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
+# check that ran passed.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-$ROOT/gpu_check_out}
+mkdir -p "$OUT"
+JOBS=${JOBS:-16}
+BUILD=${BUILD:-build-gpu}
+# nvcc: PATH, else the toolkit's usual places.
+if ! command -v nvcc >/dev/null; then
+    for d in /usr/local/cuda /usr/local/cuda-*; do
+        [ -x "$d/bin/nvcc" ] && { export PATH="$PATH:$d/bin"; break; }
+    done
+fi
+T0=$(date +%s)
+SUMMARY=()
+FAILED=0
+
+note() { SUMMARY+=("$1"); echo "== $1"; }
+# run NAME TIMEOUT CMD...: output to $OUT/NAME.log, tail shown on failure.
+run() {
+    local name=$1 limit=$2
+    shift 2
+    local t=$(date +%s)
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    local dt=$(($(date +%s) - t))
+    if [ $rc -eq 0 ]; then
+        note "PASS $name (${dt}s)"
+    else
+        note "FAIL $name (exit $rc after ${dt}s; log $OUT/$name.log)"
+        tail -25 "$OUT/$name.log"
+        FAILED=1
+    fi
+    return $rc
+}
+
+# --- 1. the device ---------------------------------------------------------
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi >"$OUT/nvidia-smi.log" 2>&1
+    note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+else
+    note "GPU: nvidia-smi not found"
+fi
+note "nvcc: $(command -v nvcc >/dev/null && nvcc --version | tail -1 || echo missing)"
+
+# --- 2. build ----------------------------------------------------------------
+MODE=full
+if command -v cmake >/dev/null &&
+    run configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+        -DUFO_WERROR=OFF; then
+    if ! grep -q "CUDA backend ON" "$OUT/configure.log"; then
+        note "FAIL configure: the CUDA backend was not enabled (see $OUT/configure.log)"
+        FAILED=1
+    fi
+    run build 300 cmake --build "$BUILD" -j"$JOBS" || MODE=none
+    [ "$MODE" = full ] && note "built: $("$BUILD/ufo" --version)"
+else
+    note "cmake or a CPU dependency missing: building the op checks alone (no whole-forward, no CLI, no bench)"
+    MODE=ops
+    mkdir -p "$BUILD"
+    CU=$(dirname "$(dirname "$(command -v nvcc)")")
+    run build_ops 300 bash -c "
+        set -e
+        for f in src/kernels/cuda/*.cu; do nvcc -O2 -std=c++17 -arch=native -Isrc -c \$f -o $BUILD/\$(basename \$f .cu).o; done
+        cc -O2 -std=gnu17 -DUFO_CUDA_OPS_ONLY -Isrc -Itests -I$CU/include -c tests/cuda/test_cuda_ops.c -o $BUILD/t.o
+        for f in src/kernels/ref/*.c; do cc -O2 -std=gnu17 -Isrc -c \$f -o $BUILD/\$(basename \$f .c).o; done
+        nvcc -o $BUILD/test_cuda_ops_only $BUILD/*.o -lcublasLt -lcublas -lm" || MODE=none
+fi
+
+# --- 3. tests -----------------------------------------------------------------
+if [ "$MODE" = full ]; then
+    run test_cuda_ops 240 "$BUILD/src/kernels/cuda/test_cuda_ops"
+    grep -q "^SKIP" "$OUT/test_cuda_ops.log" && { note "FAIL test_cuda_ops skipped: no GPU visible to CUDA"; FAILED=1; }
+    if grep -qE 'passed, [0-9]+ failed' "$OUT/test_cuda_ops.log"; then
+        note "  $(grep -E 'passed, [0-9]+ failed' "$OUT/test_cuda_ops.log" | tail -1); $(sed -nE \
+            's/.* (fp32|bf16)  max rel err ([^ ]+)  cosine ([^ ]+)$/\1 \2 \3/p' "$OUT/test_cuda_ops.log" | awk '
+            $1 == "fp32" && $2 + 0 > f { f = $2 + 0 }
+            $1 == "bf16" && (c == "" || $3 + 0 < c) { c = $3 + 0 }
+            $1 == "bf16" && $2 + 0 > b { b = $2 + 0 }
+            END { printf "worst fp32 max rel err %.3g (bar 1e-4); worst bf16 cosine %.6f (bar 0.999), max rel err %.3g", f, c, b }')"
+    fi
+    run test_device 60 "$BUILD/test_device"
+    if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
+        run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
+            /usr/bin/python3 tests/py/test_cuda_cli.py
+    else
+        note "SKIP py_test_cuda_cli: /usr/bin/python3 lacks torch/numpy/PIL"
+    fi
+elif [ "$MODE" = ops ]; then
+    run test_cuda_ops_only 240 "$BUILD/test_cuda_ops_only"
+fi
+
+# --- 4./5. benchmarks -------------------------------------------------------------
+UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
+if [ "$MODE" = full ]; then
+    if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
+        --precision bf16 --iters 10 --json; then
+        UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')
+    fi
+    if run bench_bf16_flash 120 env UFO_CUDA_ATTENTION=flash "$BUILD/ufo" bench --device cuda --preset large \
+        --img-size 384 --batch 32 --precision bf16 --iters 10 --json; then
+        UFO_FLASH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16_flash.log" | grep -o '[0-9.]*$')
+    fi
+    if run bench_fp32 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
+        --precision fp32 --iters 3 --json; then
+        UFO_FP32=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_fp32.log" | grep -o '[0-9.]*$')
+    fi
+fi
+PY=""
+for c in python3 /usr/bin/python3; do
+    if command -v "$c" >/dev/null && "$c" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+        PY=$c
+        break
+    fi
+done
+if [ -n "$PY" ]; then
+    if run torch_bf16 150 "$PY" bench/bench_gpu_torch.py --batch 32 --iters 10 --precision bf16; then
+        TORCH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_bf16.log" | grep -o '[0-9.]*$')
+    fi
+    if run torch_bf16_sdpa 150 "$PY" bench/bench_gpu_torch.py --batch 32 --iters 10 --precision bf16 --sdpa; then
+        TORCH_SDPA=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_bf16_sdpa.log" | grep -o '[0-9.]*$' || echo skipped)
+    fi
+else
+    note "SKIP torch benchmark: no python3 with a CUDA-enabled torch"
+fi
+
+# --- summary ------------------------------------------------------------------------
+{
+    echo
+    echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
+    for s in "${SUMMARY[@]}"; do echo "  $s"; done
+    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
+    echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
+} | tee "$OUT/summary.txt"
+exit $FAILED
