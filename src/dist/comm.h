@@ -69,5 +69,8 @@ int ufo_comm_barrier(ufo_comm *c, const char *what);
 // in rank order (the first n % size ranks get one more).
 void ufo_comm_split(int n, int size, int rank, int *lo, int *hi);
 
-// Transports (NULL if not built in).
+// Transports. MPI: in libufo (an error if built without MPI).
 int ufo_comm_mpi_init(ufo_comm *c);
+// NCCL over device buffers, bootstrapped by `host` (src/dist/cuda/comm_nccl.c,
+// target ufo_nccl: only when CMake finds nvcc and NCCL).
+int ufo_comm_nccl_init(ufo_comm *c, ufo_comm *host, int device);
