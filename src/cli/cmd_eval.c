@@ -36,7 +36,10 @@ static const char *usage =
     "  --json F  --csv F       write the results (atomically)\n"
     "  --plots DIR             PNG plots: CMC curves (ReID), ROC curves (face)\n"
     "  --num-heads H           attention heads when the model file does not say\n"
-    "  --quiet                 no progress lines\n";
+    "  --quiet                 no progress lines\n"
+    "\n"
+    "Under mpirun -np N every rank embeds its share of each set (no --cache then) and\n"
+    "rank 0 scores, prints and writes.\n";
 
 #define MAX_SETS 12
 

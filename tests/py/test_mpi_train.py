@@ -11,6 +11,7 @@ a tiny ViT, with OMP_NUM_THREADS=1 per rank:
     averaged instead of summed, or any cross-sample part left local (BN
     statistics, triplet mining, loss normalisation, drop-path draws,
     clipping), moves them by far more;
+  - homogeneous batches (one task per step) likewise (losses);
   - the same with the face/person/vehicle classifiers sharded by class
     (Partial-FC, run.shard_classes_above=8; product's 6 classes stay
     replicated): the sharded softmax's loss and gradients equal the
@@ -139,6 +140,15 @@ def main():
         shard_msg = "face classifier sharded" in rs.stderr and "product classifier sharded" not in rs.stderr
         C.check(shard_msg, "np=2, shard_classes_above=8: face/person/vehicle sharded, product (6 classes) not")
         compare("Partial-FC np=2 vs unsharded np=1", d("np1"), d("np2s"), init)
+
+        # Homogeneous batches (one task per step; the others have no rows anywhere).
+        hom = ["data.batch_mix=homogeneous", "data.batch_face=8", "data.product=", lr]
+        train(0, d("hom1"), root, *hom)
+        train(2, d("hom2"), root, *hom, "run.shard_classes_above=8")
+        a, b = log(d("hom1/log.csv")), log(d("hom2/log.csv"))
+        herr = max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-3) for x, y in zip(a, b) for k in x
+                   if k == "loss" or k.startswith(("cosface_", "triplet_")))
+        C.check(len(a) == len(b) == 4 and herr < 1e-5, "homogeneous batches, np=2 (sharded) vs np=1: losses rel err %.2g" % herr)
 
         # Resume with another process count.
         train(2, d("res21"), root, lr, "run.shard_classes_above=8", "--stop-after", "2")
