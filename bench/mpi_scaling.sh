@@ -27,11 +27,12 @@ ARGS=(--config recipes/demo.ini data.root="$DATA" optim.steps="$STEPS" run.log_e
 # row LABEL NP THREADS
 row() {
   local label=$1 np=$2 th=$3 line
-  if [ "$np" = 1 ]; then
-    line=$(OMP_NUM_THREADS=$th "$UFO" train "${ARGS[@]}" --out "$tmp/r$np$th" 2>&1 | grep -E '^train: [0-9]+ process(es)?, ')
+  if [ "$np" = 1 ]; then   # log_every = 0: log.csv's one row has the whole run's images/s
+    OMP_NUM_THREADS=$th "$UFO" train "${ARGS[@]}" --out "$tmp/r$np$th" --quiet
+    line="train: 1 process, $(tail -1 "$tmp/r$np$th/log.csv" | awk -F, '{print $(NF-2)}') img/s, communication 0%"
   else
     line=$(OMP_NUM_THREADS=$th mpirun -np "$np" --oversubscribe "$UFO" train "${ARGS[@]}" --out "$tmp/r$np$th" 2>&1 |
-           grep -E '^train: [0-9]+ process(es)?, ')
+           grep -E '^train: [0-9]+ processes, ')
   fi
   # "train: N processes, S steps, X img/s, communication Y% of the step time"
   local ips comm

@@ -298,10 +298,10 @@ static int train_loop(run_state *s) {
                 fprintf(stderr, "  ETA %d:%02d\n", (int)eta / 60, (int)eta % 60);
             }
         }
-        if (last && s->lead && !s->o->quiet) {   // the whole run's throughput (bench/mpi_scaling.sh reads it)
+        if (last && s->lead && !s->o->quiet && s->comm->size > 1) {   // bench/mpi_scaling.sh reads it
             double el = ufo_now() - t0;
-            fprintf(stderr, "train: %d process%s, %ld steps, %.1f img/s, communication %.1f%% of the step time\n",
-                    s->comm->size, s->comm->size > 1 ? "es" : "", k + 1 - start, images / el,
+            fprintf(stderr, "train: %d processes, %ld steps, %.1f img/s, communication %.1f%% of the step time\n",
+                    s->comm->size, k + 1 - start, images / el,
                     100 * (s->comm->busy_s - comm0) / el);
         }
         int stop = s->o->stop_after > 0 && k + 1 == s->o->stop_after && !last;
