@@ -11,11 +11,12 @@ a tiny ViT, with OMP_NUM_THREADS=1 per rank:
     averaged instead of summed, or any cross-sample part left local (BN
     statistics, triplet mining, loss normalisation, drop-path draws,
     clipping), moves them by far more;
-  - homogeneous batches (one task per step) likewise (losses);
   - the same with the face/person/vehicle classifiers sharded by class
     (Partial-FC, run.shard_classes_above=8; product's 6 classes stay
     replicated): the sharded softmax's loss and gradients equal the
-    unsharded ones (same checks);
+    unsharded ones (same checks); tests/test_dist.c checks the sharded
+    CosFace alone, gradient by gradient;
+  - homogeneous batches (one task per step) likewise (losses);
   - resume with a different process count: 2 steps with np=2 (sharded),
     checkpoint, 2 more with np=1 == 4 steps with np=1; and np=1 -> np=2;
   - a rank that exits mid-run ends the job (non-zero, its message, within
