@@ -131,7 +131,8 @@ int ufo_comm_mpi_init(ufo_comm *c) {
     // FUNNELED: only the main thread talks to MPI (OpenMP and loader threads never do).
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return ufo_errorf("MPI_Init failed (launched by mpirun, but MPI cannot start)");
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) != MPI_SUCCESS)
+        return ufo_errorf("MPI_Comm_set_errhandler failed");
     if (MPI_Comm_rank(MPI_COMM_WORLD, &c->rank) != MPI_SUCCESS || MPI_Comm_size(MPI_COMM_WORLD, &c->size) != MPI_SUCCESS)
         return ufo_errorf("MPI_Comm_rank/size failed");
     c->ops = &mpi_ops;
