@@ -6,7 +6,8 @@
 #   2. training step, ViT-S/16 and ViT-B/16 at 224, batch 64, fp32 and bf16
 #   3. peak memory of `ufo embed` at batch 1 on a real ViT-L file
 #   4. evaluation metrics at full benchmark scale vs numpy
-# Environment: BENCH_THREADS, BENCH_ITERS, BENCH_SKIP (words: infer train memory metrics).
+#   5. data-parallel training: 1 vs 2 processes (mpirun) on the demo recipe
+# Environment: BENCH_THREADS, BENCH_ITERS, BENCH_SKIP (words: infer train memory metrics mpi).
 set -euo pipefail
 UFO=${1:-build/ufo}
 cd "$(dirname "$0")/.."
@@ -62,4 +63,9 @@ fi
 if ! skip metrics; then
   echo
   bash bench/bench_metrics.sh "$(dirname "$UFO")"
+fi
+
+if ! skip mpi && command -v mpirun > /dev/null; then
+  echo
+  bash bench/mpi_scaling.sh "$UFO"
 fi

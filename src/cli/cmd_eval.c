@@ -1,6 +1,7 @@
 // ufo eval: the seed's benchmark table for a model (SPEC section 5).
 #include "base/error.h"
 #include "cli/cli.h"
+#include "dist/comm.h"
 #include "eval/report.h"
 #include "model/vit_io.h"
 #include <omp.h>
@@ -38,7 +39,10 @@ static const char *usage =
     "  --json F  --csv F       write the results (atomically)\n"
     "  --plots DIR             PNG plots: CMC curves (ReID), ROC curves (face)\n"
     "  --num-heads H           attention heads when the model file does not say\n"
-    "  --quiet                 no progress lines\n";
+    "  --quiet                 no progress lines\n"
+    "\n"
+    "Under mpirun -np N every rank embeds its share of each set (no --cache then) and\n"
+    "rank 0 scores, prints and writes.\n";
 
 #define MAX_SETS 12
 
@@ -215,6 +219,15 @@ int cmd_eval(int argc, char **argv) {
         .vehicleid_splits = a.splits,
         .seed = (uint64_t)a.seed,
     };
+    // Under mpirun every rank embeds its share of each set; rank 0 scores and
+    // alone prints and writes.
+    eo.comm = ufo_comm_world();
+    if (!eo.comm) {
+        vit_free(&m);
+        return cli_fail();
+    }
+    int lead = eo.comm->rank == 0;
+    if (!lead) a.quiet = 1, eo.embed.quiet = 1;
     ufo_eval_result res[MAX_SETS];
     int done = 0;
     rc = 0;
@@ -227,7 +240,7 @@ int cmd_eval(int argc, char **argv) {
     }
     vit_free(&m);
     ufo_report_info info = {.model = a.model, .precision = a.precision, .seed = (uint64_t)a.seed};
-    if (rc == 0) {
+    if (rc == 0 && lead) {
         printf("\n");
         ufo_report_table(stdout, &info, res, done);
         printf("\n");

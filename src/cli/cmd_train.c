@@ -26,7 +26,14 @@ static const char *usage =
     "  --stop-after N    checkpoint and stop after step N (resume later with --resume)\n"
     "  --print-recipe    print the recipe with every key, its value and its meaning\n"
     "  --quiet           no progress lines\n"
-    "  section.key=value override one recipe key, e.g. optim.steps=500\n";
+    "  section.key=value override one recipe key, e.g. optim.steps=500\n"
+    "\n"
+    "Data parallel: mpirun -np N ufo train ... runs N processes on one global batch\n"
+    "(each decodes and trains on its share of every task's rows; sync BN, global triplet\n"
+    "mining, summed gradients: the same steps as one process, up to fp32 rounding).\n"
+    "Classifiers above run.shard_classes_above classes are split by class over the ranks\n"
+    "(Partial-FC). Rank 0 alone prints and writes; checkpoints resume under any N.\n"
+    "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n";
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *resume = NULL;

@@ -1,6 +1,7 @@
 // ufo: one CLI, one subcommand per file (cmd_<name>.c).
 #include "cli/cli.h"
 #include "base/error.h"
+#include "dist/comm.h"
 #include "ufo.h"
 #include <stdarg.h>
 #include <stdlib.h>
@@ -80,7 +81,15 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            // Under mpirun a rank that fails must not leave the others waiting in
+            // a collective: its error line is printed, then the whole job ends.
+            ufo_comm *c = ufo_comm_started();
+            if (rc && c && c->size > 1) ufo_comm_abort(c, rc, "ufo %s failed on this rank; ending every rank", argv[1]);
+            ufo_comm_finalize();
+            return rc;
+        }
     fprintf(stderr, "ufo: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -73,6 +73,36 @@ static int score(const ufo_eval_set *s, const float *f, int D, const ufo_evaluat
     return ufo_errorf("unknown evaluation kind");
 }
 
+// This rank's share of the images into f (at their rows), then every share
+// to rank 0.
+static int embed_share(vit_model *m, const ufo_eval_set *s, int task, const ufo_evaluate_opts *o, ufo_comm *c,
+                       float *f) {
+    int D = m->cfg.dim, lo, hi, cached = 0;
+    ufo_comm_split(s->n, c->size, c->rank, &lo, &hi);
+    ufo_eval_set view = *s;   // images [lo, hi) (the workers index from 0)
+    if (s->paths) view.paths = s->paths + lo;
+    else view.blobs = s->blobs + lo, view.blob_sizes = s->blob_sizes + lo;
+    view.n = hi - lo;
+    ufo_embed_opts eo = o->embed;
+    eo.cache_dir = NULL;
+    eo.quiet = eo.quiet || c->rank != 0;
+    float *mine = ufo_alloc(((size_t)(hi - lo) * D + 1) * sizeof(float));
+    size_t *cnt = malloc(sizeof(size_t) * c->size);
+    int rc = mine && cnt ? 0 : ufo_errorf("out of memory");
+    if (rc == 0 && hi > lo) rc = ufo_embed_set(m, &view, task, &eo, mine, &cached);
+    if (rc == 0) {
+        for (int r = 0; r < c->size; r++) {
+            int a, b;
+            ufo_comm_split(s->n, c->size, r, &a, &b);
+            cnt[r] = (size_t)(b - a) * D * sizeof(float);
+        }
+        ufo_comm_gatherv(c, mine, f, cnt, 0, "evaluation features");
+    }
+    ufo_free(mine);
+    free(cnt);
+    return rc;
+}
+
 int ufo_evaluate(vit_model *m, const char *dataset, int task, const ufo_evaluate_opts *o, ufo_eval_result *r) {
     memset(r, 0, sizeof *r);
     ufo_eval_set s;
@@ -85,9 +115,11 @@ int ufo_evaluate(vit_model *m, const char *dataset, int task, const ufo_evaluate
     float *f = ufo_alloc((size_t)s.n * D * sizeof(float));
     int rc = f ? 0 : -1;
     double t0 = ufo_now();
-    if (rc == 0) rc = ufo_embed_set(m, &s, task, &o->embed, f, &r->from_cache);
+    ufo_comm *c = o->comm && o->comm->size > 1 ? o->comm : NULL;
+    if (rc == 0 && !c) rc = ufo_embed_set(m, &s, task, &o->embed, f, &r->from_cache);
+    if (rc == 0 && c) rc = embed_share(m, &s, task, o, c, f);
     r->embed_seconds = ufo_now() - t0;
-    if (rc == 0) rc = score(&s, f, D, o, r);
+    if (rc == 0 && (!c || c->rank == 0)) rc = score(&s, f, D, o, r);
     if (rc) ufo_error_wrap("%s", s.name[0] ? s.name : dataset);
     ufo_free(f);
     ufo_eval_set_free(&s);

@@ -2,6 +2,7 @@
 // score it with its protocol (SPEC section 5).
 #pragma once
 #include "data/dataset.h"
+#include "dist/comm.h"
 #include "eval/embed_set.h"
 #include "eval/metrics.h"
 #include "model/vit.h"
@@ -26,6 +27,10 @@ typedef struct {
     ufo_embed_opts embed;
     int vehicleid_splits;     // >= 1
     uint64_t seed;
+    // Several ranks (mpirun): each embeds its ufo_comm_split share of the
+    // images (no feature cache then), rank 0 gathers the features and alone
+    // scores; the other ranks return a result with no metrics. NULL: alone.
+    ufo_comm *comm;
 } ufo_evaluate_opts;
 
 // The head the released evaluation uses for a dataset (SPEC section 1):

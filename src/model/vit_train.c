@@ -9,6 +9,8 @@
 #include "base/mem.h"
 #include "kernels/cpu/cpu_train.h"
 #include "kernels/ref/ref.h"
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- dispatch: one line per op, reference or fast path ---------------------
@@ -143,10 +145,11 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->feat_bn = ufo_alloc((size_t)cap * D * sizeof(float));
     st->bn_mean = ufo_calloc((size_t)UFO_NUM_TASKS * D * sizeof(float));
     st->bn_rstd = ufo_calloc((size_t)UFO_NUM_TASKS * D * sizeof(float));
+    st->bn_acc = calloc((size_t)3 * D, sizeof(double));
     st->scratch_floats = scratch_size(c, cap);
     st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
     if (!st->grads || !st->x_in || !st->qkv || !st->att || !st->x_mid || !st->f1 || !st->cls || !st->feat ||
-        !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch) {
+        !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch || !st->bn_acc) {
         vit_train_free(st);
         return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
                           recompute ? "" : "; try recomputation");
@@ -158,6 +161,7 @@ void vit_train_free(vit_train_state *st) {
     float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    free(st->bn_acc);
     memset(st, 0, sizeof *st);
 }
 
@@ -220,12 +224,83 @@ static void im2col(float *cols, const float *img, int n, int S, int p) {
         }
 }
 
+static float *grad_of(vit_train_state *st, const float *param);
+static int synced(const vit_train_state *st) { return st->comm && st->comm->size > 1; }
+
+// Training-mode BatchNorm of task t over the GLOBAL batch (ref_batchnorm_train's
+// arithmetic, with the two per-feature sums all-reduced): this rank's cnt rows
+// at lo, N rows in all.
+static void bn_sync_fwd(vit_train_state *st, int t, int lo, int cnt, int N, float momentum) {
+    const vit_config *c = &st->m->cfg;
+    int D = c->dim;
+    float *const *bn = st->m->w.bn[t];
+    const float *x = st->feat + (size_t)lo * D;
+    float *y = st->feat_bn + (size_t)lo * D, *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
+    double *acc = st->bn_acc, *m = acc + D, *r = acc + 2 * D;
+    memset(acc, 0, sizeof(double) * D);
+    for (int i = 0; i < cnt; i++)
+        for (int k = 0; k < D; k++) acc[k] += x[(size_t)i * D + k];
+    ufo_comm_allreduce_sum_f64(st->comm, acc, D, "sync BatchNorm mean");
+    for (int k = 0; k < D; k++) m[k] = acc[k] / N, acc[k] = 0;
+    for (int i = 0; i < cnt; i++)
+        for (int k = 0; k < D; k++) {
+            double d = x[(size_t)i * D + k] - m[k];
+            acc[k] += d * d;
+        }
+    ufo_comm_allreduce_sum_f64(st->comm, acc, D, "sync BatchNorm variance");
+    for (int k = 0; k < D; k++) {
+        double var = acc[k] / N, unbiased = N > 1 ? acc[k] / (N - 1) : var;
+        r[k] = 1.0 / sqrt(var + (double)c->bn_eps);
+        mean[k] = (float)m[k];
+        rstd[k] = (float)r[k];
+        bn[2][k] = (float)((1.0 - momentum) * bn[2][k] + (double)momentum * m[k]);
+        bn[3][k] = (float)((1.0 - momentum) * bn[3][k] + (double)momentum * unbiased);
+    }
+    for (int i = 0; i < cnt; i++)
+        for (int k = 0; k < D; k++) {
+            size_t o = (size_t)i * D + k;
+            y[o] = (float)((x[o] - m[k]) * r[k] * bn[0][k] + bn[1][k]);
+        }
+}
+
+// Its backward (ref_batchnorm_backward's arithmetic): dg, db get this rank's
+// partial sums; dx uses the all-reduced ones.
+static void bn_sync_bwd(vit_train_state *st, int t, int lo, int cnt, int N, const float *dy, float *dx) {
+    int D = st->m->cfg.dim;
+    float *const *bn = st->m->w.bn[t];
+    const float *x = st->feat + (size_t)lo * D, *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
+    float *dg = grad_of(st, bn[0]), *db = grad_of(st, bn[1]);
+    double *s1 = st->bn_acc, *s2 = st->bn_acc + D;
+    memset(s1, 0, sizeof(double) * 2 * D);
+    for (int i = 0; i < cnt; i++)
+        for (int k = 0; k < D; k++) {
+            size_t o = (size_t)i * D + k;
+            double xh = ((double)x[o] - mean[k]) * rstd[k];
+            s1[k] += dy[o];
+            s2[k] += dy[o] * xh;
+        }
+    for (int k = 0; k < D; k++) dg[k] = (float)(dg[k] + s2[k]), db[k] = (float)(db[k] + s1[k]);
+    ufo_comm_allreduce_sum_f64(st->comm, s1, (size_t)2 * D, "sync BatchNorm backward");
+    for (int k = 0; k < D; k++) {
+        double a = s1[k] / N, bb = s2[k] / N, gr = (double)bn[0][k] * rstd[k];
+        for (int i = 0; i < cnt; i++) {
+            size_t o = (size_t)i * D + k;
+            double xh = ((double)x[o] - mean[k]) * rstd[k];
+            dx[o] = (float)(gr * (dy[o] - a - xh * bb));
+        }
+    }
+}
+
 static int heads_fwd(vit_train_state *st, float bn_momentum) {
     const vit_config *c = &st->m->cfg;
     int D = c->dim;
     memcpy(st->feat_bn, st->feat, (size_t)st->n * D * sizeof(float));
     for (int t = 0; t < UFO_NUM_TASKS; t++) {
         int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
+        if (synced(st)) {   // every rank takes part, whatever its own rows
+            if (st->total[t] >= 2 && (st->m->head_mask >> t & 1)) bn_sync_fwd(st, t, lo, cnt, st->total[t], bn_momentum);
+            continue;
+        }
         if (cnt < 2 || !(st->m->head_mask >> t & 1)) continue;
         float *const *bn = st->m->w.bn[t];
         float *y = st->feat_bn + (size_t)lo * D, *x = st->feat + (size_t)lo * D;
@@ -335,10 +410,16 @@ int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_
     else memset(v.dfeat, 0, (size_t)n * D * sizeof(float));
     for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++) {
         int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
-        if (cnt < 1) continue;
         float *dst = v.dfeat + (size_t)lo * D;
         const float *dy = d_feat_bn + (size_t)lo * D;
-        if (cnt < 2 || !(st->m->head_mask >> t & 1)) {  // identity: no BN ran on this slice
+        int bn_ran = synced(st) ? st->total[t] >= 2 : cnt >= 2;
+        if (bn_ran && synced(st) && (st->m->head_mask >> t & 1)) {
+            bn_sync_bwd(st, t, lo, cnt, st->total[t], dy, v.tmp);
+            for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += v.tmp[k];
+            continue;
+        }
+        if (cnt < 1) continue;
+        if (!bn_ran || !(st->m->head_mask >> t & 1)) {  // identity: no BN ran on this slice
             for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += dy[k];
             continue;
         }

@@ -2,7 +2,16 @@
 // per-sample drop path, BNNeck heads in training mode on each task's slice of
 // a heterogeneous batch, and the backward into one gradient buffer laid out
 // like the parameter buffer (vit_param_table). Losses live in src/train.
+//
+// Data parallel: with `comm` set (size > 1) the rows are this rank's slice of
+// a global batch whose task t has total[t] rows (set before the forward), and
+// the BNNecks are synchronised (sync BN): the per-feature sum and the sum of
+// squared deviations are all-reduced in the forward, the two per-feature
+// reductions (sum dy, sum dy * x_hat) in the backward, so the statistics are
+// the global batch's. gamma/beta gradients stay local partial sums (the
+// trainer's gradient all-reduce adds them up).
 #pragma once
+#include "dist/comm.h"
 #include "model/vit.h"
 
 typedef struct {
@@ -24,6 +33,9 @@ typedef struct {
     float *bn_mean, *bn_rstd;     // [UFO_NUM_TASKS][D] batch statistics of the last forward
     float *scratch;        // working buffers
     size_t scratch_floats;
+    ufo_comm *comm;        // NULL or size 1: the batch is the whole batch
+    int total[UFO_NUM_TASKS];   // rows of task t over all ranks (comm only)
+    double *bn_acc;        // [3 D] sync BN accumulators
 } vit_train_state;
 
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int batch_cap,

@@ -38,13 +38,43 @@ static void inv_norms(float *out, unsigned char *big, const float *x, int64_t ro
     }
 }
 
+// Partial-FC: the shards' per-row (max, sum) pairs become the global ones,
+// the label cos comes from its owner, and the top-1 maxima are global. Every
+// rank ends with what one process holding all classes would have.
+static int combine_shards(ufo_comm *c, int n, float s, float m, double *M, double *S, float *cy, float *zy,
+                          float *lo_max, float *hi_max) {
+    double *buf = ufo_alloc((size_t)n * 3 * sizeof(double));
+    if (!buf) return ufo_errorf("cosface: out of memory (Partial-FC, n=%d)", n);
+    for (int i = 0; i < n; i++) buf[i] = M[i], buf[n + i] = lo_max[i], buf[2 * n + i] = hi_max[i];
+    ufo_comm_allreduce_max_f64(c, buf, (size_t)n * 3, "Partial-FC softmax max");
+    for (int i = 0; i < n; i++) {
+        const double g = buf[i];   // -inf only if no rank has a non-label column
+        S[i] = M[i] == -INFINITY ? 0.0 : S[i] * exp(M[i] - g);
+        M[i] = g;
+        lo_max[i] = (float)buf[n + i], hi_max[i] = (float)buf[2 * n + i];
+        buf[i] = S[i], buf[n + i] = cy[i];
+    }
+    ufo_comm_allreduce_sum_f64(c, buf, (size_t)n * 2, "Partial-FC softmax sum");
+    for (int i = 0; i < n; i++) {
+        S[i] = buf[i];
+        cy[i] = (float)buf[n + i];   // exact: one rank adds the value, the others 0
+        zy[i] = s * (cy[i] - m);
+    }
+    ufo_free(buf);
+    return 0;
+}
+
 int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, int D, int classes,
                 const ufo_cosface_opts *opts, float *df, float *dW, ufo_cosface_result *res) {
     if (n <= 0 || D <= 0 || classes <= 0) return ufo_errorf("cosface: bad sizes n=%d D=%d classes=%d", n, D, classes);
     if (!(opts->s > 0)) return ufo_errorf("cosface: scale s must be > 0 (got %g)", (double)opts->s);
+    ufo_comm *shard = opts->shard && opts->shard->size > 1 ? opts->shard : NULL;
+    const int all = shard ? opts->total_classes : classes, c_lo = shard ? opts->class_lo : 0;
+    if (shard && (c_lo < 0 || c_lo + classes > all))
+        return ufo_errorf("cosface: shard [%d, %d) outside %d classes", c_lo, c_lo + classes, all);
     for (int i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= classes)
-            return ufo_errorf("cosface: label %d of sample %d is outside [0, %d)", (int)labels[i], i, classes);
+        if (labels[i] < 0 || labels[i] >= all)
+            return ufo_errorf("cosface: label %d of sample %d is outside [0, %d)", (int)labels[i], i, all);
     const int64_t C = classes;
     const int blk = (int)(opts->block > 0 ? (opts->block < classes ? opts->block : classes)
                                           : (UFO_COSFACE_BLOCK < classes ? UFO_COSFACE_BLOCK : classes));
@@ -79,6 +109,7 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
         M[i] = -INFINITY;
         S[i] = 0;
         lo_max[i] = hi_max[i] = -INFINITY;
+        cy[i] = 0;   // sharded: only the rank owning the label writes it, the others add 0
     }
 
     // ---- Pass 1: label logits, running max and sum of the other columns, and
@@ -90,7 +121,7 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++) {
             float *zr = Z + (int64_t)i * nb;
-            int64_t yl = labels[i] - c0;   // label column in this block, or outside [0, nb)
+            int64_t yl = labels[i] - c_lo - c0;   // label column in this block, or outside [0, nb)
             if (yl >= 0 && yl < nb) {
                 cy[i] = zr[yl] * rwb[yl];
                 zy[i] = s * (cy[i] - m);
@@ -122,6 +153,8 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
         }
     }
 
+    if (shard && combine_shards(shard, n, s, m, M, S, cy, zy, lo_max, hi_max)) goto done;
+
     // ---- Loss.
     double total = 0;
     int nonzero = 0, correct = 0;
@@ -138,11 +171,12 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
         ufo_errorf("cosface: the loss is not finite (NaN or Inf in the features or class weights)");
         goto done;
     }
-    const double den = opts->nonzero_mean ? (nonzero > 0 ? nonzero : 1) : n;
+    const double den = opts->den > 0 ? opts->den : opts->nonzero_mean ? (nonzero > 0 ? nonzero : 1) : n;
     if (res) {
         res->loss = total / den;
         res->accuracy = (double)correct / n;
         res->nonzero = nonzero;
+        res->correct = correct;
     }
     if (!backward) {
         rc = 0;
@@ -165,7 +199,7 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
                 float z = sl * (zr[j] * rwb[j]);
                 zr[j] = train_fexp(z - li, elo) * cf * rwb[j];
             }
-            int64_t y = labels[i] - c0;
+            int64_t y = labels[i] - c_lo - c0;
             if (y >= 0 && y < nb) zr[y] = dlab[i] * coef * rwb[y];
         }
         if (df && sgemm('N', 'N', n, D, nb, Z, nb, W + c0 * D, D, c0 == 0 ? 0.0f : 1.0f, dfn, D)) goto done;
@@ -184,6 +218,8 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
             }
         }
     }
+    // Sharded: d f_hat is the sum of every shard's columns.
+    if (df && shard && ufo_comm_allreduce_sum_f32(shard, dfn, (size_t)n * D, "Partial-FC d feature")) goto done;
     if (df) {
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++) {

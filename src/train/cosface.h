@@ -28,14 +28,30 @@
 //
 // Accuracy is top-1 of cos (before the margin), ties to the lower class
 // index: fast-reid's log_accuracy on pred_class_logits = s * cos.
+//
+// Data parallel (src/train/trainer.c): `den` > 0 replaces the divisor, so a
+// rank's slice of a global batch gives its share of the global mean.
+//
+// Class-sharded (Partial-FC, insightface): with `shard` set, W holds only the
+// classes [class_lo, class_lo + classes) of total_classes, and f / labels are
+// the WHOLE batch, the same on every rank of the group. Each rank runs both
+// passes on its columns; between them the per-row running max and sum of
+// the softmax (max, then rescaled sum), the label cos (from the owning rank)
+// and the top-1 maxima are all-reduced, so the loss is the global one on every
+// rank; d f_hat is all-reduced before the projection (every rank gets df of
+// every row); dW is the shard's own, complete (no further reduction).
 #pragma once
 #include "base/rng.h"
+#include "dist/comm.h"
 #include <stdint.h>
 
 typedef struct {
     float s, m;        // scale and margin (face 50 / 0.3, others per SPEC section 1)
     int block;         // classes per block; <= 0: UFO_COSFACE_BLOCK
     int nonzero_mean;  // 1: divide by the count of non-zero per-sample losses (fast-reid/UFO)
+    double den;        // > 0: divide the summed loss by this instead (nonzero_mean ignored)
+    ufo_comm *shard;   // non-NULL: W is this rank's shard of the classes (see above)
+    int class_lo, total_classes;
 } ufo_cosface_opts;
 
 #define UFO_COSFACE_BLOCK 8192
@@ -44,6 +60,7 @@ typedef struct {
     double loss;       // the value above
     double accuracy;   // fraction of rows whose argmax cos is the label
     int nonzero;       // samples whose fp32 loss would be non-zero (see above)
+    int correct;       // rows whose argmax cos is the label
 } ufo_cosface_result;
 
 // f [n, D], W [classes, D], labels [n] in [0, classes).

@@ -11,7 +11,10 @@
 
 typedef struct {
     long step;            // -1: empty
-    int *task, *index;    // plan rows (task = index into the loader's trained tasks)
+    int *task, *index;    // this rank's rows (task = index into the loader's trained tasks)
+    int *grow;            // their global row index (augmentation stream)
+    int n;                // this rank's rows
+    int *gtask, *gindex;  // the global plan of the step
     int start[UFO_MAX_TASKS + 1];
     int claimed, done;
     float *images;
@@ -68,7 +71,7 @@ static void *worker(void *arg) {
         while (!L->stop && !L->failed) {
             for (int k = 0; k < RING; k++) {
                 slot *c = &L->slots[k];
-                if (c->step >= 0 && c->claimed < L->B && (!sl || c->step < sl->step)) sl = c;
+                if (c->step >= 0 && c->claimed < c->n && (!sl || c->step < sl->step)) sl = c;
             }
             if (sl) break;
             pthread_cond_wait(&L->cv, &L->mu);
@@ -79,13 +82,13 @@ static void *worker(void *arg) {
         }
         int row = sl->claimed++;
         long step = sl->step;
-        int t = sl->task[row], idx = sl->index[row];
+        int t = sl->task[row], idx = sl->index[row], grow = sl->grow[row];
         pthread_mutex_unlock(&L->mu);
 
         double t0 = ufo_now();
         ufo_image img = {0};
         ufo_rng r;
-        row_rng(&r, L->o.seed, step, row);
+        row_rng(&r, L->o.seed, step, grow);
         int32_t label = 0;
         const ufo_trainset *s = L->o.sets[L->task_of[t]];
         int rc = read_row(L, s, idx, &img, &label);
@@ -108,7 +111,19 @@ static void *worker(void *arg) {
 // Draws the plan of the next step into an empty slot (caller holds the lock).
 static int plan_slot(ufo_loader *L, slot *sl) {
     ufo_batch_plan_save(&L->plan, sl->state_before);
-    if (ufo_batch_plan_next(&L->plan, sl->task, sl->index, sl->start)) return -1;
+    int gstart[UFO_MAX_TASKS + 1];
+    if (ufo_batch_plan_next(&L->plan, sl->gtask, sl->gindex, gstart)) return -1;
+    // This rank's slice of every task's rows (all of them with one rank).
+    int ranks = L->o.ranks > 1 ? L->o.ranks : 1, rank = ranks > 1 ? L->o.rank : 0;
+    sl->n = 0;
+    for (int t = 0; t < L->n_tasks; t++) {
+        int c = gstart[t + 1] - gstart[t];
+        int lo = (int)((long long)c * rank / ranks), hi = (int)((long long)c * (rank + 1) / ranks);
+        sl->start[t] = sl->n;
+        for (int r = gstart[t] + lo; r < gstart[t] + hi; r++, sl->n++)
+            sl->task[sl->n] = sl->gtask[r], sl->index[sl->n] = sl->gindex[r], sl->grow[sl->n] = r;
+    }
+    sl->start[L->n_tasks] = sl->n;
     sl->step = L->next_plan++;
     sl->claimed = sl->done = 0;
     return 0;
@@ -137,15 +152,22 @@ int ufo_loader_init(ufo_loader **out, const ufo_loader_opts *o) {
     }
     L->state_words = ufo_batch_plan_state_words(&L->plan);
     size_t per = (size_t)3 * o->aug.size * o->aug.size;
+    // A rank's rows: at most ceil(count / ranks) per task (or of B, homogeneous).
+    int ranks = o->ranks > 1 ? o->ranks : 1, lcap = (L->B + ranks - 1) / ranks + L->n_tasks;
+    if (lcap > L->B) lcap = L->B;
     for (int k = 0; k < RING; k++) {
         slot *sl = &L->slots[k];
         sl->step = -1;
-        sl->task = malloc(sizeof(int) * L->B);
-        sl->index = malloc(sizeof(int) * L->B);
-        sl->labels = malloc(sizeof(int32_t) * L->B);
-        sl->images = ufo_alloc(per * L->B * sizeof(float));
+        sl->task = malloc(sizeof(int) * lcap);
+        sl->index = malloc(sizeof(int) * lcap);
+        sl->grow = malloc(sizeof(int) * lcap);
+        sl->gtask = malloc(sizeof(int) * L->B);
+        sl->gindex = malloc(sizeof(int) * L->B);
+        sl->labels = malloc(sizeof(int32_t) * lcap);
+        sl->images = ufo_alloc(per * lcap * sizeof(float));
         sl->state_before = malloc(sizeof(uint64_t) * L->state_words);
-        if (!sl->task || !sl->index || !sl->labels || !sl->images || !sl->state_before) {
+        if (!sl->task || !sl->index || !sl->grow || !sl->gtask || !sl->gindex || !sl->labels || !sl->images ||
+            !sl->state_before) {
             ufo_loader_free(L);
             return ufo_errorf("out of memory for %d-image batches", L->B);
         }
@@ -180,7 +202,7 @@ int ufo_loader_next(ufo_loader *L, const float **images, int counts[UFO_NUM_TASK
     slot *sl = NULL;
     for (int k = 0; k < RING; k++)
         if (L->slots[k].step == L->next_consume) sl = &L->slots[k];
-    while (!L->failed && sl->done < L->B) pthread_cond_wait(&L->cv, &L->mu);
+    while (!L->failed && sl->done < sl->n) pthread_cond_wait(&L->cv, &L->mu);
     int failed = L->failed;
     pthread_mutex_unlock(&L->mu);
     if (failed) return ufo_errorf("%s", L->err);
@@ -218,6 +240,8 @@ double ufo_loader_images_per_s(const ufo_loader *L) {
 
 long ufo_loader_corrupt(const ufo_loader *L) { return L->corrupt; }
 
+int ufo_loader_global_batch(const ufo_loader *L) { return L->B; }
+
 void ufo_loader_free(ufo_loader *L) {
     if (!L) return;
     if (L->th) {
@@ -231,6 +255,9 @@ void ufo_loader_free(ufo_loader *L) {
     for (int k = 0; k < RING; k++) {
         free(L->slots[k].task);
         free(L->slots[k].index);
+        free(L->slots[k].grow);
+        free(L->slots[k].gtask);
+        free(L->slots[k].gindex);
         free(L->slots[k].labels);
         ufo_free(L->slots[k].images);
         free(L->slots[k].state_before);

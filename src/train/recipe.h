@@ -39,6 +39,7 @@ typedef struct {
     long seed;
     int recompute;
     int log_every, checkpoint_every, eval_every;
+    int shard_classes_above;   // mpirun: Partial-FC for classifiers with more classes (0: never)
     char eval_datasets[UFO_RECIPE_STR];  // ufo eval names, "" = none
     char eval_root[UFO_RECIPE_STR];      // "" = the data root
     char eval_heads[UFO_RECIPE_STR];     // "DATASET=TASK,...": heads other than the released defaults

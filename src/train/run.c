@@ -2,6 +2,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "base/progress.h"
+#include "dist/comm.h"
 #include "eval/evaluate.h"
 #include "eval/report.h"
 #include "formats/safetensors.h"
@@ -14,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const ufo_recipe *r;
     const ufo_train_run_opts *o;
+    ufo_comm *comm;        // data parallel group (size 1: one process)
+    int lead;              // rank 0: the only one that prints and writes files
     char root[UFO_RECIPE_STR];
     ufo_trainset sets[UFO_NUM_TASKS];
     int have[UFO_NUM_TASKS];
@@ -102,6 +106,8 @@ static ufo_train_config trainer_config(const run_state *s) {
     c.seed = (uint64_t)r->seed;
     c.batch_cap = 0;
     for (int t = 0; t < UFO_NUM_TASKS; t++) c.batch_cap += s->count[t];
+    c.comm = s->comm;
+    c.shard_classes_above = r->shard_classes_above;
     return c;
 }
 
@@ -171,6 +177,7 @@ static int resume(run_state *s, const char *path) {
 // --- logging, plots, evaluation ------------------------------------------------------
 
 static void log_step(run_state *s, const ufo_step_stats *st, double ips, double elapsed) {
+    if (!s->log) return;
     fprintf(s->log, "%ld,%.8g,%.6f", st->step, st->lr, st->loss);
     for (int t = 0; t < UFO_NUM_TASKS; t++) fprintf(s->log, ",%.6f,%.6f,%.4f", st->cosface[t], st->triplet[t], st->accuracy[t]);
     fprintf(s->log, ",%.3f,%.3f,%.1f\n", ips, ufo_loader_images_per_s(s->loader), elapsed);
@@ -188,6 +195,7 @@ static void log_step(run_state *s, const ufo_step_stats *st, double ips, double 
 }
 
 static int plot_losses(run_state *s) {
+    if (!s->lead) return 0;
     char path[1100];
     path_in(path, sizeof path, s->o->out_dir, "loss.png");
     ufo_plot_series series[UFO_NUM_TASKS + 1];
@@ -206,7 +214,7 @@ static int evaluate(run_state *s, long step) {
     if (vit_prepare(&s->model, VIT_BACKEND_CPU, prec)) return -1;
     ufo_evaluate_opts eo = {.root = r->eval_root[0] ? r->eval_root : s->root,
                             .embed = {.batch = 16, .workers = r->workers, .precision = r->precision, .quiet = 1},
-                            .vehicleid_splits = 1, .seed = 0};
+                            .vehicleid_splits = 1, .seed = 0, .comm = s->comm};
     ufo_eval_result res[12];
     int n = 0, rc = 0;
     char list[UFO_RECIPE_STR];
@@ -226,7 +234,7 @@ static int evaluate(run_state *s, long step) {
         if (rc == 0 && (rc = ufo_evaluate(&s->model, name, task, &eo, &res[n])) == 0) n++;
     }
     vit_prepare(&s->model, VIT_BACKEND_REF, prec);  // release the packed inference weights
-    if (rc == 0) {
+    if (rc == 0 && s->lead) {
         char model[64], path[1100];
         snprintf(model, sizeof model, "step %ld", step);
         ufo_report_info info = {.model = model, .precision = r->precision};
@@ -249,39 +257,59 @@ static int train_loop(run_state *s) {
     ufo_progress pg;
     long start = s->trainer.step;
     ufo_progress_begin(&pg, "train", "step", r->steps, 1);
-    double t0 = ufo_now(), last_log = t0;
+    double t0 = ufo_now(), last_log = t0, comm0 = s->comm->busy_s, last_comm = comm0;
     long images = 0, last_images = 0;
+    // Test hook (tests/py/test_mpi_train.py): UFO_TEST_FAIL_RANK=R UFO_TEST_FAIL_STEP=K
+    // makes rank R exit (or with UFO_TEST_FAIL_HANG=1, hang) before step K.
+    const char *fr = getenv("UFO_TEST_FAIL_RANK"), *fs = getenv("UFO_TEST_FAIL_STEP");
+    long fail_step = fr && fs && atoi(fr) == s->comm->rank ? atol(fs) : -1;
     for (long k = start; k < r->steps; k++) {
         const float *x;
         const int32_t *labels;
         int counts[UFO_NUM_TASKS];
         ufo_step_stats st;
+        if (k == fail_step) {
+            fprintf(stderr, "ufo: rank %d: UFO_TEST_FAIL_STEP=%ld: %s here (failure-handling test)\n", s->comm->rank,
+                    k, getenv("UFO_TEST_FAIL_HANG") ? "hanging" : "exiting");
+            fflush(stderr);
+            if (getenv("UFO_TEST_FAIL_HANG"))
+                for (;;) pause();
+            _exit(3);
+        }
         if (ufo_loader_next(s->loader, &x, counts, &labels)) return -1;
         if (ufo_trainer_step(&s->trainer, x, counts, labels, &st)) return -1;
-        for (int t = 0; t < UFO_NUM_TASKS; t++) images += counts[t];
+        images += ufo_loader_global_batch(s->loader);
         int last = k + 1 == r->steps;
         if ((r->log_every && (k + 1) % r->log_every == 0) || last) {
             double now = ufo_now(), ips = (images - last_images) / (now - last_log);
             double eta = (r->steps - k - 1) * (now - t0) / (k + 1 - start);
-            last_log = now, last_images = images;
+            double share = (s->comm->busy_s - last_comm) / (now - last_log);
+            last_log = now, last_images = images, last_comm = s->comm->busy_s;
             log_step(s, &st, ips, now - t0);
-            if (!s->o->quiet) {
+            if (!s->o->quiet && s->lead) {
                 fprintf(stderr, "step %ld/%ld  lr %.4g  loss %.4f [", k + 1, r->steps, st.lr, st.loss);
                 for (int t = 0, first = 1; t < UFO_NUM_TASKS; t++)
                     if (s->have[t]) {
                         fprintf(stderr, "%s%s %.3f", first ? "" : ", ", vit_task_name(t), st.cosface[t] + st.triplet[t]);
                         first = 0;
                     }
-                fprintf(stderr, "]  %.1f img/s (loader %.0f img/s)  ETA %d:%02d\n", ips,
-                        ufo_loader_images_per_s(s->loader), (int)eta / 60, (int)eta % 60);
+                fprintf(stderr, "]  %.1f img/s (loader %.0f img/s)", ips, ufo_loader_images_per_s(s->loader));
+                if (s->comm->size > 1) fprintf(stderr, "  comm %.0f%%", 100 * share);
+                fprintf(stderr, "  ETA %d:%02d\n", (int)eta / 60, (int)eta % 60);
             }
+        }
+        if (last && s->lead && !s->o->quiet && s->comm->size > 1) {   // bench/mpi_scaling.sh reads it
+            double el = ufo_now() - t0;
+            fprintf(stderr, "train: %d processes, %ld steps, %.1f img/s, communication %.1f%% of the step time\n",
+                    s->comm->size, k + 1 - start, images / el,
+                    100 * (s->comm->busy_s - comm0) / el);
         }
         int stop = s->o->stop_after > 0 && k + 1 == s->o->stop_after && !last;
         if ((r->checkpoint_every && (k + 1) % r->checkpoint_every == 0) || last || stop) {
             if (save_checkpoint(s, ck) || plot_losses(s)) return -1;
         }
         if (stop) {
-            if (!s->o->quiet) fprintf(stderr, "train: stopped after step %ld; continue with --resume %s\n", k + 1, ck);
+            if (!s->o->quiet && s->lead) fprintf(stderr, "train: stopped after step %ld; continue with --resume %s\n", k + 1, ck);
             return 1;
         }
         if (!last && r->eval_every && (k + 1) % r->eval_every == 0 && evaluate(s, k + 1)) return -1;
@@ -297,6 +325,9 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
     const char *root = r->root[0] ? r->root : getenv("FASTREID_DATASETS");
     if (!root || !*root) return ufo_errorf("no data root: set data.root in the recipe or FASTREID_DATASETS");
     snprintf(s.root, sizeof s.root, "%s", root);
+    s.comm = ufo_comm_world();
+    if (!s.comm) return -1;
+    s.lead = s.comm->rank == 0;
     if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) return ufo_errorf("%s: cannot create: %s", o->out_dir, strerror(errno));
     int rc = load_sets(&s);
     if (rc == 0) rc = build_model(&s);
@@ -307,7 +338,8 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
     }
     if (rc == 0) {
         ufo_loader_opts lo = {.mix = strcmp(r->batch_mix, "homogeneous") ? UFO_MIX_HETEROGENEOUS : UFO_MIX_HOMOGENEOUS,
-                              .workers = r->workers, .seed = (uint64_t)r->seed};
+                              .workers = r->workers, .seed = (uint64_t)r->seed,
+                              .rank = s.comm->rank, .ranks = s.comm->size};
         for (int t = 0; t < UFO_NUM_TASKS; t++)
             if (s.have[t]) lo.sets[t] = &s.sets[t], lo.count[t] = s.count[t], lo.K[t] = s.K[t];
         ufo_aug_defaults(&lo.aug, s.model.cfg.img_size);
@@ -319,7 +351,7 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
     }
     if (rc == 0 && o->resume) rc = resume(&s, o->resume);
     char path[1100];
-    if (rc == 0) {
+    if (rc == 0 && s.lead) {   // files: rank 0 only
         path_in(path, sizeof path, o->out_dir, "recipe.ini");
         FILE *f = fopen(path, "w");
         if (f) {
@@ -337,7 +369,13 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
             fprintf(s.log, ",images_per_s,loader_images_per_s,elapsed_s\n");
         }
     }
-    if (rc == 0 && !o->quiet) {
+    if (rc == 0 && !o->quiet && s.lead) {
+        if (s.comm->size > 1) {
+            fprintf(stderr, "train: %d processes (MPI), each with its share of every task's rows", s.comm->size);
+            for (int t = 0; t < UFO_NUM_TASKS; t++)
+                if (s.trainer.sharded[t]) fprintf(stderr, "; %s classifier sharded by class", vit_task_name(t));
+            fprintf(stderr, "\n");
+        }
         fprintf(stderr, "train: ViT dim %d depth %d at %d, %s, %ld steps from step %ld; batch", s.model.cfg.dim,
                 s.model.cfg.depth, s.model.cfg.img_size, r->precision, r->steps, s.trainer.step);
         for (int t = 0; t < UFO_NUM_TASKS; t++)
@@ -350,7 +388,7 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
         rc = train_loop(&s);
         if (rc == 1) stopped = 1, rc = 0;
     }
-    if (rc == 0 && !stopped) {
+    if (rc == 0 && !stopped && s.lead) {
         path_in(path, sizeof path, o->out_dir, "model.safetensors");
         rc = vit_save(&s.model, path, UFO_F32);
     }

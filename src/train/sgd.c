@@ -22,8 +22,8 @@ static double chunk_sumsq(const float *g, size_t n) {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-// ||g||_2 with the partial sums of fixed CHUNK-sized pieces added in order.
-static double seg_norm(const float *g, size_t n, double *part) {
+// ||g||_2^2 with the partial sums of fixed CHUNK-sized pieces added in order.
+static double seg_sumsq(const float *g, size_t n, double *part) {
     size_t nchunks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (size_t c = 0; c < nchunks; c++) {
@@ -32,11 +32,26 @@ static double seg_norm(const float *g, size_t n, double *part) {
     }
     double s = 0;
     for (size_t c = 0; c < nchunks; c++) s += part[c];
-    return sqrt(s);
+    return s;
+}
+
+static double seg_norm(const float *g, size_t n, double *part) { return sqrt(seg_sumsq(g, n, part)); }
+
+double ufo_sgd_sumsq(const float *g, size_t n) {
+    double *part = ufo_alloc(((n + CHUNK - 1) / CHUNK + 1) * sizeof(double));
+    if (!part) return NAN;
+    double r = seg_sumsq(g, n, part);
+    ufo_free(part);
+    return r;
 }
 
 int ufo_sgd_step(float *param, const float *grad, float *mom, size_t total, const ufo_sgd_segment *seg, int nseg,
                  float lr, const ufo_sgd_opts *opts, double *norms) {
+    return ufo_sgd_step_ex(param, grad, mom, total, seg, nseg, lr, opts, norms, NULL);
+}
+
+int ufo_sgd_step_ex(float *param, const float *grad, float *mom, size_t total, const ufo_sgd_segment *seg, int nseg,
+                    float lr, const ufo_sgd_opts *opts, double *norms, const double *given) {
     size_t maxn = 0;
     for (int t = 0; t < nseg; t++) {
         if (seg[t].offset > total || seg[t].size > total - seg[t].offset)
@@ -54,7 +69,7 @@ int ufo_sgd_step(float *param, const float *grad, float *mom, size_t total, cons
     const float c = opts->clip_norm;
     int rc = 0;
     for (int t = 0; t < nseg; t++) {
-        double nrm = seg_norm(grad + seg[t].offset, seg[t].size, part);
+        double nrm = given && given[t] >= 0 ? given[t] : seg_norm(grad + seg[t].offset, seg[t].size, part);
         if (norms) norms[t] = nrm;
         if (!isfinite(nrm)) {
             rc = ufo_errorf("sgd: the gradient of segment %d (offset %zu, %zu elements) is not finite", t,

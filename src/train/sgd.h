@@ -51,3 +51,9 @@ void ufo_sgd_defaults(ufo_sgd_opts *o);
 // nothing is updated then).
 int ufo_sgd_step(float *param, const float *grad, float *mom, size_t total, const ufo_sgd_segment *seg, int nseg,
                  float lr, const ufo_sgd_opts *opts, double *norms);
+// The same, with the clipping norm of segment t taken from given[t] when
+// given[t] >= 0 (a tensor split over ranks: the norm of the whole tensor).
+int ufo_sgd_step_ex(float *param, const float *grad, float *mom, size_t total, const ufo_sgd_segment *seg, int nseg,
+                    float lr, const ufo_sgd_opts *opts, double *norms, const double *given);
+// Sum of squares of g[0..n) (double), summed as the step's norms are.
+double ufo_sgd_sumsq(const float *g, size_t n);

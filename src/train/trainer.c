@@ -5,6 +5,7 @@
 #include "formats/safetensors.h"
 #include "model/vit_io.h"
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +29,35 @@ void ufo_train_config_default(ufo_train_config *c, const int classes[UFO_NUM_TAS
     c->batch_cap = 64;
 }
 
+// Classifier k's rows on this rank: all of them, or its Partial-FC shard.
+static void plan_shards(ufo_trainer *t) {
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        int C = t->cfg.classes[k];
+        t->sharded[k] = t->size > 1 && t->cfg.shard_classes_above > 0 && C > t->cfg.shard_classes_above && C >= t->size;
+        t->shard_lo[k] = 0, t->shard_hi[k] = C;
+        if (t->sharded[k]) ufo_comm_split(C, t->size, t->rank, &t->shard_lo[k], &t->shard_hi[k]);
+    }
+}
+
 int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) {
     memset(t, 0, sizeof *t);
     t->model = m;
     t->cfg = *cfg;
-    int D = m->cfg.dim, cap = cfg->batch_cap;
+    t->comm = cfg->comm && cfg->comm->size > 1 ? cfg->comm : NULL;
+    t->rank = t->comm ? t->comm->rank : 0;
+    t->size = t->comm ? t->comm->size : 1;
+    // A rank holds at most its share of every task's rows.
+    int D = m->cfg.dim, gcap = cfg->batch_cap;
+    int cap = t->size == 1 ? gcap : (gcap + t->size - 1) / t->size + UFO_NUM_TASKS;
+    if (cap > gcap) cap = gcap;
+    plan_shards(t);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
         if (cfg->classes[k] < 0) return ufo_errorf("task %s: %d classes", vit_task_name(k), cfg->classes[k]);
-        t->cls_off[k + 1] = t->cls_off[k] + (size_t)cfg->classes[k] * D;
+        t->cls_off[k + 1] = t->cls_off[k] + (size_t)(t->shard_hi[k] - t->shard_lo[k]) * D;
     }
     size_t ncls = t->cls_off[UFO_NUM_TASKS];
     if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
+    t->st.comm = t->comm;
     t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
     t->cls_grad = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
     t->cls_mom = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
@@ -48,8 +67,16 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
     t->drop = ufo_alloc((size_t)m->cfg.depth * 2 * cap * sizeof(float));
     t->seg = calloc((size_t)m->n_params, sizeof *t->seg);
     t->cls_seg = calloc(UFO_NUM_TASKS, sizeof *t->cls_seg);
+    int dp_ok = 1;
+    if (t->comm) {
+        t->gx = ufo_alloc((size_t)gcap * D * sizeof(float));
+        t->gdx = ufo_alloc((size_t)gcap * D * sizeof(float));
+        t->gdrop = ufo_alloc((size_t)m->cfg.depth * 2 * gcap * sizeof(float));
+        t->glab = ufo_alloc((size_t)gcap * sizeof(int32_t));
+        dp_ok = t->gx && t->gdx && t->gdrop && t->glab;
+    }
     if (!t->cls || !t->cls_grad || !t->cls_mom || !t->mom || !t->df || !t->df_bn || !t->drop || !t->seg ||
-        !t->cls_seg) {
+        !t->cls_seg || !dp_ok) {
         ufo_trainer_free(t);
         return ufo_errorf("out of memory for the trainer");
     }
@@ -59,21 +86,37 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
         if (m->table[i].kind != P_BN_MEAN && m->table[i].kind != P_BN_VAR)
             t->seg[t->nseg++] = (ufo_sgd_segment){m->table[i].offset, m->table[i].numel, cfg->weight_decay, 1.0f};
     for (int k = 0; k < UFO_NUM_TASKS; k++)
-        if (cfg->classes[k])
+        if (cfg->classes[k]) {
+            t->cls_seg_task[t->ncls_seg] = k;
             t->cls_seg[t->ncls_seg++] = (ufo_sgd_segment){t->cls_off[k], t->cls_off[k + 1] - t->cls_off[k],
                                                           cfg->weight_decay, 1.0f};
+        }
     ufo_rng_seed(&t->rng, cfg->seed);
     ufo_rng init;
     ufo_rng_seed(&init, cfg->seed ^ 0x636c6173736966ull);  // "classif"
-    for (int k = 0; k < UFO_NUM_TASKS; k++)
-        if (cfg->classes[k]) ufo_cosface_init(t->cls + t->cls_off[k], cfg->classes[k], D, &init);
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (!cfg->classes[k]) continue;
+        if (!t->sharded[k]) {
+            ufo_cosface_init(t->cls + t->cls_off[k], cfg->classes[k], D, &init);
+            continue;
+        }
+        // A shard keeps its rows of the whole tensor's draws (the stream goes on
+        // for the next task exactly as in one process).
+        float *w = t->cls + t->cls_off[k];
+        for (size_t r = 0; r < (size_t)cfg->classes[k]; r++)
+            for (int d = 0; d < D; d++) {
+                float v = (float)(0.001 * ufo_rng_normal(&init));
+                if ((int)r >= t->shard_lo[k] && (int)r < t->shard_hi[k]) w[(r - t->shard_lo[k]) * D + d] = v;
+            }
+    }
     return 0;
 }
 
 void ufo_trainer_free(ufo_trainer *t) {
     vit_train_free(&t->st);
-    float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop};
+    float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop, t->gx, t->gdx, t->gdrop};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    ufo_free(t->glab);
     free(t->seg);
     free(t->cls_seg);
     memset(t, 0, sizeof *t);
@@ -81,19 +124,148 @@ void ufo_trainer_free(ufo_trainer *t) {
 
 static double uniform(void *rng) { return ufo_rng_uniform(rng); }
 
+// ---- data parallel helpers -------------------------------------------------------
+
+// Global rows per task (G) and this rank's offset in each task's rows (off);
+// the local counts must be this rank's ufo_comm_split share.
+static void global_counts(ufo_trainer *t, const int counts[UFO_NUM_TASKS], int G[UFO_NUM_TASKS],
+                          int off[UFO_NUM_TASKS]) {
+    double g[UFO_NUM_TASKS];
+    for (int k = 0; k < UFO_NUM_TASKS; k++) g[k] = counts[k];
+    ufo_comm_allreduce_sum_f64(t->comm, g, UFO_NUM_TASKS, "batch sizes");
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        int hi;
+        G[k] = (int)g[k];
+        ufo_comm_split(G[k], t->size, t->rank, &off[k], &hi);
+        if (hi - off[k] != counts[k])
+            ufo_comm_abort(t->comm, 1, "trainer: %d %s rows on this rank, expected %d of the global %d", counts[k],
+                           vit_task_name(k), hi - off[k], G[k]);
+    }
+}
+
+// dst [G rows] = every rank's rows of task k, in rank order (= global order).
+static void gather_rows(ufo_trainer *t, const void *src, size_t row_bytes, int Gk, void *dst, const char *what) {
+    size_t *cnt = malloc(sizeof(size_t) * t->size);
+    if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
+    for (int r = 0; r < t->size; r++) {
+        int lo, hi;
+        ufo_comm_split(Gk, t->size, r, &lo, &hi);
+        cnt[r] = (size_t)(hi - lo) * row_bytes;
+    }
+    ufo_comm_allgatherv(t->comm, src, dst, cnt, what);
+    free(cnt);
+}
+
+// Drop-path scales of this rank's rows: those the single process draws for
+// the same global sample indices.
+static void local_drop(ufo_trainer *t, const int counts[UFO_NUM_TASKS], const int G[UFO_NUM_TASKS],
+                       const int off[UFO_NUM_TASKS], int n, int N) {
+    vit_drop_path_scales(&t->model->cfg, t->cfg.drop_path, N, uniform, &t->rng, t->gdrop);
+    for (int l = 0; l < 2 * t->model->cfg.depth; l++)
+        for (int k = 0, lo = 0, glo = 0; k < UFO_NUM_TASKS; lo += counts[k], glo += G[k], k++)
+            for (int i = 0; i < counts[k]; i++)
+                t->drop[(size_t)l * n + lo + i] = t->gdrop[(size_t)l * N + glo + off[k] + i];
+}
+
+#define GRAD_BUCKET ((size_t)1 << 23)   // floats per gradient all-reduce (32 MB)
+
+static void allreduce_grads(ufo_trainer *t) {
+    size_t n = t->model->n_floats;
+    for (size_t o = 0; o < n; o += GRAD_BUCKET)
+        ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
+                                   "gradient all-reduce");
+    for (int k = 0; k < UFO_NUM_TASKS; k++)   // replicated classifiers; shards are complete already
+        if (t->cfg.classes[k] && !t->sharded[k])
+            for (size_t o = t->cls_off[k]; o < t->cls_off[k + 1]; o += GRAD_BUCKET) {
+                size_t len = t->cls_off[k + 1] - o < GRAD_BUCKET ? t->cls_off[k + 1] - o : GRAD_BUCKET;
+                ufo_comm_allreduce_sum_f32(t->comm, t->cls_grad + o, len, "classifier gradient all-reduce");
+            }
+}
+
+// One task's losses when data parallel: lo = its first local row, cnt local
+// rows, Gk global rows, off = this rank's offset in them. red[k] / red[4 + k]
+// collect the replicated CosFace's loss share and correct count.
+static int task_losses_dp(ufo_trainer *t, int k, int lo, int cnt, int Gk, int off, const int32_t *labels,
+                          ufo_step_stats *stats, double *red) {
+    const ufo_train_config *c = &t->cfg;
+    int D = t->model->cfg.dim;
+    int need_gather = t->sharded[k] || c->triplet[k];
+    if (need_gather) gather_rows(t, labels + lo, sizeof(int32_t), Gk, t->glab, "task labels");
+    ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
+    ufo_cosface_result cr;
+    if (t->sharded[k]) {
+        gather_rows(t, t->st.feat_bn + (size_t)lo * D, sizeof(float) * D, Gk, t->gx, "Partial-FC features");
+        co.shard = t->comm, co.class_lo = t->shard_lo[k], co.total_classes = c->classes[k];
+        if (ufo_cosface(t->gx, t->cls + t->cls_off[k], t->glab, Gk, D, t->shard_hi[k] - t->shard_lo[k], &co, t->gdx,
+                        t->cls_grad + t->cls_off[k], &cr))
+            return ufo_error_wrap("%s CosFace (sharded)", vit_task_name(k));
+        memcpy(t->df_bn + (size_t)lo * D, t->gdx + (size_t)off * D, (size_t)cnt * D * sizeof(float));
+        stats->cosface[k] = cr.loss, stats->accuracy[k] = cr.accuracy;
+    } else if (cnt > 0) {
+        co.den = Gk;
+        if (ufo_cosface(t->st.feat_bn + (size_t)lo * D, t->cls + t->cls_off[k], labels + lo, cnt, D, c->classes[k],
+                        &co, t->df_bn + (size_t)lo * D, t->cls_grad + t->cls_off[k], &cr))
+            return ufo_error_wrap("%s CosFace", vit_task_name(k));
+        red[k] = cr.loss, red[UFO_NUM_TASKS + k] = cr.correct;
+    }
+    if (c->triplet[k]) {
+        gather_rows(t, t->st.feat + (size_t)lo * D, sizeof(float) * D, Gk, t->gx, "triplet features");
+        ufo_triplet_result tr;
+        if (ufo_triplet(t->gx, t->glab, Gk, D, c->triplet_margin, t->gdx, NULL, NULL, &tr))
+            return ufo_error_wrap("%s triplet", vit_task_name(k));
+        memcpy(t->df + (size_t)lo * D, t->gdx + (size_t)off * D, (size_t)cnt * D * sizeof(float));
+        stats->triplet[k] = tr.loss;
+    }
+    return 0;
+}
+
+static int grad_dp(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
+                   ufo_step_stats *stats) {
+    const ufo_train_config *c = &t->cfg;
+    int D = t->model->cfg.dim, n = 0, N = 0, G[UFO_NUM_TASKS], off[UFO_NUM_TASKS];
+    global_counts(t, counts, G, off);
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (G[k] && !c->classes[k])
+            return ufo_errorf("batch has %d %s images but that task is not trained", G[k], vit_task_name(k));
+        n += counts[k], N += G[k];
+    }
+    const float *drop = NULL;
+    if (c->drop_path > 0) {
+        local_drop(t, counts, G, off, n, N);
+        drop = t->drop;
+    }
+    memcpy(t->st.total, G, sizeof G);
+    if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
+    memset(t->df, 0, (size_t)n * D * sizeof(float));
+    double red[2 * UFO_NUM_TASKS] = {0};
+    for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++)
+        if (G[k] && task_losses_dp(t, k, lo, counts[k], G[k], off[k], labels, stats, red)) return -1;
+    ufo_comm_allreduce_sum_f64(t->comm, red, 2 * UFO_NUM_TASKS, "training statistics");
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        if (G[k] && !t->sharded[k]) stats->cosface[k] = red[k], stats->accuracy[k] = red[UFO_NUM_TASKS + k] / G[k];
+        stats->loss += stats->cosface[k] + stats->triplet[k];
+    }
+    if (vit_train_backward(&t->st, t->df, t->df_bn)) return -1;
+    allreduce_grads(t);
+    return 0;
+}
+
+// ---- the step ---------------------------------------------------------------------
+
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats) {
     const ufo_train_config *c = &t->cfg;
     int D = t->model->cfg.dim, n = 0;
+    memset(stats, 0, sizeof *stats);
+    stats->step = t->step;
+    vit_train_zero_grad(&t->st);
+    memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    if (t->comm) return grad_dp(t, images, counts, labels, stats);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
         if (counts[k] && !c->classes[k])
             return ufo_errorf("batch has %d %s images but that task is not trained", counts[k], vit_task_name(k));
         n += counts[k];
     }
-    memset(stats, 0, sizeof *stats);
-    stats->step = t->step;
-    vit_train_zero_grad(&t->st);
-    memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
     const float *drop = NULL;
     if (c->drop_path > 0) {
         vit_drop_path_scales(&t->model->cfg, c->drop_path, n, uniform, &t->rng, t->drop);
@@ -131,8 +303,19 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd,
                      NULL))
         return ufo_error_wrap("step %ld", t->step);
-    if (t->ncls_seg && ufo_sgd_step(t->cls, t->cls_grad, t->cls_mom, t->cls_off[UFO_NUM_TASKS], t->cls_seg,
-                                    t->ncls_seg, lr, &t->cfg.sgd, NULL))
+    // A sharded classifier is clipped by the norm of the whole tensor.
+    double given[UFO_NUM_TASKS];
+    int any = 0;
+    for (int s = 0; s < t->ncls_seg; s++) {
+        given[s] = t->sharded[t->cls_seg_task[s]] ? ufo_sgd_sumsq(t->cls_grad + t->cls_seg[s].offset, t->cls_seg[s].size) : 0;
+        any |= t->sharded[t->cls_seg_task[s]];
+    }
+    if (any) {
+        ufo_comm_allreduce_sum_f64(t->comm, given, t->ncls_seg, "Partial-FC gradient norm");
+        for (int s = 0; s < t->ncls_seg; s++) given[s] = t->sharded[t->cls_seg_task[s]] ? sqrt(given[s]) : -1;
+    }
+    if (t->ncls_seg && ufo_sgd_step_ex(t->cls, t->cls_grad, t->cls_mom, t->cls_off[UFO_NUM_TASKS], t->cls_seg,
+                                       t->ncls_seg, lr, &t->cfg.sgd, NULL, any ? given : NULL))
         return ufo_error_wrap("step %ld (classifiers)", t->step);
     t->step++;
     return 0;
@@ -154,23 +337,51 @@ static ufo_tensor_entry entry(char *name, const float *data, int64_t d0, int64_t
     return e;
 }
 
+// Rank 0 gets the whole [classes, D] tensor of a sharded classifier buffer
+// (full: NULL elsewhere). Every rank must call it.
+static int gather_shards(const ufo_trainer *t, int k, const float *shard, float **full) {
+    int D = t->model->cfg.dim, C = t->cfg.classes[k];
+    *full = NULL;
+    size_t *cnt = malloc(sizeof(size_t) * t->size);
+    if (t->rank == 0) *full = ufo_alloc((size_t)C * D * sizeof(float));
+    if (!cnt || (t->rank == 0 && !*full)) ufo_comm_abort(t->comm, 1, "out of memory gathering the %s classifier", vit_task_name(k));
+    for (int r = 0; r < t->size; r++) {
+        int lo, hi;
+        ufo_comm_split(C, t->size, r, &lo, &hi);
+        cnt[r] = (size_t)(hi - lo) * D * sizeof(float);
+    }
+    ufo_comm_gatherv(t->comm, shard, *full, cnt, 0, "checkpoint classifier shards");
+    free(cnt);
+    return 0;
+}
+
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,
                      const char *const *extra_vals, int n_extra) {
     const vit_model *m = t->model;
     int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
+    float *full[2 * UFO_NUM_TASKS] = {0};   // gathered shards (rank 0)
+    for (int k = 0; k < UFO_NUM_TASKS; k++)
+        if (t->cfg.classes[k] && t->sharded[k]) {
+            gather_shards(t, k, t->cls + t->cls_off[k], &full[2 * k]);
+            gather_shards(t, k, t->cls_mom + t->cls_off[k], &full[2 * k + 1]);
+        }
+    if (t->rank != 0) return 0;   // one writer
     ufo_tensor_entry *e = calloc((size_t)cap, sizeof *e);
     char (*names)[96] = calloc((size_t)cap, sizeof *names);
     if (!e || !names) {
         free(e);
         free(names);
+        for (int k = 0; k < 2 * UFO_NUM_TASKS; k++) ufo_free(full[k]);
         return ufo_errorf("out of memory");
     }
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
         if (!t->cfg.classes[k]) continue;
+        const float *w = full[2 * k] ? full[2 * k] : t->cls + t->cls_off[k];
+        const float *mo = full[2 * k + 1] ? full[2 * k + 1] : t->cls_mom + t->cls_off[k];
         snprintf(names[n], 96, "classifier.%s.weight", vit_task_name(k));
-        e[n] = entry(names[n], t->cls + t->cls_off[k], t->cfg.classes[k], D, NULL, 0), n++;
+        e[n] = entry(names[n], w, t->cfg.classes[k], D, NULL, 0), n++;
         snprintf(names[n], 96, "optimizer.momentum.classifier.%s.weight", vit_task_name(k));
-        e[n] = entry(names[n], t->cls_mom + t->cls_off[k], t->cfg.classes[k], D, NULL, 0), n++;
+        e[n] = entry(names[n], mo, t->cfg.classes[k], D, NULL, 0), n++;
     }
     for (int i = 0; i < m->n_params; i++) {
         const vit_param *p = &m->table[i];
@@ -191,18 +402,24 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
     int rc = vit_save_ex(m, path, UFO_F32, e, n, keys, vp, nm);
     free(e);
     free(names);
+    for (int k = 0; k < 2 * UFO_NUM_TASKS; k++) ufo_free(full[k]);
     return rc;
 }
 
-// Copies tensor `name` from f into dst, which must hold exactly `numel` floats.
-static int restore(const ufo_tensor_file *f, const char *path, const char *name, float *dst, size_t numel) {
+// Copies values [from, from + n) of tensor `name` (exactly `numel` floats) into dst.
+static int restore_part(const ufo_tensor_file *f, const char *path, const char *name, float *dst, size_t numel,
+                        size_t from, size_t n) {
     const ufo_tensor_entry *e = ufo_tensor_file_find(f, name);
     if (!e) return ufo_errorf("%s: checkpoint has no '%s'", path, name);
     if (e->dtype != UFO_F32 || (size_t)ufo_tensor_numel(e) != numel)
         return ufo_errorf("%s: '%s' does not match this run (%s, %lld values, expected F32, %zu)", path, name,
                           ufo_dtype_name(e->dtype), (long long)ufo_tensor_numel(e), numel);
-    memcpy(dst, e->data, numel * sizeof(float));
+    memcpy(dst, (const float *)e->data + from, n * sizeof(float));
     return 0;
+}
+
+static int restore(const ufo_tensor_file *f, const char *path, const char *name, float *dst, size_t numel) {
+    return restore_part(f, path, name, dst, numel, 0, numel);
 }
 
 int ufo_trainer_load(ufo_trainer *t, const char *path) {
@@ -234,11 +451,13 @@ int ufo_trainer_load(ufo_trainer *t, const char *path) {
     char name[128];
     for (int k = 0; rc == 0 && k < UFO_NUM_TASKS; k++) {
         if (!t->cfg.classes[k]) continue;
-        size_t sz = t->cls_off[k + 1] - t->cls_off[k];
+        // This rank's rows of the whole tensor (all of them unless sharded).
+        size_t sz = t->cls_off[k + 1] - t->cls_off[k], all = (size_t)t->cfg.classes[k] * m->cfg.dim;
+        size_t from = (size_t)t->shard_lo[k] * m->cfg.dim;
         snprintf(name, sizeof name, "classifier.%s.weight", vit_task_name(k));
-        rc = restore(&f, path, name, t->cls + t->cls_off[k], sz);
+        rc = restore_part(&f, path, name, t->cls + t->cls_off[k], all, from, sz);
         snprintf(name, sizeof name, "optimizer.momentum.classifier.%s.weight", vit_task_name(k));
-        if (rc == 0) rc = restore(&f, path, name, t->cls_mom + t->cls_off[k], sz);
+        if (rc == 0) rc = restore_part(&f, path, name, t->cls_mom + t->cls_off[k], all, from, sz);
     }
     for (int i = 0; rc == 0 && i < m->n_params; i++) {
         snprintf(name, sizeof name, "optimizer.momentum.%s", m->table[i].name);

@@ -4,8 +4,23 @@
 // batch-hard triplet on the pre-BN feature, losses summed with weight 1, then
 // SGD with momentum, L2 decay and per-tensor clipping on every parameter,
 // classifiers included, at the warmup + cosine learning rate of the step.
+//
+// Data parallel (cfg.comm with several ranks): every rank passes its slice of
+// the global batch, per task t the rows ufo_comm_split(G_t, size, rank) of the
+// task's G_t global rows (what ufo_loader gives a rank). The step is the one
+// a single process would take on the global batch, up to fp32 summation
+// order: drop-path draws are the global batch's (each rank keeps those of its
+// global sample indices), BNNecks are synchronised, batch-hard triplet runs on
+// the all-gathered features and labels of the task (each rank takes back the
+// gradient rows of its own samples), losses are divided by the global batch,
+// so the gradients of the ranks are SUMMED (bucketed all-reduce over the
+// contiguous gradient buffer) and then clipped per tensor. A classifier with
+// more than cfg.shard_classes_above classes is split by class over the ranks
+// (Partial-FC, see cosface.h): each rank keeps, updates and checkpoints (via
+// rank 0) only classes [shard_lo, shard_hi).
 #pragma once
 #include "base/rng.h"
+#include "dist/comm.h"
 #include "model/vit_train.h"
 #include "train/cosface.h"
 #include "train/lr_schedule.h"
@@ -25,8 +40,10 @@ typedef struct {
     vit_backend backend;
     ufo_precision prec;
     int recompute;
-    int batch_cap;                   // largest batch (sum over tasks)
+    int batch_cap;                   // largest batch (sum over tasks; the GLOBAL batch when data parallel)
     uint64_t seed;                   // classifier init and drop path
+    ufo_comm *comm;                  // NULL or size 1: one process
+    int shard_classes_above;         // data parallel: shard classifiers with more classes; 0: never
 } ufo_train_config;
 
 // SPEC's recipe for the given tasks' class counts: s/m per head, triplet on all
@@ -45,6 +62,13 @@ typedef struct {
     float *df, *df_bn, *drop;        // per-step scratch
     long step;                       // steps done
     ufo_rng rng;                     // drop path draws
+    // Data parallel (size 1: none of this is used).
+    ufo_comm *comm;
+    int rank, size;
+    int sharded[UFO_NUM_TASKS], shard_lo[UFO_NUM_TASKS], shard_hi[UFO_NUM_TASKS];  // classes held
+    int cls_seg_task[UFO_NUM_TASKS];
+    float *gx, *gdx, *gdrop;         // gathered task features / their gradients, global drop-path scales
+    int32_t *glab;
 } ufo_trainer;
 
 typedef struct {
@@ -61,7 +85,8 @@ void ufo_trainer_free(ufo_trainer *t);
 // labels [n] class ids within each task.
 int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
-// Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad), no update.
+// Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad,
+// all-reduced when data parallel), no update.
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
 

@@ -1,0 +1,76 @@
+// Process group for data-parallel training and evaluation: rank, size and
+// the few collectives the trainer needs. One interface, several transports:
+//   - "self": one process (size 1); every collective is a copy or nothing.
+//     What a binary NOT started by mpirun gets, so it behaves as it always did.
+//   - "mpi": Open MPI (comm_mpi.c), host buffers, CPU all-reduce. Chosen only
+//     when the process was launched by mpirun (OMPI_COMM_WORLD_SIZE, PMIX_RANK
+//     or PMI_RANK in the environment), so MPI_Init is never called otherwise.
+//   - a device transport (NCCL, device buffers) slots in as another
+//     ufo_comm_ops table; see src/dist/cuda/comm_nccl.c.
+//
+// Failure policy: a collective that fails or does not complete within
+// `timeout_s` (UFO_COMM_TIMEOUT, default 1800 s) prints one line naming the
+// operation and the caller's label, then aborts the WHOLE job: returning an
+// error would leave the other ranks waiting forever. So the functions below
+// return only on success (their int is for transports that can recover).
+#pragma once
+#include <stddef.h>
+
+typedef enum { UFO_COMM_F32 = 0, UFO_COMM_F64 = 1 } ufo_comm_dtype;
+typedef enum { UFO_COMM_SUM = 0, UFO_COMM_MAX = 1 } ufo_comm_op;
+
+typedef struct ufo_comm ufo_comm;
+
+typedef struct {
+    const char *name;
+    int (*allreduce)(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, ufo_comm_op op, const char *what);
+    // recv gets every rank's bytes, rank order; counts[r] bytes from rank r.
+    int (*allgatherv)(ufo_comm *c, const void *send, void *recv, const size_t *counts, const char *what);
+    int (*gatherv)(ufo_comm *c, const void *send, void *recv, const size_t *counts, int root, const char *what);
+    int (*bcast)(ufo_comm *c, void *buf, size_t bytes, int root, const char *what);
+    int (*barrier)(ufo_comm *c, const char *what);
+    void (*abort)(ufo_comm *c, int code);
+    void (*finalize)(ufo_comm *c);
+} ufo_comm_ops;
+
+struct ufo_comm {
+    int rank, size;
+    double timeout_s;      // watchdog deadline of one collective
+    double busy_s;         // seconds spent inside collectives (communication share)
+    long calls;
+    const ufo_comm_ops *ops;   // NULL for "self"
+    void *impl;
+};
+
+// The process's group: MPI when launched by mpirun (initialised on the first
+// call), else a size-1 group. Returns NULL with ufo_error set if mpirun
+// launched us but MPI cannot start (or this build has no MPI).
+ufo_comm *ufo_comm_world(void);
+// The group if ufo_comm_world() already ran, else NULL (starts nothing).
+ufo_comm *ufo_comm_started(void);
+// 1 if the environment says mpirun launched this process.
+int ufo_comm_launched_by_mpirun(void);
+// MPI_Finalize when MPI was started (call once at exit; a no-op otherwise).
+void ufo_comm_finalize(void);
+// Prints "ufo: rank R/N: <message>" and ends every rank of the job.
+_Noreturn void ufo_comm_abort(ufo_comm *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+int ufo_comm_allreduce_sum_f32(ufo_comm *c, float *buf, size_t n, const char *what);
+int ufo_comm_allreduce_sum_f64(ufo_comm *c, double *buf, size_t n, const char *what);
+int ufo_comm_allreduce_max_f64(ufo_comm *c, double *buf, size_t n, const char *what);
+// Variable-size all-gather: rank r contributes counts[r] bytes (counts known to all).
+int ufo_comm_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, const char *what);
+// Same, only `root` receives (recv may be NULL elsewhere).
+int ufo_comm_gatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, int root, const char *what);
+int ufo_comm_bcast(ufo_comm *c, void *buf, size_t bytes, int root, const char *what);
+int ufo_comm_barrier(ufo_comm *c, const char *what);
+
+// [lo, hi) of the rank's share when n items are split as evenly as possible
+// in rank order (the first n % size ranks get one more).
+void ufo_comm_split(int n, int size, int rank, int *lo, int *hi);
+
+// Transports. MPI: in libufo (an error if built without MPI).
+int ufo_comm_mpi_init(ufo_comm *c);
+// NCCL over device buffers, bootstrapped by `host` (src/dist/cuda/comm_nccl.c,
+// target ufo_nccl: only when CMake finds nvcc and NCCL).
+int ufo_comm_nccl_init(ufo_comm *c, ufo_comm *host, int device);
