@@ -22,7 +22,8 @@ static const char *usage =
     "  --resume CK       continue a run exactly where its checkpoint stopped (the recipe is\n"
     "                    read from the checkpoint; overrides may change e.g. optim.steps)\n"
     "  --threads N       OpenMP threads for the model\n"
-    "  --device D        cpu (default); cuda is not implemented for training yet\n"
+    "  --device D        cpu (default) or cuda: the model's forward, backward and SGD on the\n"
+    "                    GPU (one process; CosFace/triplet and the classifiers stay on the CPU)\n"
     "  --stop-after N    checkpoint and stop after step N (resume later with --resume)\n"
     "  --print-recipe    print the recipe with every key, its value and its meaning\n"
     "  --quiet           no progress lines\n"
@@ -37,7 +38,7 @@ static const char *usage =
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *resume = NULL;
-    int print = 0, quiet = 0, threads = 0, stop_after = 0;
+    int print = 0, quiet = 0, threads = 0, stop_after = 0, cuda = 0;
     ufo_recipe r;
     ufo_recipe_defaults(&r);
     const char *overrides[64];
@@ -56,10 +57,8 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--device") && has) {
             int dev;
             if (cli_parse_device("train", argv[++i], &dev)) return 2;
-            if (dev != UFO_DEVICE_CPU) {
-                ufo_errorf("training on CUDA is not implemented yet (embed and eval run there; train with --device cpu)");
-                return cli_fail();
-            }
+            if (ufo_device_check(dev)) return cli_fail();   // no GPU / built without CUDA: one line
+            cuda = dev == UFO_DEVICE_CUDA;
         } else if (!strcmp(a, "--threads") && has) {
             if (cli_parse_int("train", a, argv[++i], 1, 1024, &threads)) return 2;
         } else if (!strcmp(a, "--stop-after") && has) {
@@ -87,7 +86,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!out) return cli_usage_error("train", "--out is required");
     if (threads) omp_set_num_threads(threads);
-    ufo_train_run_opts o = {.out_dir = out, .resume = resume, .quiet = quiet, .stop_after = stop_after};
+    ufo_train_run_opts o = {.out_dir = out, .resume = resume, .quiet = quiet, .stop_after = stop_after, .cuda = cuda};
     if (ufo_train_run(&r, &o)) return cli_fail();
     return 0;
 }

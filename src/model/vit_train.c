@@ -5,6 +5,7 @@
 // With `recompute`, only x_in is kept per block and the block's forward is
 // rerun during its backward.
 #include "model/vit_train.h"
+#include "model/vit_train_cuda.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "kernels/cpu/cpu_train.h"
@@ -125,13 +126,21 @@ static block_acts acts(const vit_train_state *st, int l) {
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int cap,
                    int recompute) {
     memset(st, 0, sizeof *st);
-    if (backend == VIT_BACKEND_CUDA) return ufo_errorf("training on CUDA is not implemented yet (use the CPU)");
     st->m = m;
     st->backend = backend;
     st->prec = prec;
     st->recompute = recompute;
     st->cap = cap;
     const vit_config *c = &m->cfg;
+    if (backend == VIT_BACKEND_CUDA) {  // device buffers; on the host only the features the losses read
+        st->feat = ufo_alloc((size_t)cap * c->dim * sizeof(float));
+        st->feat_bn = ufo_alloc((size_t)cap * c->dim * sizeof(float));
+        if (!st->feat || !st->feat_bn || vit_train_cuda_init(st)) {
+            vit_train_free(st);
+            return -1;
+        }
+        return 0;
+    }
     size_t R = (size_t)cap * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden, L = c->depth;
     size_t kept = recompute ? 1 : L;
     st->grads = ufo_calloc(m->n_floats * sizeof(float));
@@ -162,10 +171,14 @@ void vit_train_free(vit_train_state *st) {
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
     free(st->bn_acc);
+    vit_train_cuda_free(st);
     memset(st, 0, sizeof *st);
 }
 
-void vit_train_zero_grad(vit_train_state *st) { memset(st->grads, 0, st->m->n_floats * sizeof(float)); }
+void vit_train_zero_grad(vit_train_state *st) {
+    if (st->backend == VIT_BACKEND_CUDA) vit_train_cuda_zero_grad(st);  // queued; a failure resurfaces in the next op
+    else memset(st->grads, 0, st->m->n_floats * sizeof(float));
+}
 
 void vit_drop_path_scales(const vit_config *c, float rate, int n, double (*u)(void *), void *ctx, float *drop) {
     for (int l = 0; l < c->depth; l++) {
@@ -321,6 +334,7 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
     st->seg[0] = 0;
     for (int t = 0; t < UFO_NUM_TASKS; t++) st->seg[t + 1] = st->seg[t] + counts[t];
     if (st->seg[UFO_NUM_TASKS] != n) return ufo_errorf("task counts add up to %d, batch has %d", st->seg[4], n);
+    if (st->backend == VIT_BACKEND_CUDA) return vit_train_cuda_forward(st, images, drop, bn_momentum);
     scratch_view v = view(st);
     int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c), P = T - 1;
     size_t rows = rows_of(st, n);
@@ -401,6 +415,7 @@ static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
 }
 
 int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    if (st->backend == VIT_BACKEND_CUDA) return vit_train_cuda_backward(st, d_feat, d_feat_bn);
     const vit_config *c = &st->m->cfg;
     scratch_view v = view(st);
     int n = st->n, D = c->dim, T = vit_tokens(c), P = T - 1, S = c->img_size, p = c->patch_size;

@@ -356,3 +356,101 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout
     }
     return 0;
 }
+
+// ---- glue of the training pass (model/vit_train_cuda.c) and the optimiser ----------
+
+namespace {
+
+__global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __bfloat162float(src[i]);
+}
+
+__global__ void copy_rows_kernel(float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
+                                 size_t cols) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    size_t r = i / cols, c = i % cols;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
+}
+
+__global__ void scale_rows_kernel(float *dst, const float *src, const float *s, size_t per, size_t total,
+                                  int accumulate) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    float v = s ? s[i / per] * src[i] : src[i];
+    dst[i] = accumulate ? dst[i] + v : v;
+}
+
+// One block per chunk: the chunk's sum of squares in double, reduced in a fixed tree.
+__global__ void sumsq_kernel(double *part, const float *x, size_t n, size_t chunk) {
+    __shared__ double sh[kThreads];
+    size_t lo = (size_t)blockIdx.x * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    double s = 0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) s += (double)x[i] * x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+// src/train/sgd.c's update, element for element.
+__global__ void sgd_kernel(float *p, const float *g, float *b, size_t n, float sc, float wd, float mu, float step) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float d = g[i] * sc + wd * p[i];
+    float m = mu * b[i] + d;
+    b[i] = m;
+    p[i] = p[i] - step * m;
+}
+
+}  // namespace
+
+extern "C" int gpu_from_bf16(gpu_ctx *g, float *dst, const void *src, size_t n) {
+    if (n == 0) return 0;
+    from_bf16_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, (const __nv_bfloat16 *)src, n);
+    return gpu_check_launch("from_bf16");
+}
+
+extern "C" int gpu_copy(gpu_ctx *g, void *dst, const void *src, size_t bytes) {
+    if (bytes == 0 || dst == src) return 0;
+    return gpu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g->stream), "device copy");
+}
+
+extern "C" int gpu_zero(gpu_ctx *g, void *p, size_t bytes) {
+    if (bytes == 0) return 0;
+    return gpu_check(cudaMemsetAsync(p, 0, bytes, g->stream), "device memset");
+}
+
+extern "C" int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride,
+                             size_t rows, size_t cols) {
+    size_t n = rows * cols;
+    if (n == 0) return 0;
+    copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, dst_stride, src, src_stride, rows, cols);
+    return gpu_check_launch("copy_rows");
+}
+
+extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
+                              int accumulate) {
+    size_t total = n * per;
+    if (total == 0) return 0;
+    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, src, s, per, total, accumulate);
+    return gpu_check_launch("scale_rows");
+}
+
+extern "C" int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk) {
+    if (n == 0) return 0;
+    unsigned nc = (unsigned)((n + chunk - 1) / chunk);
+    sumsq_kernel<<<nc, kThreads, 0, g->stream>>>(part, x, n, chunk);
+    return gpu_check_launch("sumsq");
+}
+
+extern "C" int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size_t n, float scale,
+                              float weight_decay, float momentum, float step) {
+    if (n == 0) return 0;
+    sgd_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(param, grad, mom, n, scale, weight_decay, momentum, step);
+    return gpu_check_launch("sgd");
+}
