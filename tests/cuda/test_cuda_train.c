@@ -4,13 +4,17 @@
 // path on:
 //   1. one gradient (ufo_trainer_grad): every loss, every model parameter's
 //      gradient (per tensor) and the classifiers' gradients.
-//      fp32: max rel err <= 1e-4 (per tensor, relative to its largest value);
+//      fp32: max rel err <= 1e-4 over all gradients as one vector, the
+//      classifiers' and the losses; <= 2e-4 per tensor (relative to its own
+//      largest value: the final LayerNorm's gamma sums 13 rows with
+//      cancellation, and the reference's own fp32 sums are off by 5.8e-5 there,
+//      measured against tests/cuda/gpu_fake.c's double-accumulating GEMMs).
 //      bf16 (bf16 matmul operands, fp32 master/accumulation): cosine >= 0.999
 //      over all gradients and the classifiers', >= 0.995 per tensor, losses
 //      within 2e-2. Sized with the CPU fast path as the backend under test
-//      (UFO_TEST_BACKEND=cpu): fp32 worst 4.3e-5, bf16 all 0.9999+, worst
-//      tensor 0.99898 (the weights' scale 0.07 and CosFace s = 16 keep the
-//      problem well conditioned: SPEC's s = 50 on random weights is chaotic).
+//      (UFO_TEST_BACKEND=cpu): fp32 worst tensor 4.3e-5, bf16 all 0.99933,
+//      worst tensor 0.99898 (the weights' scale 0.07 and CosFace s = 16 keep
+//      the problem well conditioned: SPEC's s = 50 on random weights is chaotic).
 //   2. recomputation (run.recompute) gives the same gradients (<= 1e-6).
 //   3. six SGD steps: the losses of every step and the parameters and momentum
 //      after them, fp32 within 1e-3 (six steps of lr 0.05 amplify rounding).
@@ -28,7 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOL_F32 1e-4
+#define TOL_F32 1e-4          // all model gradients as one vector; classifiers; losses
+#define TOL_F32_TENSOR 2e-4   // each tensor alone (the reference's own fp32 sums: 5.8e-5, see above)
 #define TOL_BF16_COS 0.999          // all gradients as one vector; classifiers
 #define TOL_BF16_COS_TENSOR 0.995   // each tensor alone (the CPU bf16 path: worst 0.99898 here)
 #define TOL_BF16_LOSS 2e-2
@@ -169,12 +174,13 @@ static void compare_grads(const char *what, run *a, run *ref, int bf16) {
         if (rel > worst_rel) worst_rel = rel;
         if (cs < worst_cos) worst_cos = cs;
         if (bf16) CHECK(cs >= TOL_BF16_COS_TENSOR, "%s: gradient of %s: cosine %.6f", what, p->name, cs);
-        else CHECK(rel <= TOL_F32, "%s: gradient of %s: max rel err %.3g", what, p->name, rel);
+        else CHECK(rel <= TOL_F32_TENSOR, "%s: gradient of %s: max rel err %.3g", what, p->name, rel);
     }
     double all = cosine(ga, gr, ref->m.n_floats);   // BN running statistics have zero gradients in both
     printf("  %-40s all model gradients as one vector: cosine %.7f, max rel err %.3g\n", what, all,
            check_max_rel_err(ga, gr, (long)ref->m.n_floats));
     if (bf16) CHECK(all >= TOL_BF16_COS, "%s: all gradients: cosine %.6f", what, all);
+    else CHECK(check_max_rel_err(ga, gr, (long)ref->m.n_floats) <= TOL_F32, "%s: all gradients", what);
     size_t nc = ref->t.cls_off[UFO_NUM_TASKS];
     double crel = check_max_rel_err(a->t.cls_grad, ref->t.cls_grad, (long)nc);
     double ccos = cosine(a->t.cls_grad, ref->t.cls_grad, nc);
