@@ -1,6 +1,8 @@
 // ufo train: the AllInOne multi-task trainer.
 #include "base/error.h"
 #include "cli/cli.h"
+#include "dist/comm.h"
+#include "model/vit_train.h"
 #include "train/run.h"
 #include "ufo.h"
 #include <omp.h>
@@ -34,7 +36,9 @@ static const char *usage =
     "mining, summed gradients: the same steps as one process, up to fp32 rounding).\n"
     "Classifiers above run.shard_classes_above classes are split by class over the ranks\n"
     "(Partial-FC). Rank 0 alone prints and writes; checkpoints resume under any N.\n"
-    "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n";
+    "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n"
+    "With --device cuda under mpirun: one GPU per process (the node-local rank), the\n"
+    "model's gradients all-reduced on the GPUs by NCCL (builds that found NCCL).\n";
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *resume = NULL;
@@ -87,6 +91,22 @@ int cmd_train(int argc, char **argv) {
     if (!out) return cli_usage_error("train", "--out is required");
     if (threads) omp_set_num_threads(threads);
     ufo_train_run_opts o = {.out_dir = out, .resume = resume, .quiet = quiet, .stop_after = stop_after, .cuda = cuda};
-    if (ufo_train_run(&r, &o)) return cli_fail();
-    return 0;
+#ifdef UFO_HAVE_NCCL
+    // mpirun + --device cuda: one GPU per rank, the gradients all-reduced on
+    // the devices by NCCL (bootstrapped over MPI); everything else over MPI.
+    static ufo_comm nccl;
+    if (cuda && ufo_comm_launched_by_mpirun()) {
+        ufo_comm *host = ufo_comm_world();
+        if (!host) return cli_fail();
+        if (host->size > 1) {
+            if (ufo_comm_nccl_init(&nccl, host, vit_train_cuda_local_device())) return cli_fail();
+            o.dev_comm = &nccl;
+        }
+    }
+#endif
+    int rc = ufo_train_run(&r, &o);
+#ifdef UFO_HAVE_NCCL
+    if (o.dev_comm) nccl.ops->finalize(&nccl);
+#endif
+    return rc ? cli_fail() : 0;
 }

@@ -18,7 +18,10 @@
 // vit_train_to_host. The BNNecks run on the device too; after each forward
 // the [n, D] features st->feat / st->feat_bn are copied to the host for the
 // losses (src/train, CPU), and the backward uploads their [n, D] gradients.
-// Not combined with `comm` (data parallel on GPUs is not implemented).
+// Data parallel (`comm`, one GPU per process: vit_train_cuda_local_device):
+// sync BN runs on the host (the [n, D] features are there anyway; the
+// BNNecks' parameters come down and their running statistics go back up each
+// step); the trainer all-reduces the device gradients over a device group.
 #pragma once
 #include "dist/comm.h"
 #include "model/vit.h"
@@ -82,6 +85,9 @@ int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_
 
 // CUDA backend only (the CPU backends: NULL / no-ops returning 0).
 const vit_train_device *vit_train_device_of(const vit_train_state *st);
+// The GPU this process trains on: the node-local MPI rank (Open MPI, MPICH,
+// Slurm variables) modulo the visible devices; 0 outside mpirun.
+int vit_train_cuda_local_device(void);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" ("" on the CPU backends).
 const char *vit_train_device_name(const vit_train_state *st);
 // Device parameters -> m->params, and device momentum -> mom [m->n_floats] unless NULL.

@@ -77,7 +77,7 @@ int vit_train_cuda_init(vit_train_state *st) {
     if (!c) return ufo_errorf("out of memory");
     st->cu = c;
     c->dt = st->prec == UFO_PREC_BF16 ? GPU_BF16 : GPU_F32;
-    if (!(c->dev.g = gpu_ctx_create(0))) return ufo_errorf("%s", gpu_error());
+    if (!(c->dev.g = gpu_ctx_create(vit_train_cuda_local_device()))) return ufo_errorf("%s", gpu_error());
     gpu_ctx *g = c->dev.g;
     size_t nf = m->n_floats;
     c->dev.part_n = nf / 1024 + (size_t)m->n_params + 1;   // chunks of >= 1024 values per tensor
@@ -226,8 +226,10 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
         ln_fwd(st, c->feat, c->cls, m->w.norm_w, m->w.norm_b, n) ||
         gpu_copy(g, c->feat_bn, c->feat, (size_t)n * D * sizeof(float)))
         return -1;
-    // BNNecks (vit_train.c's heads_fwd, single process).
-    for (int t = 0; t < UFO_NUM_TASKS; t++) {
+    // BNNecks (vit_train.c's heads_fwd, single process; with sync BN the host
+    // runs them on the downloaded features).
+    int sync = st->comm && st->comm->size > 1;
+    for (int t = 0; t < UFO_NUM_TASKS && !sync; t++) {
         int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
         if (cnt < 2 || !(m->head_mask >> t & 1)) continue;
         float *const *bn = m->w.bn[t];
@@ -237,15 +239,46 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
             return -1;
     }
     if (gpu_download(g, st->feat, c->feat, (size_t)n * D * sizeof(float)) ||
-        gpu_download(g, st->feat_bn, c->feat_bn, (size_t)n * D * sizeof(float)))
+        (!sync && gpu_download(g, st->feat_bn, c->feat_bn, (size_t)n * D * sizeof(float))))
         return -1;
     return gpu_sync(g);
 }
 
 int vit_train_cuda_forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
-    if (st->comm && st->comm->size > 1)
-        return ufo_errorf("data-parallel training on CUDA is not implemented (one process per run)");
     return forward(st, images, drop, bn_momentum) ? fail_gpu("CUDA training forward") : 0;
+}
+
+int vit_train_cuda_bn_params(vit_train_state *st, int dir) {
+    gpu_ctx *g = st->cu->dev.g;
+    size_t bytes = (size_t)st->m->cfg.dim * sizeof(float);
+    for (int t = 0; t < UFO_NUM_TASKS; t++) {
+        if (!(st->m->head_mask >> t & 1)) continue;
+        float *const *bn = st->m->w.bn[t];
+        for (int k = dir ? 2 : 0; k < 4; k++)
+            if (dir ? gpu_upload(g, P(st, bn[k]), bn[k], bytes) : gpu_download(g, bn[k], P(st, bn[k]), bytes))
+                return fail_gpu("BatchNorm parameters");
+    }
+    return gpu_sync(g) ? fail_gpu("BatchNorm parameters") : 0;
+}
+
+int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const float *vals, size_t n) {
+    vit_train_cuda *c = st->cu;
+    // c->tmp is free between the passes (stream order keeps it so).
+    if (gpu_upload(c->dev.g, c->tmp, vals, n * sizeof(float)) ||
+        gpu_scale_rows(c->dev.g, G(st, param), c->tmp, NULL, n, 1, 1))
+        return fail_gpu("adding gradients");
+    return 0;
+}
+
+int vit_train_cuda_local_device(void) {
+    // One GPU per process under mpirun: the node-local rank picks it.
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    int n = gpu_device_count();
+    for (int i = 0; i < 3 && n > 0; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) % n;
+    }
+    return 0;
 }
 
 // ---- backward ---------------------------------------------------------------------
@@ -391,6 +424,11 @@ int vit_train_cuda_forward(vit_train_state *st, const float *images, const float
 int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
     return ufo_errorf(NO_CUDA);
 }
+int vit_train_cuda_bn_params(vit_train_state *st, int dir) { return ufo_errorf(NO_CUDA); }
+int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const float *vals, size_t n) {
+    return ufo_errorf(NO_CUDA);
+}
+int vit_train_cuda_local_device(void) { return 0; }
 const vit_train_device *vit_train_device_of(const vit_train_state *st) { return NULL; }
 const char *vit_train_device_name(const vit_train_state *st) { return ""; }
 int vit_train_to_host(const vit_train_state *st, float *mom) { return 0; }

@@ -109,6 +109,9 @@ static ufo_train_config trainer_config(const run_state *s) {
     c.comm = s->comm;
     c.shard_classes_above = r->shard_classes_above;
     if (s->o->cuda) c.backend = VIT_BACKEND_CUDA;
+    c.dev_comm = s->o->dev_comm;
+    // tests/cuda/gpu_fake.c's "device" memory is host memory: MPI can all-reduce it.
+    if (!c.dev_comm && s->o->cuda && getenv("UFO_TEST_HOST_AS_DEVICE_COMM")) c.dev_comm = s->comm;
     return c;
 }
 

@@ -56,9 +56,9 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
         t->cls_off[k + 1] = t->cls_off[k] + (size_t)(t->shard_hi[k] - t->shard_lo[k]) * D;
     }
     size_t ncls = t->cls_off[UFO_NUM_TASKS];
-    if (cfg->backend == VIT_BACKEND_CUDA && t->comm)
-        return ufo_errorf("data-parallel training on CUDA (mpirun with --device cuda) is not implemented yet: "
-                          "run one process per GPU job, or train with --device cpu under mpirun");
+    if (cfg->backend == VIT_BACKEND_CUDA && t->comm && (!cfg->dev_comm || cfg->dev_comm->size != t->size))
+        return ufo_errorf("data-parallel training on CUDA needs NCCL (this ufo was built without it): "
+                          "run one process, or train with --device cpu under mpirun");
     if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
     t->st.comm = t->comm;
     t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
@@ -174,7 +174,10 @@ static void local_drop(ufo_trainer *t, const int counts[UFO_NUM_TASKS], const in
 
 static void allreduce_grads(ufo_trainer *t) {
     size_t n = t->model->n_floats;
-    for (size_t o = 0; o < n; o += GRAD_BUCKET)
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (dev)   // CUDA: the device buffer, over the device group (NCCL), in one call
+        ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, dev->grads, n, "gradient all-reduce (device)");
+    for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
         ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
                                    "gradient all-reduce");
     for (int k = 0; k < UFO_NUM_TASKS; k++)   // replicated classifiers; shards are complete already

@@ -44,6 +44,8 @@ typedef struct {
     uint64_t seed;                   // classifier init and drop path
     ufo_comm *comm;                  // NULL or size 1: one process
     int shard_classes_above;         // data parallel: shard classifiers with more classes; 0: never
+    ufo_comm *dev_comm;              // data parallel with CUDA: the same ranks over DEVICE buffers
+                                     // (NCCL, src/dist/cuda): the model's gradient all-reduce
 } ufo_train_config;
 
 // SPEC's recipe for the given tasks' class counts: s/m per head, triplet on all
