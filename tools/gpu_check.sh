@@ -168,7 +168,8 @@ fi
 # ViT-L/16-384: L 24, D 1024, T 577 tokens, P 576 patches, p 16.
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 case "$GPU_NAME" in
-    *H100* | *H200* | *GH200*) PEAK=989e12 ;;   # dense bf16 (SXM); H100 PCIe is 756e12
+    *H100*PCIe*) PEAK=756e12 ;;                 # dense bf16
+    *H100* | *H200* | *GH200*) PEAK=989e12 ;;   # dense bf16 (SXM)
     *A100*) PEAK=312e12 ;;
     *) PEAK="" ;;
 esac
@@ -190,7 +191,7 @@ MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
     echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
-    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | torch eager AMP $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
+    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
 } | tee "$OUT/summary.txt"
