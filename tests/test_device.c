@@ -29,8 +29,8 @@ int main(void) {
     CHECK(vit_forward(&m, x, 2, UFO_TASK_PERSON, a) == 0, "%s", ufo_error());
 
     int have_gpu = ufo_device_check(UFO_DEVICE_CUDA) == 0;
+    char msg[UFO_ERR_MAX] = "";
     if (!have_gpu) {
-        char msg[UFO_ERR_MAX];
         snprintf(msg, sizeof msg, "%s", ufo_last_error());
         printf("--device cuda here: %s\n", msg);
 #ifdef UFO_HAVE_CUDA
@@ -56,10 +56,16 @@ int main(void) {
         double rel = check_max_rel_err(b, a, 2L * c.dim);
         CHECK(rel <= 1e-4, "GPU fp32 vs CPU fp32: rel err %.3g", rel);
     }
-    // Training has no CUDA path yet: refused, not silently run on the reference.
+    // Training on CUDA: without a GPU (or CUDA) the same one line, never a silent
+    // fallback to the CPU; with one it starts (tests/cuda/test_cuda_train.c checks it).
     vit_train_state st;
-    CHECK(vit_train_init(&st, &m, VIT_BACKEND_CUDA, UFO_PREC_FP32, 2, 0) != 0 && strstr(ufo_error(), "CUDA"), "%s",
-          ufo_error());
+    int rc = vit_train_init(&st, &m, VIT_BACKEND_CUDA, UFO_PREC_FP32, 2, 0);
+    if (!have_gpu) {
+        CHECK(rc != 0 && !strcmp(ufo_error(), msg), "'%s' vs '%s'", ufo_error(), msg);
+    } else {
+        CHECK(rc == 0 && vit_train_device_of(&st) != NULL, "%s", ufo_error());
+        if (rc == 0) vit_train_free(&st);
+    }
     ufo_options ref_cuda = {.device = UFO_DEVICE_CUDA, .reference = 1};
     CHECK(ufo_load("/nonexistent/model.safetensors", &ref_cuda) == NULL && strstr(ufo_last_error(), "CPU only"), "%s",
           ufo_last_error());

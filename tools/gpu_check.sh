@@ -6,13 +6,18 @@
 #      (oneDNN, libjpeg, libpng, cJSON) or cmake are missing, a fallback builds
 #      the op checks alone with nvcc + cc from the CUDA and reference sources
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
-#      reference), test_device, and py_test_cuda_cli (vs PyTorch, when
-#      /usr/bin/python3 has torch + numpy + PIL)
+#      reference), test_cuda_train (the training pass, SGD and checkpoints vs
+#      the reference trainer), test_device, and py_test_cuda_cli (vs PyTorch,
+#      and `ufo train --device cuda` vs --device cpu, when /usr/bin/python3 has
+#      torch + numpy + PIL)
 #   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
 #      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
-#      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model)
-#   5. the PyTorch eager AMP equivalent (bench/bench_gpu_torch.py) with the
-#      machine's python3 when `import torch` works with CUDA, else "skipped"
+#      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);
+#      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
+#      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU
+#   5. the PyTorch eager AMP equivalents (bench/bench_gpu_torch.py,
+#      bench/bench_train_torch.py --device cuda) with the machine's python3
+#      when `import torch` works with CUDA, else "skipped"
 # Warnings are not errors here (another compiler version must not stop a
 # runtime check; CI builds with -Werror). Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
 # ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
@@ -98,6 +103,10 @@ if [ "$MODE" = full ]; then
             $1 == "bf16" && $2 + 0 > b { b = $2 + 0 }
             END { printf "worst fp32 max rel err %.3g (bar 1e-4); worst bf16 cosine %.6f (bar 0.999), max rel err %.3g", f, c, b }')"
     fi
+    run test_cuda_train 300 "$BUILD/src/kernels/cuda/test_cuda_train"
+    grep -q "^SKIP" "$OUT/test_cuda_train.log" && { note "FAIL test_cuda_train skipped: no GPU visible to CUDA"; FAILED=1; }
+    while read -r l; do note "  $l"; done < <(grep -E "vs ref fp32 .*(tensors|one vector)|after 6 steps|resumed" \
+        "$OUT/test_cuda_train.log")
     run test_device 60 "$BUILD/test_device"
     if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
         run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
@@ -111,6 +120,7 @@ fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
 UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
+UFO_TRAIN="n/a" TORCH_TRAIN="skipped"
 if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
@@ -123,6 +133,10 @@ if [ "$MODE" = full ]; then
     if run bench_fp32 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision fp32 --iters 3 --json; then
         UFO_FP32=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_fp32.log" | grep -o '[0-9.]*$')
+    fi
+    if run bench_train_bf16 240 "$BUILD/ufo" bench --device cuda --train --preset large --img-size 384 --batch 32 \
+        --precision bf16 --iters 5 --json; then
+        UFO_TRAIN=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16.log" | grep -o '[0-9.]*$')
     fi
 fi
 PY=""
@@ -139,9 +153,37 @@ if [ -n "$PY" ]; then
     if run torch_bf16_sdpa 150 "$PY" bench/bench_gpu_torch.py --batch 32 --iters 10 --precision bf16 --sdpa; then
         TORCH_SDPA=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_bf16_sdpa.log" | grep -o '[0-9.]*$' || echo skipped)
     fi
+    if run torch_train_bf16 240 "$PY" bench/bench_train_torch.py --device cuda --preset large --img-size 384 \
+        --batch 32 --iters 5 --precision bf16; then
+        TORCH_TRAIN=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_train_bf16.log" | grep -o '[0-9.]*$')
+    fi
 else
     note "SKIP torch benchmark: no python3 with a CUDA-enabled torch"
 fi
+
+# Model FLOPs utilisation of training: achieved model FLOPs / the GPU's dense bf16
+# peak. A training step is 3 forwards' worth of matmul FLOPs (forward + two
+# backward GEMMs per matmul; recomputed attention scores not counted):
+#   F_img = 3 * 2 * (L * (12 T D^2 + 2 T^2 D) + P * 3 p^2 * D)
+# ViT-L/16-384: L 24, D 1024, T 577 tokens, P 576 patches, p 16.
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$GPU_NAME" in
+    *H100*PCIe*) PEAK=756e12 ;;                 # dense bf16
+    *H100* | *H200* | *GH200*) PEAK=989e12 ;;   # dense bf16 (SXM)
+    *A100*) PEAK=312e12 ;;
+    *) PEAK="" ;;
+esac
+mfu() {   # images/s -> "x.x%" or n/a
+    if [ -n "$PEAK" ] && [[ "$1" =~ ^[0-9.]+$ ]]; then
+        awk -v ips="$1" -v peak="$PEAK" 'BEGIN { L = 24; D = 1024; T = 577; P = 576; p = 16;
+            f = 3 * 2 * (L * (12 * T * D * D + 2 * T * T * D) + P * 3 * p * p * D);
+            printf "%.1f%%", 100 * ips * f / peak }'
+    else
+        echo "n/a"
+    fi
+}
+MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P*3*p^2*D) = $(awk 'BEGIN {
+    printf "%.3g", 3 * 2 * (24 * (12 * 577 * 1024 * 1024 + 2 * 577 * 577 * 1024) + 576 * 768 * 1024) }') FLOP/image, peak ${PEAK:-unknown} FLOP/s (${GPU_NAME:-GPU?})"
 
 # --- summary ------------------------------------------------------------------------
 {
@@ -149,6 +191,8 @@ fi
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
     echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
+    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
+    echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
 } | tee "$OUT/summary.txt"
 exit $FAILED

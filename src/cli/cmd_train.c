@@ -1,6 +1,8 @@
 // ufo train: the AllInOne multi-task trainer.
 #include "base/error.h"
 #include "cli/cli.h"
+#include "dist/comm.h"
+#include "model/vit_train.h"
 #include "train/run.h"
 #include "ufo.h"
 #include <omp.h>
@@ -22,7 +24,8 @@ static const char *usage =
     "  --resume CK       continue a run exactly where its checkpoint stopped (the recipe is\n"
     "                    read from the checkpoint; overrides may change e.g. optim.steps)\n"
     "  --threads N       OpenMP threads for the model\n"
-    "  --device D        cpu (default); cuda is not implemented for training yet\n"
+    "  --device D        cpu (default) or cuda: the model's forward, backward and SGD on the\n"
+    "                    GPU (one process; CosFace/triplet and the classifiers stay on the CPU)\n"
     "  --stop-after N    checkpoint and stop after step N (resume later with --resume)\n"
     "  --print-recipe    print the recipe with every key, its value and its meaning\n"
     "  --quiet           no progress lines\n"
@@ -33,11 +36,13 @@ static const char *usage =
     "mining, summed gradients: the same steps as one process, up to fp32 rounding).\n"
     "Classifiers above run.shard_classes_above classes are split by class over the ranks\n"
     "(Partial-FC). Rank 0 alone prints and writes; checkpoints resume under any N.\n"
-    "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n";
+    "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n"
+    "With --device cuda under mpirun: one GPU per process (the node-local rank), the\n"
+    "model's gradients all-reduced on the GPUs by NCCL (builds that found NCCL).\n";
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *resume = NULL;
-    int print = 0, quiet = 0, threads = 0, stop_after = 0;
+    int print = 0, quiet = 0, threads = 0, stop_after = 0, cuda = 0;
     ufo_recipe r;
     ufo_recipe_defaults(&r);
     const char *overrides[64];
@@ -56,10 +61,8 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--device") && has) {
             int dev;
             if (cli_parse_device("train", argv[++i], &dev)) return 2;
-            if (dev != UFO_DEVICE_CPU) {
-                ufo_errorf("training on CUDA is not implemented yet (embed and eval run there; train with --device cpu)");
-                return cli_fail();
-            }
+            if (ufo_device_check(dev)) return cli_fail();   // no GPU / built without CUDA: one line
+            cuda = dev == UFO_DEVICE_CUDA;
         } else if (!strcmp(a, "--threads") && has) {
             if (cli_parse_int("train", a, argv[++i], 1, 1024, &threads)) return 2;
         } else if (!strcmp(a, "--stop-after") && has) {
@@ -87,7 +90,23 @@ int cmd_train(int argc, char **argv) {
     }
     if (!out) return cli_usage_error("train", "--out is required");
     if (threads) omp_set_num_threads(threads);
-    ufo_train_run_opts o = {.out_dir = out, .resume = resume, .quiet = quiet, .stop_after = stop_after};
-    if (ufo_train_run(&r, &o)) return cli_fail();
-    return 0;
+    ufo_train_run_opts o = {.out_dir = out, .resume = resume, .quiet = quiet, .stop_after = stop_after, .cuda = cuda};
+#ifdef UFO_HAVE_NCCL
+    // mpirun + --device cuda: one GPU per rank, the gradients all-reduced on
+    // the devices by NCCL (bootstrapped over MPI); everything else over MPI.
+    static ufo_comm nccl;
+    if (cuda && ufo_comm_launched_by_mpirun()) {
+        ufo_comm *host = ufo_comm_world();
+        if (!host) return cli_fail();
+        if (host->size > 1) {
+            if (ufo_comm_nccl_init(&nccl, host, vit_train_cuda_local_device())) return cli_fail();
+            o.dev_comm = &nccl;
+        }
+    }
+#endif
+    int rc = ufo_train_run(&r, &o);
+#ifdef UFO_HAVE_NCCL
+    if (o.dev_comm) nccl.ops->finalize(&nccl);
+#endif
+    return rc ? cli_fail() : 0;
 }

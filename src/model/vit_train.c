@@ -5,6 +5,7 @@
 // With `recompute`, only x_in is kept per block and the block's forward is
 // rerun during its backward.
 #include "model/vit_train.h"
+#include "model/vit_train_cuda.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "kernels/cpu/cpu_train.h"
@@ -125,13 +126,28 @@ static block_acts acts(const vit_train_state *st, int l) {
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int cap,
                    int recompute) {
     memset(st, 0, sizeof *st);
-    if (backend == VIT_BACKEND_CUDA) return ufo_errorf("training on CUDA is not implemented yet (use the CPU)");
     st->m = m;
     st->backend = backend;
     st->prec = prec;
     st->recompute = recompute;
     st->cap = cap;
     const vit_config *c = &m->cfg;
+    if (backend == VIT_BACKEND_CUDA) {  // device buffers; on the host the features and sync BN's buffers
+        size_t nD = (size_t)cap * c->dim;
+        st->feat = ufo_alloc(nD * sizeof(float));
+        st->feat_bn = ufo_alloc(nD * sizeof(float));
+        st->bn_mean = ufo_calloc((size_t)UFO_NUM_TASKS * c->dim * sizeof(float));
+        st->bn_rstd = ufo_calloc((size_t)UFO_NUM_TASKS * c->dim * sizeof(float));
+        st->bn_acc = calloc((size_t)3 * c->dim, sizeof(double));
+        st->scratch_floats = 2 * nD + (size_t)2 * UFO_NUM_TASKS * c->dim;   // cuda_backward's
+        st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
+        if (!st->feat || !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->bn_acc || !st->scratch ||
+            vit_train_cuda_init(st)) {
+            vit_train_free(st);
+            return -1;
+        }
+        return 0;
+    }
     size_t R = (size_t)cap * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden, L = c->depth;
     size_t kept = recompute ? 1 : L;
     st->grads = ufo_calloc(m->n_floats * sizeof(float));
@@ -162,10 +178,14 @@ void vit_train_free(vit_train_state *st) {
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
     free(st->bn_acc);
+    vit_train_cuda_free(st);
     memset(st, 0, sizeof *st);
 }
 
-void vit_train_zero_grad(vit_train_state *st) { memset(st->grads, 0, st->m->n_floats * sizeof(float)); }
+void vit_train_zero_grad(vit_train_state *st) {
+    if (st->backend == VIT_BACKEND_CUDA) vit_train_cuda_zero_grad(st);  // queued; a failure resurfaces in the next op
+    else memset(st->grads, 0, st->m->n_floats * sizeof(float));
+}
 
 void vit_drop_path_scales(const vit_config *c, float rate, int n, double (*u)(void *), void *ctx, float *drop) {
     for (int l = 0; l < c->depth; l++) {
@@ -263,13 +283,13 @@ static void bn_sync_fwd(vit_train_state *st, int t, int lo, int cnt, int N, floa
         }
 }
 
-// Its backward (ref_batchnorm_backward's arithmetic): dg, db get this rank's
-// partial sums; dx uses the all-reduced ones.
-static void bn_sync_bwd(vit_train_state *st, int t, int lo, int cnt, int N, const float *dy, float *dx) {
+// Its backward (ref_batchnorm_backward's arithmetic): dg, db (+=) get this
+// rank's partial sums; dx uses the all-reduced ones.
+static void bn_sync_bwd(vit_train_state *st, int t, int lo, int cnt, int N, const float *dy, float *dx, float *dg,
+                        float *db) {
     int D = st->m->cfg.dim;
     float *const *bn = st->m->w.bn[t];
     const float *x = st->feat + (size_t)lo * D, *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
-    float *dg = grad_of(st, bn[0]), *db = grad_of(st, bn[1]);
     double *s1 = st->bn_acc, *s2 = st->bn_acc + D;
     memset(s1, 0, sizeof(double) * 2 * D);
     for (int i = 0; i < cnt; i++)
@@ -321,6 +341,16 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
     st->seg[0] = 0;
     for (int t = 0; t < UFO_NUM_TASKS; t++) st->seg[t + 1] = st->seg[t] + counts[t];
     if (st->seg[UFO_NUM_TASKS] != n) return ufo_errorf("task counts add up to %d, batch has %d", st->seg[4], n);
+    if (st->backend == VIT_BACKEND_CUDA) {
+        if (vit_train_cuda_forward(st, images, drop, bn_momentum)) return -1;
+        if (!synced(st)) return 0;
+        // Sync BN: on the host (the statistics are all-reduced over the ranks),
+        // with the BNNecks' parameters fetched from the device and their
+        // running statistics sent back.
+        if (vit_train_cuda_bn_params(st, 0)) return -1;
+        heads_fwd(st, bn_momentum);
+        return vit_train_cuda_bn_params(st, 1);
+    }
     scratch_view v = view(st);
     int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c), P = T - 1;
     size_t rows = rows_of(st, n);
@@ -400,22 +430,27 @@ static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     return 0;
 }
 
-int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+// d(pre-BN feature) dfeat [n, D] = d_feat + BN backward of d_feat_bn, per task
+// slice, on the host; tmp [n, D] is scratch. bn_g: NULL, or [UFO_NUM_TASKS][2][D]
+// (zeroed here) to receive the BNNecks' gamma/beta gradients instead of st->grads
+// (the CUDA backend adds them to its device gradients).
+static void heads_bwd(vit_train_state *st, const float *d_feat, const float *d_feat_bn, float *dfeat, float *tmp,
+                      float *bn_g) {
     const vit_config *c = &st->m->cfg;
-    scratch_view v = view(st);
-    int n = st->n, D = c->dim, T = vit_tokens(c), P = T - 1, S = c->img_size, p = c->patch_size;
-    size_t rows = rows_of(st, n);
-    // d(pre-BN feature) = d_feat + BN backward of d_feat_bn, per task slice.
-    if (d_feat) memcpy(v.dfeat, d_feat, (size_t)n * D * sizeof(float));
-    else memset(v.dfeat, 0, (size_t)n * D * sizeof(float));
+    int n = st->n, D = c->dim;
+    if (d_feat) memcpy(dfeat, d_feat, (size_t)n * D * sizeof(float));
+    else memset(dfeat, 0, (size_t)n * D * sizeof(float));
+    if (bn_g) memset(bn_g, 0, sizeof(float) * 2 * D * UFO_NUM_TASKS);
     for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++) {
         int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
-        float *dst = v.dfeat + (size_t)lo * D;
+        float *dst = dfeat + (size_t)lo * D;
         const float *dy = d_feat_bn + (size_t)lo * D;
         int bn_ran = synced(st) ? st->total[t] >= 2 : cnt >= 2;
+        float *dg = bn_g ? bn_g + (size_t)t * 2 * D : NULL, *db = bn_g ? dg + D : NULL;
+        if ((st->m->head_mask >> t & 1) && !bn_g) dg = grad_of(st, st->m->w.bn[t][0]), db = grad_of(st, st->m->w.bn[t][1]);
         if (bn_ran && synced(st) && (st->m->head_mask >> t & 1)) {
-            bn_sync_bwd(st, t, lo, cnt, st->total[t], dy, v.tmp);
-            for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += v.tmp[k];
+            bn_sync_bwd(st, t, lo, cnt, st->total[t], dy, tmp, dg, db);
+            for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += tmp[k];
             continue;
         }
         if (cnt < 1) continue;
@@ -424,12 +459,37 @@ int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_
             continue;
         }
         float *const *bn = st->m->w.bn[t];
-        float *tmp = v.tmp;
         const float *x = st->feat + (size_t)lo * D, *mean = st->bn_mean + (size_t)t * D, *rstd = st->bn_rstd + (size_t)t * D;
-        if (fast(st)) cpu_batchnorm_backward(tmp, grad_of(st, bn[0]), grad_of(st, bn[1]), dy, x, mean, rstd, bn[0], cnt, D);
-        else ref_batchnorm_backward(tmp, grad_of(st, bn[0]), grad_of(st, bn[1]), dy, x, mean, rstd, bn[0], cnt, D);
+        if (fast(st)) cpu_batchnorm_backward(tmp, dg, db, dy, x, mean, rstd, bn[0], cnt, D);
+        else ref_batchnorm_backward(tmp, dg, db, dy, x, mean, rstd, bn[0], cnt, D);
         for (size_t k = 0; k < (size_t)cnt * D; k++) dst[k] += tmp[k];
     }
+}
+
+// CUDA: the heads' backward on the host when the BNNecks are synchronised
+// (their forward ran on the host too, see vit_train_forward); the backbone's on
+// the device.
+static int cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    if (!synced(st)) return vit_train_cuda_backward(st, d_feat, d_feat_bn);
+    size_t nD = (size_t)st->cap * st->m->cfg.dim;
+    float *dfeat = st->scratch, *tmp = dfeat + nD, *bn_g = tmp + nD;
+    heads_bwd(st, d_feat, d_feat_bn, dfeat, tmp, bn_g);
+    int D = st->m->cfg.dim;
+    for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++)
+        if ((st->m->head_mask >> t & 1) &&
+            (vit_train_cuda_add_grads(st, st->m->w.bn[t][0], bn_g + (size_t)t * 2 * D, D) ||
+             vit_train_cuda_add_grads(st, st->m->w.bn[t][1], bn_g + (size_t)t * 2 * D + D, D)))
+            return -1;
+    return vit_train_cuda_backward(st, dfeat, NULL);
+}
+
+int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    if (st->backend == VIT_BACKEND_CUDA) return cuda_backward(st, d_feat, d_feat_bn);
+    const vit_config *c = &st->m->cfg;
+    scratch_view v = view(st);
+    int n = st->n, D = c->dim, T = vit_tokens(c), P = T - 1, S = c->img_size, p = c->patch_size;
+    size_t rows = rows_of(st, n);
+    heads_bwd(st, d_feat, d_feat_bn, v.dfeat, v.tmp, NULL);
     // Final LayerNorm on the class tokens; the other tokens get no gradient.
     if (ln_bwd(st, v.dh, grad_of(st, st->m->w.norm_w), grad_of(st, st->m->w.norm_b), v.dfeat, st->cls,
                st->m->w.norm_w, n))

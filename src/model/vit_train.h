@@ -10,6 +10,18 @@
 // reductions (sum dy, sum dy * x_hat) in the backward, so the statistics are
 // the global batch's. gamma/beta gradients stay local partial sums (the
 // trainer's gradient all-reduce adds them up).
+//
+// CUDA (backend VIT_BACKEND_CUDA, vit_train_cuda.c): the same pass, op for op,
+// on the GPU. The parameters (fp32 master copy), the gradients, the
+// optimiser's momentum and every activation live on the device for the whole
+// run; st->grads is NULL and m->params is current only after
+// vit_train_to_host. The BNNecks run on the device too; after each forward
+// the [n, D] features st->feat / st->feat_bn are copied to the host for the
+// losses (src/train, CPU), and the backward uploads their [n, D] gradients.
+// Data parallel (`comm`, one GPU per process: vit_train_cuda_local_device):
+// sync BN runs on the host (the [n, D] features are there anyway; the
+// BNNecks' parameters come down and their running statistics go back up each
+// step); the trainer all-reduces the device gradients over a device group.
 #pragma once
 #include "dist/comm.h"
 #include "model/vit.h"
@@ -36,7 +48,18 @@ typedef struct {
     ufo_comm *comm;        // NULL or size 1: the batch is the whole batch
     int total[UFO_NUM_TASKS];   // rows of task t over all ranks (comm only)
     double *bn_acc;        // [3 D] sync BN accumulators
+    struct vit_train_cuda *cu;    // CUDA backend's device state (NULL otherwise)
 } vit_train_state;
+
+// The CUDA backend's device buffers, for the optimiser (train/sgd.h's
+// ufo_sgd_step_device) and the tests. params, grads, mom: [m->n_floats] in the
+// layout of m->params; part: part_n doubles of scratch for gradient norms.
+typedef struct {
+    struct gpu_ctx *g;
+    float *params, *grads, *mom;
+    double *part;
+    size_t part_n;
+} vit_train_device;
 
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int batch_cap,
                    int recompute);
@@ -59,3 +82,17 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
 // and d_feat_bn [n, D] (w.r.t. the BNNeck output, e.g. from CosFace; may be NULL).
 // Accumulates into st->grads.
 int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
+
+// CUDA backend only (the CPU backends: NULL / no-ops returning 0).
+const vit_train_device *vit_train_device_of(const vit_train_state *st);
+// The GPU this process trains on: the node-local MPI rank (Open MPI, MPICH,
+// Slurm variables) modulo the visible devices; 0 outside mpirun.
+int vit_train_cuda_local_device(void);
+// "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" ("" on the CPU backends).
+const char *vit_train_device_name(const vit_train_state *st);
+// Device parameters -> m->params, and device momentum -> mom [m->n_floats] unless NULL.
+int vit_train_to_host(const vit_train_state *st, float *mom);
+// m->params -> device parameters, and mom -> device momentum (NULL: zeroed).
+int vit_train_to_device(vit_train_state *st, const float *mom);
+// Device gradients -> grads [m->n_floats] (the CPU backends copy st->grads).
+int vit_train_grads_to_host(const vit_train_state *st, float *grads);

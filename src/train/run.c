@@ -108,6 +108,10 @@ static ufo_train_config trainer_config(const run_state *s) {
     for (int t = 0; t < UFO_NUM_TASKS; t++) c.batch_cap += s->count[t];
     c.comm = s->comm;
     c.shard_classes_above = r->shard_classes_above;
+    if (s->o->cuda) c.backend = VIT_BACKEND_CUDA;
+    c.dev_comm = s->o->dev_comm;
+    // tests/cuda/gpu_fake.c's "device" memory is host memory: MPI can all-reduce it.
+    if (!c.dev_comm && s->o->cuda && getenv("UFO_TEST_HOST_AS_DEVICE_COMM")) c.dev_comm = s->comm;
     return c;
 }
 
@@ -210,6 +214,7 @@ static int plot_losses(run_state *s) {
 static int evaluate(run_state *s, long step) {
     const ufo_recipe *r = s->r;
     if (!r->eval_datasets[0]) return 0;
+    if (ufo_trainer_sync_host(&s->trainer)) return -1;   // CUDA: the trained weights to the host
     ufo_precision prec = strcmp(r->precision, "bf16") ? UFO_PREC_FP32 : UFO_PREC_BF16;
     if (vit_prepare(&s->model, VIT_BACKEND_CPU, prec)) return -1;
     ufo_evaluate_opts eo = {.root = r->eval_root[0] ? r->eval_root : s->root,
@@ -382,6 +387,9 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
             if (s.have[t]) fprintf(stderr, " %s %d (%d classes, %d images)", vit_task_name(t), s.count[t],
                                    s.sets[t].num_classes, s.sets[t].n);
         fprintf(stderr, ", %s\n", r->batch_mix);
+        if (vit_train_device_of(&s.trainer.st))
+            fprintf(stderr, "train: on the GPU (%s); losses and classifiers on the CPU\n",
+                    vit_train_device_name(&s.trainer.st));
     }
     int stopped = 0;
     if (rc == 0) {
@@ -390,7 +398,8 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
     }
     if (rc == 0 && !stopped && s.lead) {
         path_in(path, sizeof path, o->out_dir, "model.safetensors");
-        rc = vit_save(&s.model, path, UFO_F32);
+        rc = ufo_trainer_sync_host(&s.trainer);
+        if (rc == 0) rc = vit_save(&s.model, path, UFO_F32);
     }
     if (rc == 0 && ufo_loader_corrupt(s.loader))
         fprintf(stderr, "train: %ld unreadable training images were skipped\n", ufo_loader_corrupt(s.loader));

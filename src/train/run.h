@@ -15,6 +15,8 @@ typedef struct {
     const char *resume;   // a last.safetensors to continue from, or NULL
     int quiet;
     long stop_after;      // > 0: checkpoint and stop after this step (train in chunks)
+    int cuda;             // 1: train on the GPU (VIT_BACKEND_CUDA; evaluation stays on the CPU)
+    struct ufo_comm *dev_comm;   // with cuda under mpirun: the NCCL group (the CLI makes it), or NULL
 } ufo_train_run_opts;
 
 int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o);

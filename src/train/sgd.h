@@ -57,3 +57,14 @@ int ufo_sgd_step_ex(float *param, const float *grad, float *mom, size_t total, c
                     float lr, const ufo_sgd_opts *opts, double *norms, const double *given);
 // Sum of squares of g[0..n) (double), summed as the step's norms are.
 double ufo_sgd_sumsq(const float *g, size_t n);
+
+// The same step on device buffers (the CUDA trainer, model/vit_train.h's
+// vit_train_device: param, grad, mom, part/part_n scratch), same arithmetic:
+// per-segment norms summed in double over the same CHUNK-sized pieces (each
+// piece reduced on the GPU, the pieces added in order on the host), the same
+// clip scales computed on the host, then one element-wise kernel per segment.
+// The norms agree with ufo_sgd_step's to double rounding, the update to fp32
+// rounding (FMA contraction may differ). Built without CUDA: an error.
+int ufo_sgd_step_device(void *gpu_ctx, float *param, const float *grad, float *mom, double *part, size_t part_n,
+                        size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
+                        double *norms);

@@ -56,6 +56,9 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
         t->cls_off[k + 1] = t->cls_off[k] + (size_t)(t->shard_hi[k] - t->shard_lo[k]) * D;
     }
     size_t ncls = t->cls_off[UFO_NUM_TASKS];
+    if (cfg->backend == VIT_BACKEND_CUDA && t->comm && (!cfg->dev_comm || cfg->dev_comm->size != t->size))
+        return ufo_errorf("data-parallel training on CUDA needs NCCL (this ufo was built without it): "
+                          "run one process, or train with --device cpu under mpirun");
     if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
     t->st.comm = t->comm;
     t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
@@ -171,7 +174,10 @@ static void local_drop(ufo_trainer *t, const int counts[UFO_NUM_TASKS], const in
 
 static void allreduce_grads(ufo_trainer *t) {
     size_t n = t->model->n_floats;
-    for (size_t o = 0; o < n; o += GRAD_BUCKET)
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (dev)   // CUDA: the device buffer, over the device group (NCCL), in one call
+        ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, dev->grads, n, "gradient all-reduce (device)");
+    for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
         ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
                                    "gradient all-reduce");
     for (int k = 0; k < UFO_NUM_TASKS; k++)   // replicated classifiers; shards are complete already
@@ -300,8 +306,13 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     if (ufo_trainer_grad(t, images, counts, labels, stats)) return -1;
     float lr = (float)ufo_lr_at(&t->cfg.lr, t->step);
     stats->lr = lr;
-    if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd,
-                     NULL))
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (dev) {   // CUDA: the model's parameters, gradients and momentum stay on the device
+        if (ufo_sgd_step_device(dev->g, dev->params, dev->grads, dev->mom, dev->part, dev->part_n,
+                                t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd, NULL))
+            return ufo_error_wrap("step %ld", t->step);
+    } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
+                            &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);
     // A sharded classifier is clipped by the norm of the whole tensor.
     double given[UFO_NUM_TASKS];
@@ -358,6 +369,7 @@ static int gather_shards(const ufo_trainer *t, int k, const float *shard, float 
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,
                      const char *const *extra_vals, int n_extra) {
     const vit_model *m = t->model;
+    if (vit_train_to_host(&t->st, t->mom)) return -1;   // CUDA: the device holds the current values
     int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
     float *full[2 * UFO_NUM_TASKS] = {0};   // gathered shards (rank 0)
     for (int k = 0; k < UFO_NUM_TASKS; k++)
@@ -468,5 +480,8 @@ int ufo_trainer_load(ufo_trainer *t, const char *path) {
         t->rng = r;
     }
     ufo_tensor_file_free(&f);
+    if (rc == 0) rc = vit_train_to_device(&t->st, t->mom);   // CUDA: the loaded values to the device
     return rc;
 }
+
+int ufo_trainer_sync_host(ufo_trainer *t) { return vit_train_to_host(&t->st, t->mom); }

@@ -44,6 +44,8 @@ typedef struct {
     uint64_t seed;                   // classifier init and drop path
     ufo_comm *comm;                  // NULL or size 1: one process
     int shard_classes_above;         // data parallel: shard classifiers with more classes; 0: never
+    ufo_comm *dev_comm;              // data parallel with CUDA: the same ranks over DEVICE buffers
+                                     // (NCCL, src/dist/cuda): the model's gradient all-reduce
 } ufo_train_config;
 
 // SPEC's recipe for the given tasks' class counts: s/m per head, triplet on all
@@ -86,7 +88,8 @@ void ufo_trainer_free(ufo_trainer *t);
 int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
 // Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad,
-// all-reduced when data parallel), no update.
+// all-reduced when data parallel; with CUDA the model's gradients are on the
+// device: vit_train_grads_to_host), no update.
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
 
@@ -96,6 +99,13 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // state and the training configuration. `extra_keys/vals` add metadata
 // (e.g. the data sampler's state). Loading checks that the file matches the
 // trainer's model and classifier shapes and refuses anything else.
+// CUDA (cfg.backend VIT_BACKEND_CUDA): the model's parameters, gradients and
+// momentum live on the GPU during training (the classifiers, CosFace and
+// triplet stay on the host); this copies the parameters to model->params and
+// the momentum to t->mom (before saving or evaluating the model). A no-op on
+// the CPU. Save and load do it themselves.
+int ufo_trainer_sync_host(ufo_trainer *t);
+
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,
                      const char *const *extra_vals, int n_extra);
 int ufo_trainer_load(ufo_trainer *t, const char *path);

@@ -1,4 +1,5 @@
-// CUDA backend: every gpu_* op against its ref_* twin on random data (odd
+// CUDA backend: every gpu_* op against its ref_* twin (or, for the training
+// pass's glue and the device SGD, its plain-C arithmetic) on random data (odd
 // shapes, the real T = 577 attention), then the whole forward (backbone and
 // BNNeck heads, several batch sizes) against the reference backend.
 // fp32: max rel err <= 1e-4; bf16: cosine >= 0.999 (the CPU bf16 path's bar)
@@ -405,6 +406,78 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
     free(qkv), free(dout), free(ref), free(got);
 }
 
+// --- glue of the training pass and the device SGD (exact or double-checked) -----
+
+static void test_training_glue(void) {
+    size_t n = 70001, rows = 37, cols = 300, stride = 577;
+    float *x = rand_buf(n, 3, 0), *y = rand_buf(n, 1, 0), *s = rand_buf(rows, 1, 0);
+    // from_bf16: widening is exact
+    uint16_t *hb = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) hb[i] = bf16_rne(x[i]);
+    void *db = dev(n * 2);
+    float *df = dev(n * 4);
+    CHECK(gpu_upload(G, db, hb, n * 2) == 0 && gpu_from_bf16(G, df, db, n) == 0, "%s", gpu_error());
+    float *got = to_host(df, n, GPU_F32);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += got[i] != bf16_to_f32(hb[i]);
+    CHECK(bad == 0, "from_bf16: %zu values differ", bad);
+    free(got);
+    // copy_rows (strided -> dense), copy, zero
+    float *dx = dev_from(x, n), *dd = dev(rows * cols * 4);
+    CHECK(gpu_copy_rows(G, dd, cols, dx + 5, stride, rows, cols) == 0, "%s", gpu_error());
+    got = to_host(dd, rows * cols, GPU_F32);
+    bad = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) bad += got[r * cols + c] != x[5 + r * stride + c];
+    CHECK(bad == 0, "copy_rows: %zu values differ", bad);
+    free(got);
+    CHECK(gpu_copy(G, df, dx, n * 4) == 0 && gpu_zero(G, dd, rows * cols * 4) == 0, "%s", gpu_error());
+    got = to_host(df, n, GPU_F32);
+    CHECK(memcmp(got, x, n * 4) == 0, "gpu_copy differs");
+    free(got);
+    got = to_host(dd, rows * cols, GPU_F32);
+    bad = 0;
+    for (size_t i = 0; i < rows * cols; i++) bad += got[i] != 0.0f;
+    CHECK(bad == 0, "gpu_zero left %zu values", bad);
+    free(got);
+    // scale_rows: dst = s * src, then dst += src (s NULL)
+    size_t per = n / rows;
+    float *dy = dev_from(y, n), *ds = dev_from(s, rows);
+    CHECK(gpu_scale_rows(G, df, dx, ds, rows, per, 0) == 0 && gpu_scale_rows(G, df, dy, NULL, rows * per, 1, 1) == 0,
+          "%s", gpu_error());
+    got = to_host(df, rows * per, GPU_F32);
+    float *ref = host(rows * per);
+    for (size_t i = 0; i < rows * per; i++) ref[i] = s[i / per] * x[i] + y[i];
+    compare("scale_rows (drop path) + add", got, ref, rows * per, GPU_F32);
+    free(got), free(ref);
+    // sumsq_chunks: double partial sums
+    size_t chunk = 16384, nc = (n + chunk - 1) / chunk;
+    double *dp = dev(nc * 8), *hp = malloc(nc * 8), worst = 0;
+    CHECK(gpu_sumsq_chunks(G, dp, dx, n, chunk) == 0 && gpu_download(G, hp, dp, nc * 8) == 0 && gpu_sync(G) == 0, "%s",
+          gpu_error());
+    for (size_t c = 0; c < nc; c++) {
+        double r = 0;
+        for (size_t i = c * chunk; i < n && i < (c + 1) * chunk; i++) r += (double)x[i] * x[i];
+        if (fabs(hp[c] - r) / r > worst) worst = fabs(hp[c] - r) / r;
+    }
+    printf("  %-44s max rel err %.3g (double)\n", "sumsq_chunks", worst);
+    CHECK(worst <= 1e-12, "sumsq_chunks: rel err %.3g", worst);
+    // sgd_update: train/sgd.h's update
+    float *m0 = rand_buf(n, 1, 0), *dm = dev_from(m0, n), *pr = host(n), *mr = host(n);
+    CHECK(gpu_sgd_update(G, dx, dy, dm, n, 0.7f, 1e-4f, 0.9f, 0.05f) == 0, "%s", gpu_error());
+    for (size_t i = 0; i < n; i++) {
+        float d = y[i] * 0.7f + 1e-4f * x[i];
+        mr[i] = 0.9f * m0[i] + d;
+        pr[i] = x[i] - 0.05f * mr[i];
+    }
+    float *gp = to_host(dx, n, GPU_F32), *gm = to_host(dm, n, GPU_F32);
+    compare("sgd_update parameters", gp, pr, n, GPU_F32);
+    compare("sgd_update momentum", gm, mr, n, GPU_F32);
+    gpu_free(G, db), gpu_free(G, df), gpu_free(G, dx), gpu_free(G, dd), gpu_free(G, dy), gpu_free(G, ds);
+    gpu_free(G, dp), gpu_free(G, dm);
+    free(x), free(y), free(s), free(hb), free(hp), free(m0), free(pr), free(mr), free(gp), free(gm);
+}
+
 // --- the whole forward -------------------------------------------------------
 #ifndef UFO_CUDA_OPS_ONLY
 
@@ -553,6 +626,7 @@ int main(void) {
     test_norm_gelu_backward();
     test_batchnorm_train_backward(16, 300);
     test_batchnorm_train_backward(1, 40);  // n = 1: running_var takes the biased (zero) variance
+    test_training_glue();
     gpu_ctx_free(G);
 #ifndef UFO_CUDA_OPS_ONLY
     test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);

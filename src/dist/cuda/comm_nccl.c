@@ -1,10 +1,10 @@
-// NCCL transport of ufo_comm for DEVICE buffers (a future CUDA trainer keeps
-// its gradient buffer on the GPU and all-reduces it here; the host group,
-// MPI, bootstraps it and keeps doing the host-side collectives).
+// NCCL transport of ufo_comm for DEVICE buffers: the CUDA trainer keeps its
+// gradient buffer on the GPU and all-reduces it here (`mpirun ... ufo train
+// --device cuda`, the group made by src/cli/cmd_train.c); the host group, MPI,
+// bootstraps it and keeps doing the host-side collectives.
 //
 // Built only when CMake finds nvcc and NCCL (target ufo_nccl, not part of
-// libufo); nothing in the CPU trainer uses it yet, and it has not been run on
-// a GPU. Same contract as comm_mpi.c: every collective is enqueued on the
+// libufo, linked into the CLI); it has not been run on a GPU yet. Same contract as comm_mpi.c: every collective is enqueued on the
 // communicator's stream, then polled (cudaStreamQuery + ncclCommGetAsyncError)
 // against the group's deadline; a failure or a timeout aborts the NCCL
 // communicator and the job with a line naming the operation.

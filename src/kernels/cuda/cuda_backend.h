@@ -87,7 +87,7 @@ void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes);
 // ---- Training (gpu_train.cu): the backward contracts of kernels/ref/ref.h.
 // Parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), NULL
 // skips a gradient. fp32 arrays; bf16 rounds matmul operands (fp32 accumulation).
-// Not yet used by the trainer (training on CUDA is a later step); tested op by op.
+// Used by the training pass (model/vit_train_cuda.c); each one tested op by op.
 
 // C[M, N] = op(A) op(B) + beta * C, row-major fp32 (op(A) [M, K]: A stored [M, K],
 // or [K, M] with transA; op(B) [K, N]: B stored [K, N], or [N, K] with transB).
@@ -112,6 +112,26 @@ int gpu_batchnorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const fl
 // dw [C, 3, p, p] +=, db [C] += from dy [B, P, C] and img [B, 3, H, W]
 int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const float *dy, const float *img, int B, int H, int W,
                              int p, int C, gpu_dtype dt);
+
+// ---- Glue of the training pass and the optimiser (gpu_train.cu). All on the stream.
+// dst (fp32) = src (bf16), n values.
+int gpu_from_bf16(gpu_ctx *g, float *dst, const void *src, size_t n);
+// Device-to-device copy and zero fill.
+int gpu_copy(gpu_ctx *g, void *dst, const void *src, size_t bytes);
+int gpu_zero(gpu_ctx *g, void *p, size_t bytes);
+// dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols (fp32).
+int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
+                  size_t cols);
+// Per-sample scaling of n samples of `per` values: dst[i] (+)= s[i / per] * src[i]
+// (s NULL: 1; accumulate 0 writes, 1 adds). The drop-path residual scales.
+int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate);
+// part[c] = sum of x[i]^2 over chunk c = [c * chunk, (c+1) * chunk) of x[0..n), in
+// double (one block per chunk, fixed reduction tree: deterministic).
+int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk);
+// SGD with momentum (train/sgd.h's update with the clip scale given):
+//   d = grad * scale + weight_decay * param;  mom = momentum * mom + d;  param -= step * mom
+int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size_t n, float scale,
+                   float weight_decay, float momentum, float step);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,12 @@
 // gradient pointer skips that gradient. All arrays are fp32 device buffers;
 // bf16 rounds the matmul operands into scratch first (fp32 master weights),
 // accumulates in fp32, and keeps every element-wise op and reduction in fp32.
-// Column reductions (dgamma, dbias) run one thread per column over the rows:
-// deterministic, no atomics.
+// Column reductions (dgamma, dbias) run in two fixed passes: one thread per
+// (column, block of kRowBlock rows) writes a partial sum into the context's
+// scratch, then one thread per column adds the partials in order:
+// deterministic, no atomics, and enough threads to fill the GPU when the
+// columns are few and the rows many (a ViT-L bias gradient: 1024 columns,
+// 18k rows at batch 32).
 #include "kernels/cuda/gpu_internal.h"
 #include <cuda_bf16.h>
 #include <math.h>
@@ -24,11 +28,25 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-__global__ void colsum_kernel(float *db, const float *dy, size_t n, int c) {
+constexpr int kRowBlock = 128;
+size_t row_blocks(size_t n) { return (n + kRowBlock - 1) / kRowBlock; }
+
+// part[r, k] = sum of dy[i, k] over the rows i of row block r (grid.y = r).
+__global__ void colsum_partial_kernel(float *part, const float *dy, size_t n, int c) {
     int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= c) return;
+    size_t lo = (size_t)blockIdx.y * kRowBlock, hi = lo + kRowBlock < n ? lo + kRowBlock : n;
     float s = 0;
-    for (size_t i = 0; i < n; i++) s += dy[i * c + k];
+    for (size_t i = lo; i < hi; i++) s += dy[i * c + k];
+    part[(size_t)blockIdx.y * c + k] = s;
+}
+
+// db[k] += sum over r < nr of part[r, k], in order (db NULL: nothing).
+__global__ void colsum_final_kernel(float *db, const float *part, size_t nr, int c) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= c || !db) return;
+    float s = 0;
+    for (size_t r = 0; r < nr; r++) s += part[r * c + k];
     db[k] += s;
 }
 
@@ -67,18 +85,20 @@ __global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy
     }
 }
 
-__global__ void layernorm_backward_cols(float *dg, float *db, const float *dy, const float *x, const float *stats,
+// Partial column sums of dy * x_hat (pg) and dy (pb) over row block blockIdx.y.
+__global__ void layernorm_backward_cols(float *pg, float *pb, const float *dy, const float *x, const float *stats,
                                         int n, int c) {
     int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= c) return;
+    int lo = blockIdx.y * kRowBlock, hi = lo + kRowBlock < n ? lo + kRowBlock : n;
     float sg = 0, sb = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = lo; i < hi; i++) {
         float d = dy[(size_t)i * c + k];
         sg += d * (x[(size_t)i * c + k] - stats[2 * i]) * stats[2 * i + 1];
         sb += d;
     }
-    if (dg) dg[k] += sg;
-    if (db) db[k] += sb;
+    pg[(size_t)blockIdx.y * c + k] = sg;
+    pb[(size_t)blockIdx.y * c + k] = sb;
 }
 
 // One thread per channel (n is the batch: small).
@@ -217,8 +237,16 @@ extern "C" int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, in
                    "gpu_gemm");
 }
 
+// The partials live in the context's scratch: every other user of it (gpu_gemm's
+// bf16 copies, the attention) has been queued before on the same stream.
 extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c) {
-    colsum_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, dy, n, c);
+    if (n == 0 || c <= 0) return 0;
+    size_t nr = row_blocks(n);
+    if (nr > 65535) return gpu_fail("colsum: %zu rows is too many", n);
+    if (gpu_ensure_scratch(g, nr * c * sizeof(float))) return -1;
+    float *part = (float *)g->scratch;
+    colsum_partial_kernel<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(part, dy, n, c);
+    colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, part, nr, c);
     return gpu_check_launch("colsum");
 }
 
@@ -233,16 +261,23 @@ extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, 
 extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
                                       const float *gamma, int n, int c, float eps) {
     if (n <= 0) return 0;
-    float *stats = (float *)gpu_malloc(g, (size_t)n * 2 * sizeof(float));
-    if (!stats) return -1;
+    // Scratch: the per-row statistics, then the two sets of column partials.
+    size_t nr = row_blocks((size_t)n), st_b = align256((size_t)n * 2 * sizeof(float));
+    size_t p_b = align256(nr * c * sizeof(float));
+    if (nr > 65535) return gpu_fail("layernorm_backward: %d rows is too many", n);
+    if (gpu_ensure_scratch(g, st_b + 2 * p_b)) return -1;
+    float *stats = (float *)g->scratch, *pg = (float *)((char *)g->scratch + st_b);
+    float *pb = (float *)((char *)g->scratch + st_b + p_b);
     unsigned nb = (unsigned)((n + kThreads / 32 - 1) / (kThreads / 32));
     layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps);
     int rc = gpu_check_launch("layernorm_backward");
     if (rc == 0 && (dg || db)) {
-        layernorm_backward_cols<<<blocks_for(c), kThreads, 0, g->stream>>>(dg, db, dy, x, stats, n, c);
+        layernorm_backward_cols<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(pg, pb, dy, x, stats,
+                                                                                            n, c);
+        colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(dg, pg, nr, c);
+        colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, pb, nr, c);
         rc = gpu_check_launch("layernorm_backward (columns)");
     }
-    gpu_free(g, stats);
     return rc;
 }
 
@@ -355,4 +390,102 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout
         if (gpu_check_launch("attention_backward merge")) return -1;
     }
     return 0;
+}
+
+// ---- glue of the training pass (model/vit_train_cuda.c) and the optimiser ----------
+
+namespace {
+
+__global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __bfloat162float(src[i]);
+}
+
+__global__ void copy_rows_kernel(float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
+                                 size_t cols) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    size_t r = i / cols, c = i % cols;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
+}
+
+__global__ void scale_rows_kernel(float *dst, const float *src, const float *s, size_t per, size_t total,
+                                  int accumulate) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    float v = s ? s[i / per] * src[i] : src[i];
+    dst[i] = accumulate ? dst[i] + v : v;
+}
+
+// One block per chunk: the chunk's sum of squares in double, reduced in a fixed tree.
+__global__ void sumsq_kernel(double *part, const float *x, size_t n, size_t chunk) {
+    __shared__ double sh[kThreads];
+    size_t lo = (size_t)blockIdx.x * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    double s = 0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) s += (double)x[i] * x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+// src/train/sgd.c's update, element for element.
+__global__ void sgd_kernel(float *p, const float *g, float *b, size_t n, float sc, float wd, float mu, float step) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float d = g[i] * sc + wd * p[i];
+    float m = mu * b[i] + d;
+    b[i] = m;
+    p[i] = p[i] - step * m;
+}
+
+}  // namespace
+
+extern "C" int gpu_from_bf16(gpu_ctx *g, float *dst, const void *src, size_t n) {
+    if (n == 0) return 0;
+    from_bf16_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, (const __nv_bfloat16 *)src, n);
+    return gpu_check_launch("from_bf16");
+}
+
+extern "C" int gpu_copy(gpu_ctx *g, void *dst, const void *src, size_t bytes) {
+    if (bytes == 0 || dst == src) return 0;
+    return gpu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g->stream), "device copy");
+}
+
+extern "C" int gpu_zero(gpu_ctx *g, void *p, size_t bytes) {
+    if (bytes == 0) return 0;
+    return gpu_check(cudaMemsetAsync(p, 0, bytes, g->stream), "device memset");
+}
+
+extern "C" int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride,
+                             size_t rows, size_t cols) {
+    size_t n = rows * cols;
+    if (n == 0) return 0;
+    copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, dst_stride, src, src_stride, rows, cols);
+    return gpu_check_launch("copy_rows");
+}
+
+extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
+                              int accumulate) {
+    size_t total = n * per;
+    if (total == 0) return 0;
+    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, src, s, per, total, accumulate);
+    return gpu_check_launch("scale_rows");
+}
+
+extern "C" int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk) {
+    if (n == 0) return 0;
+    unsigned nc = (unsigned)((n + chunk - 1) / chunk);
+    sumsq_kernel<<<nc, kThreads, 0, g->stream>>>(part, x, n, chunk);
+    return gpu_check_launch("sumsq");
+}
+
+extern "C" int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size_t n, float scale,
+                              float weight_decay, float momentum, float step) {
+    if (n == 0) return 0;
+    sgd_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(param, grad, mom, n, scale, weight_decay, momentum, step);
+    return gpu_check_launch("sgd");
 }

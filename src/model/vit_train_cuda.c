@@ -1,0 +1,441 @@
+// The training pass on the GPU (VIT_BACKEND_CUDA): vit_train.c's forward and
+// backward, op for op and in the same order, each op one call into the CUDA
+// backend (kernels/cuda/cuda_backend.h, every op tested against its ref_*
+// twin). Same activations kept (x_in, qkv, att, x_mid, f1 per block, or x_in
+// alone with recompute), same drop-path scales (the host's draws, uploaded),
+// same BNNeck rule (training mode on each task slice of >= 2 rows).
+//
+// Mixed precision as on the CPU: fp32 master weights, gradients and
+// activations; with bf16 each matmul rounds its two operands to bf16 (the
+// forward linears into this state's bf16 buffers, the backward GEMMs inside
+// gpu_gemm) and accumulates in fp32; LayerNorm, GELU, softmax, BatchNorm and
+// every reduction stay fp32.
+//
+// Built without CUDA, vit_train_cuda_init fails with "built without CUDA".
+#include "model/vit_train_cuda.h"
+#include "base/error.h"
+#include "base/mem.h"
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef UFO_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+
+struct vit_train_cuda {
+    vit_train_device dev;   // g, params, grads, mom, part
+    gpu_dtype dt;
+    void *abuf;             // one allocation: everything below
+    float *img, *drop;      // this batch's images and drop-path scales
+    float *x_in, *qkv, *att, *x_mid, *f1;          // saved per block (see vit_train.c)
+    float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
+    float *x, *h, *tmp, *wide, *dx, *dmid, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch
+    void *xb, *wb, *attb;   // bf16 operand copies (bf16 only)
+};
+
+static int fail_gpu(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
+
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+// Device twin of a host parameter pointer (into m->params), and its gradient.
+static float *P(const vit_train_state *st, const float *host) { return st->cu->dev.params + (host - st->m->params); }
+static float *G(const vit_train_state *st, const float *host) { return st->cu->dev.grads + (host - st->m->params); }
+
+// ---- buffers -------------------------------------------------------------------
+
+// Carves (or, with base NULL, sizes) the activations and scratch for cap images.
+static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap, int recompute) {
+    size_t R = (size_t)cap * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden, L = cf->depth;
+    size_t p3 = (size_t)3 * cf->patch_size * cf->patch_size, wide = Hd > p3 ? Hd : p3;
+    size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
+    int bf = c->dt == GPU_BF16;
+    size_t wmax = Hd * D > p3 * D ? Hd * D : p3 * D;   // largest weight matrix
+    if (3 * D * D > wmax) wmax = 3 * D * D;
+    struct { void **dst; size_t bytes; } parts[] = {
+        {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
+        {(void **)&c->x_in, L * R * D * 4}, {(void **)&c->qkv, kept * R * 3 * D * 4},
+        {(void **)&c->att, kept * R * D * 4}, {(void **)&c->x_mid, kept * R * D * 4},
+        {(void **)&c->f1, kept * R * Hd * 4}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
+        {(void **)&c->feat_bn, nD * 4}, {(void **)&c->bn_mean, UFO_NUM_TASKS * D * 4},
+        {(void **)&c->bn_rstd, UFO_NUM_TASKS * D * 4}, {(void **)&c->dfeat_bn, nD * 4},
+        {(void **)&c->x, R * D * 4}, {(void **)&c->h, R * D * 4}, {(void **)&c->tmp, R * D * 4},
+        {(void **)&c->wide, R * wide * 4}, {(void **)&c->dx, R * D * 4}, {(void **)&c->dmid, R * D * 4},
+        {(void **)&c->dh, R * D * 4}, {(void **)&c->dqkv, R * 3 * D * 4}, {(void **)&c->datt, R * D * 4},
+        {(void **)&c->df1, R * Hd * 4}, {(void **)&c->dfeat, nD * 4},
+        {&c->xb, bf ? R * wide * 2 : 0}, {&c->wb, bf ? wmax * 2 : 0}, {&c->attb, bf ? R * D * 2 : 0},
+    };
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (base) *parts[i].dst = parts[i].bytes ? base + used : NULL;
+        used += align256(parts[i].bytes);
+    }
+    return used;
+}
+
+int vit_train_cuda_init(vit_train_state *st) {
+    vit_model *m = st->m;
+    vit_train_cuda *c = calloc(1, sizeof *c);
+    if (!c) return ufo_errorf("out of memory");
+    st->cu = c;
+    c->dt = st->prec == UFO_PREC_BF16 ? GPU_BF16 : GPU_F32;
+    if (!(c->dev.g = gpu_ctx_create(vit_train_cuda_local_device()))) return ufo_errorf("%s", gpu_error());
+    gpu_ctx *g = c->dev.g;
+    size_t nf = m->n_floats;
+    c->dev.part_n = nf / 1024 + (size_t)m->n_params + 1;   // chunks of >= 1024 values per tensor
+    size_t act = carve(c, NULL, &m->cfg, st->cap, st->recompute);
+    if (!(c->dev.params = gpu_malloc(g, nf * 4)) || !(c->dev.grads = gpu_malloc(g, nf * 4)) ||
+        !(c->dev.mom = gpu_malloc(g, nf * 4)) || !(c->dev.part = gpu_malloc(g, c->dev.part_n * sizeof(double))))
+        return fail_gpu("training on the GPU (parameters, gradients, momentum)");
+    if (!(c->abuf = gpu_malloc(g, act)))
+        return ufo_errorf("training on the GPU: activations for a batch of %d (%.1f GiB): %s%s", st->cap,
+                          act / 1073741824.0, gpu_error(), st->recompute ? "" : "; try run.recompute = 1");
+    carve(c, c->abuf, &m->cfg, st->cap, st->recompute);
+    if (gpu_upload(g, c->dev.params, m->params, nf * 4) || gpu_zero(g, c->dev.grads, nf * 4) ||
+        gpu_zero(g, c->dev.mom, nf * 4) || gpu_sync(g))
+        return fail_gpu("uploading the model to the GPU");
+    return 0;
+}
+
+void vit_train_cuda_free(vit_train_state *st) {
+    vit_train_cuda *c = st->cu;
+    if (!c) return;
+    if (c->dev.g) {
+        gpu_free(c->dev.g, c->abuf);
+        gpu_free(c->dev.g, c->dev.params);
+        gpu_free(c->dev.g, c->dev.grads);
+        gpu_free(c->dev.g, c->dev.mom);
+        gpu_free(c->dev.g, c->dev.part);
+        gpu_ctx_free(c->dev.g);
+    }
+    free(c);
+    st->cu = NULL;
+}
+
+void vit_train_cuda_zero_grad(vit_train_state *st) {
+    gpu_zero(st->cu->dev.g, st->cu->dev.grads, st->m->n_floats * sizeof(float));
+}
+
+// ---- ops -------------------------------------------------------------------------
+
+// y (+)= x W^T + b, with W, b given as host parameter pointers.
+static int lin_fwd(vit_train_state *st, float *y, const float *x, const float *w_host, const float *b_host, int rows,
+                   int in, int out, int accumulate) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const float *w = P(st, w_host), *b = b_host ? P(st, b_host) : NULL;
+    if (c->dt == GPU_F32) return gpu_linear(g, y, x, w, b, rows, in, out, GPU_F32, accumulate);
+    if (gpu_to_bf16(g, c->xb, x, (size_t)rows * in) || gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
+    return gpu_linear(g, y, c->xb, c->wb, b, rows, in, out, GPU_BF16, accumulate);
+}
+
+static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const float *b_host, const float *dy,
+                   const float *x, int rows, int in, int out) {
+    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, P(st, w_host), rows, in, out,
+                               st->cu->dt);
+}
+
+static int ln_fwd(vit_train_state *st, float *y, const float *x, const float *g_host, const float *b_host, int rows) {
+    const vit_config *cf = &st->m->cfg;
+    return gpu_layernorm(st->cu->dev.g, y, x, P(st, g_host), P(st, b_host), rows, cf->dim, cf->dim, cf->ln_eps,
+                         GPU_F32);
+}
+
+static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
+                  const float *x, int rows) {
+    const vit_config *cf = &st->m->cfg;
+    return gpu_layernorm_backward(st->cu->dev.g, dx, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
+                                  cf->dim, cf->ln_eps);
+}
+
+// out (fp32) = attention(qkv); with bf16 the kernel's bf16 output is widened.
+static int attn_fwd(vit_train_state *st, float *out, const float *qkv, int n) {
+    vit_train_cuda *c = st->cu;
+    const vit_config *cf = &st->m->cfg;
+    int T = vit_tokens(cf), hd = cf->dim / cf->heads;
+    if (c->dt == GPU_F32) return gpu_attention(c->dev.g, out, qkv, n, T, cf->heads, hd, GPU_F32);
+    return gpu_attention(c->dev.g, c->attb, qkv, n, T, cf->heads, hd, GPU_BF16) ||
+                   gpu_from_bf16(c->dev.g, out, c->attb, (size_t)n * T * cf->dim)
+               ? -1
+               : 0;
+}
+
+// ---- forward ---------------------------------------------------------------------
+
+typedef struct {
+    float *x_in, *qkv, *att, *x_mid, *f1;
+} block_acts;
+
+static block_acts acts(const vit_train_state *st, int l) {
+    const vit_config *cf = &st->m->cfg;
+    const vit_train_cuda *c = st->cu;
+    size_t R = (size_t)st->cap * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
+    int s = st->recompute ? 0 : l;
+    block_acts a = {c->x_in + (size_t)l * R * D, c->qkv + (size_t)s * R * 3 * D, c->att + (size_t)s * R * D,
+                    c->x_mid + (size_t)s * R * D, c->f1 + (size_t)s * R * Hd};
+    return a;
+}
+
+// Residual scales of block l's attention (k = 0) or MLP (k = 1) branch, or NULL.
+static const float *scales(const vit_train_state *st, int l, int k) {
+    return st->drop ? st->cu->drop + ((size_t)l * 2 + k) * st->n : NULL;
+}
+
+// One block on x (a.x_in holds a copy of x on entry).
+static int block_fwd(vit_train_state *st, int l, block_acts a, float *x) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
+    size_t per = (size_t)vit_tokens(cf) * D;
+    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    if (ln_fwd(st, c->h, x, w->ln1_w, w->ln1_b, rows) || lin_fwd(st, a.qkv, c->h, w->qkv_w, w->qkv_b, rows, D, 3 * D, 0) ||
+        attn_fwd(st, a.att, a.qkv, n))
+        return -1;
+    if (s1) {
+        if (lin_fwd(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, 0) || gpu_scale_rows(g, x, c->tmp, s1, n, per, 1))
+            return -1;
+    } else if (lin_fwd(st, x, a.att, w->proj_w, w->proj_b, rows, D, D, 1)) return -1;
+    if (gpu_copy(g, a.x_mid, x, (size_t)rows * D * sizeof(float)) || ln_fwd(st, c->h, x, w->ln2_w, w->ln2_b, rows) ||
+        lin_fwd(st, a.f1, c->h, w->fc1_w, w->fc1_b, rows, D, Hd, 0) ||
+        gpu_gelu(g, c->wide, a.f1, (size_t)rows * Hd, GPU_F32))
+        return -1;
+    if (s2) return lin_fwd(st, c->tmp, c->wide, w->fc2_w, w->fc2_b, rows, Hd, D, 0) ||
+                   gpu_scale_rows(g, x, c->tmp, s2, n, per, 1);
+    return lin_fwd(st, x, c->wide, w->fc2_w, w->fc2_b, rows, Hd, D, 1);
+}
+
+static int forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_model *m = st->m;
+    const vit_config *cf = &m->cfg;
+    int n = st->n, S = cf->img_size, p = cf->patch_size, D = cf->dim, T = vit_tokens(cf), P_ = T - 1;
+    size_t rows = (size_t)n * T;
+    if (gpu_upload(g, c->img, images, (size_t)n * 3 * S * S * sizeof(float))) return -1;
+    if (drop && gpu_upload(g, c->drop, drop, (size_t)cf->depth * 2 * n * sizeof(float))) return -1;
+    // Patch embedding into h, then x = [cls; patches] + pos_embed.
+    if (gpu_im2col(g, c->wide, c->img, n, S, S, p, GPU_F32) ||
+        lin_fwd(st, c->h, c->wide, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, 0) ||
+        gpu_assemble_tokens(g, c->x, c->h, P(st, m->w.cls_token), P(st, m->w.pos_embed), n, T, D))
+        return -1;
+    for (int l = 0; l < cf->depth; l++) {
+        block_acts a = acts(st, l);
+        if (gpu_copy(g, a.x_in, c->x, rows * D * sizeof(float)) || block_fwd(st, l, a, c->x)) return -1;
+    }
+    if (gpu_copy_rows(g, c->cls, D, c->x, (size_t)T * D, n, D) ||
+        ln_fwd(st, c->feat, c->cls, m->w.norm_w, m->w.norm_b, n) ||
+        gpu_copy(g, c->feat_bn, c->feat, (size_t)n * D * sizeof(float)))
+        return -1;
+    // BNNecks (vit_train.c's heads_fwd, single process; with sync BN the host
+    // runs them on the downloaded features).
+    int sync = st->comm && st->comm->size > 1;
+    for (int t = 0; t < UFO_NUM_TASKS && !sync; t++) {
+        int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
+        if (cnt < 2 || !(m->head_mask >> t & 1)) continue;
+        float *const *bn = m->w.bn[t];
+        if (gpu_batchnorm_train(g, c->feat_bn + (size_t)lo * D, c->bn_mean + (size_t)t * D, c->bn_rstd + (size_t)t * D,
+                                c->feat + (size_t)lo * D, P(st, bn[0]), P(st, bn[1]), P(st, bn[2]), P(st, bn[3]), cnt,
+                                D, cf->bn_eps, bn_momentum))
+            return -1;
+    }
+    if (gpu_download(g, st->feat, c->feat, (size_t)n * D * sizeof(float)) ||
+        (!sync && gpu_download(g, st->feat_bn, c->feat_bn, (size_t)n * D * sizeof(float))))
+        return -1;
+    return gpu_sync(g);
+}
+
+int vit_train_cuda_forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
+    return forward(st, images, drop, bn_momentum) ? fail_gpu("CUDA training forward") : 0;
+}
+
+int vit_train_cuda_bn_params(vit_train_state *st, int dir) {
+    gpu_ctx *g = st->cu->dev.g;
+    size_t bytes = (size_t)st->m->cfg.dim * sizeof(float);
+    for (int t = 0; t < UFO_NUM_TASKS; t++) {
+        if (!(st->m->head_mask >> t & 1)) continue;
+        float *const *bn = st->m->w.bn[t];
+        for (int k = dir ? 2 : 0; k < 4; k++)
+            if (dir ? gpu_upload(g, P(st, bn[k]), bn[k], bytes) : gpu_download(g, bn[k], P(st, bn[k]), bytes))
+                return fail_gpu("BatchNorm parameters");
+    }
+    return gpu_sync(g) ? fail_gpu("BatchNorm parameters") : 0;
+}
+
+int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const float *vals, size_t n) {
+    vit_train_cuda *c = st->cu;
+    // c->tmp is free between the passes (stream order keeps it so).
+    if (gpu_upload(c->dev.g, c->tmp, vals, n * sizeof(float)) ||
+        gpu_scale_rows(c->dev.g, G(st, param), c->tmp, NULL, n, 1, 1))
+        return fail_gpu("adding gradients");
+    return 0;
+}
+
+int vit_train_cuda_local_device(void) {
+    // One GPU per process under mpirun: the node-local rank picks it.
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    int n = gpu_device_count();
+    for (int i = 0; i < 3 && n > 0; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) % n;
+    }
+    return 0;
+}
+
+// ---- backward ---------------------------------------------------------------------
+
+// c->dx holds d(block output); on return it holds d(block input).
+static int block_bwd(vit_train_state *st, int l, block_acts a) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
+    size_t per = (size_t)vit_tokens(cf) * D, nD = (size_t)rows * D;
+    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    // Recompute: rerun the block from its saved input (dmid is free until below).
+    if (st->recompute && (gpu_copy(g, c->dmid, a.x_in, nD * sizeof(float)) || block_fwd(st, l, a, c->dmid))) return -1;
+    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
+    const float *dy2 = c->dx;
+    if (s2) {
+        if (gpu_scale_rows(g, c->tmp, c->dx, s2, n, per, 0)) return -1;
+        dy2 = c->tmp;
+    }
+    if (gpu_gelu(g, c->wide, a.f1, (size_t)rows * Hd, GPU_F32) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, c->wide, rows, Hd, D) ||
+        gpu_gelu_backward(g, c->df1, c->df1, a.f1, (size_t)rows * Hd) ||
+        ln_fwd(st, c->h, a.x_mid, w->ln2_w, w->ln2_b, rows) ||
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, c->h, rows, D, Hd) ||
+        ln_bwd(st, c->dmid, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows) ||
+        gpu_scale_rows(g, c->dmid, c->dx, NULL, nD, 1, 1))
+        return -1;
+    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
+    const float *dy1 = c->dmid;
+    if (s1) {
+        if (gpu_scale_rows(g, c->tmp, c->dmid, s1, n, per, 0)) return -1;
+        dy1 = c->tmp;
+    }
+    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, rows, D, D) ||
+                   gpu_attention_backward(g, c->dqkv, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads,
+                                          c->dt) ||
+                   ln_fwd(st, c->h, a.x_in, w->ln1_w, w->ln1_b, rows) ||
+                   lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, c->h, rows, D, 3 * D) ||
+                   ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows) ||
+                   gpu_scale_rows(g, c->dx, c->dmid, NULL, nD, 1, 1)
+               ? -1
+               : 0;
+}
+
+static int backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_model *m = st->m;
+    const vit_config *cf = &m->cfg;
+    int n = st->n, D = cf->dim, T = vit_tokens(cf), P_ = T - 1, S = cf->img_size, p = cf->patch_size;
+    size_t nD = (size_t)n * D, rows = (size_t)n * T;
+    // d(pre-BN feature) = d_feat + BN backward of d_feat_bn, per task slice.
+    if (d_feat ? gpu_upload(g, c->dfeat, d_feat, nD * sizeof(float)) : gpu_zero(g, c->dfeat, nD * sizeof(float)))
+        return -1;
+    if (d_feat_bn && gpu_upload(g, c->dfeat_bn, d_feat_bn, nD * sizeof(float))) return -1;
+    for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++) {
+        int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
+        if (cnt < 1) continue;
+        float *dst = c->dfeat + (size_t)lo * D, *dy = c->dfeat_bn + (size_t)lo * D;
+        if (cnt < 2 || !(m->head_mask >> t & 1)) {  // identity: no BN ran on this slice
+            if (gpu_scale_rows(g, dst, dy, NULL, (size_t)cnt * D, 1, 1)) return -1;
+            continue;
+        }
+        float *const *bn = m->w.bn[t];
+        if (gpu_batchnorm_backward(g, c->tmp, G(st, bn[0]), G(st, bn[1]), dy, c->feat + (size_t)lo * D,
+                                   c->bn_mean + (size_t)t * D, c->bn_rstd + (size_t)t * D, P(st, bn[0]), cnt, D) ||
+            gpu_scale_rows(g, dst, c->tmp, NULL, (size_t)cnt * D, 1, 1))
+            return -1;
+    }
+    // Final LayerNorm on the class tokens; the other tokens get no gradient.
+    if (ln_bwd(st, c->dh, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n) ||
+        gpu_zero(g, c->dx, rows * D * sizeof(float)) || gpu_copy_rows(g, c->dx, (size_t)T * D, c->dh, D, n, D))
+        return -1;
+    for (int l = cf->depth - 1; l >= 0; l--)
+        if (block_bwd(st, l, acts(st, l))) return -1;
+    // Tokens: pos_embed gets every row's gradient, cls_token the class rows', the
+    // patch embedding the other rows'.
+    if (gpu_colsum_acc(g, G(st, m->w.pos_embed), c->dx, n, T * D) ||
+        gpu_copy_rows(g, c->dh, D, c->dx, (size_t)T * D, n, D) || gpu_colsum_acc(g, G(st, m->w.cls_token), c->dh, n, D) ||
+        gpu_copy_rows(g, c->dh, (size_t)P_ * D, c->dx + D, (size_t)T * D, n, (size_t)P_ * D) ||
+        gpu_patch_embed_backward(g, G(st, m->w.patch_w), G(st, m->w.patch_b), c->dh, c->img, n, S, S, p, D, c->dt))
+        return -1;
+    return gpu_sync(g);
+}
+
+int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    return backward(st, d_feat, d_feat_bn) ? fail_gpu("CUDA training backward") : 0;
+}
+
+// ---- host <-> device ------------------------------------------------------------------
+
+const vit_train_device *vit_train_device_of(const vit_train_state *st) {
+    return st->backend == VIT_BACKEND_CUDA && st->cu ? &st->cu->dev : NULL;
+}
+
+const char *vit_train_device_name(const vit_train_state *st) {
+    return vit_train_device_of(st) ? gpu_device_name(st->cu->dev.g) : "";
+}
+
+int vit_train_to_host(const vit_train_state *st, float *mom) {
+    if (!vit_train_device_of(st)) return 0;
+    const vit_train_device *d = &st->cu->dev;
+    size_t bytes = st->m->n_floats * sizeof(float);
+    if (gpu_download(d->g, st->m->params, d->params, bytes) || (mom && gpu_download(d->g, mom, d->mom, bytes)) ||
+        gpu_sync(d->g))
+        return fail_gpu("copying the trained parameters to the host");
+    return 0;
+}
+
+int vit_train_to_device(vit_train_state *st, const float *mom) {
+    if (!vit_train_device_of(st)) return 0;
+    vit_train_device *d = &st->cu->dev;
+    size_t bytes = st->m->n_floats * sizeof(float);
+    if (gpu_upload(d->g, d->params, st->m->params, bytes) ||
+        (mom ? gpu_upload(d->g, d->mom, mom, bytes) : gpu_zero(d->g, d->mom, bytes)) || gpu_sync(d->g))
+        return fail_gpu("copying the parameters to the GPU");
+    return 0;
+}
+
+int vit_train_grads_to_host(const vit_train_state *st, float *grads) {
+    size_t bytes = st->m->n_floats * sizeof(float);
+    if (!vit_train_device_of(st)) {
+        memcpy(grads, st->grads, bytes);
+        return 0;
+    }
+    const vit_train_device *d = &st->cu->dev;
+    if (gpu_download(d->g, grads, d->grads, bytes) || gpu_sync(d->g)) return fail_gpu("copying the gradients");
+    return 0;
+}
+
+#else  // built without CUDA
+
+#define NO_CUDA "this ufo was built without CUDA (rebuild with the CUDA toolkit's nvcc on PATH)"
+
+int vit_train_cuda_init(vit_train_state *st) { return ufo_errorf(NO_CUDA); }
+void vit_train_cuda_free(vit_train_state *st) {}
+void vit_train_cuda_zero_grad(vit_train_state *st) {}
+int vit_train_cuda_forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
+    return ufo_errorf(NO_CUDA);
+}
+int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    return ufo_errorf(NO_CUDA);
+}
+int vit_train_cuda_bn_params(vit_train_state *st, int dir) { return ufo_errorf(NO_CUDA); }
+int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const float *vals, size_t n) {
+    return ufo_errorf(NO_CUDA);
+}
+int vit_train_cuda_local_device(void) { return 0; }
+const vit_train_device *vit_train_device_of(const vit_train_state *st) { return NULL; }
+const char *vit_train_device_name(const vit_train_state *st) { return ""; }
+int vit_train_to_host(const vit_train_state *st, float *mom) { return 0; }
+int vit_train_to_device(vit_train_state *st, const float *mom) { return 0; }
+int vit_train_grads_to_host(const vit_train_state *st, float *grads) {
+    memcpy(grads, st->grads, st->m->n_floats * sizeof(float));
+    return 0;
+}
+
+#endif
