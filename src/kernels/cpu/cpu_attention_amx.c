@@ -1,0 +1,394 @@
+// cpu_attention_amx: fused bf16 attention forward on AMX tiles.
+//
+// Why: the oneDNN bf16 path (cpu_attention.c) materialises S = q k^T for a
+// whole image as fp32 [H, T, T] (21 MB at T = 577, H = 16), so its softmax
+// and both matmuls stream S and P through memory. Here one work item is
+// (batch, head, 32 query rows): its S row block (32 x T fp32, 74 KB at
+// T = 577) and P (bf16) stay in L2 between the two tile matmuls, and the
+// head's k and v are rounded to bf16 and packed once per thread in the layouts
+// the tile multiply reads (below), so nothing bigger than L2 is ever written.
+//
+// Numerics are those of the oneDNN path: q, k, v rounded to bf16, S
+// accumulated in fp32, the 1/sqrt(hd) scale applied in fp32 inside the
+// exact two-pass softmax (cpu_softmax_row_bf16, the same code), P rounded to
+// bf16 after normalising, P v accumulated in fp32.
+//
+// Tile shapes: every tile is 16 rows x 64 bytes (16 x 32 bf16 or 16 x 16
+// fp32). Both matmuls use a 2 x 2 block of accumulators (tmm0-3, 32 rows x
+// 32 columns), two A tiles (tmm4-5) and two B tiles (tmm6-7).
+//   S = q k^T: A = q rows [32, hd] bf16, K step 32. B[d][j] = k[j][d] in
+//     VNNI form: row r of a B tile holds, for 16 keys j, the pair
+//     (k[j][2r], k[j][2r+1]) -- a 32-bit transpose of k. Packed as
+//     kp[key block of 16][hd/2][16 pairs].
+//   O = P v: A = P rows [32, Tp] bf16 (Tp = T rounded up to 32, the extra
+//     columns are zero), K step 32 keys. B[j][d] = v[j][d] in VNNI form:
+//     row r holds, for 16 dims d, the pair (v[2r][d], v[2r+1][d]). Packed as
+//     vp[dim block of 16][Tp/2][16 pairs]; padded keys are zero.
+// Padded query rows (the last block) are computed on zero q and dropped.
+//
+// Compiled with per-function target attributes so that the library itself
+// stays x86-64-v3; cpu_attention calls in here only when amx_attention_ok().
+#include "kernels/cpu/cpu_attention_amx.h"
+#include "kernels/cpu/cpu_internal.h"
+#include "base/mem.h"
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define QB 32   // query rows per work item
+#define KB 32   // keys per tile step
+
+// ---------------------------------------------------------------- availability
+
+// -1 = not yet known. The permission request is process-wide and idempotent,
+// so racing first callers are harmless.
+static int g_amx = -1;
+
+static int amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(d & (1u << 24)) || !(d & (1u << 22))) return 0;   // AMX-TILE, AMX-BF16
+    __builtin_cpu_init();
+    if (!cpu_has_avx512() || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512bf16"))
+        return 0;
+    // Linux keeps tile data off until the process asks (5.16+); old kernels and
+    // other systems refuse, and then AMX must not be touched.
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+int cpu_has_amx(void) {
+    int v = __atomic_load_n(&g_amx, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = amx_probe();
+        __atomic_store_n(&g_amx, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+int amx_attention_ok(int T, int hd) { return T > 0 && hd > 0 && hd % 32 == 0 && hd <= 256 && cpu_has_amx(); }
+
+// ---------------------------------------------------------------- packing
+
+// Token rows of one head sit 3*H*hd floats apart (12 KB in ViT-L): past the
+// hardware prefetchers' page, so k, v and q rows are fetched by hand PF rows ahead.
+#define PF 8
+static inline void prefetch_row(const float *p, int n) {
+    for (int i = 0; i < n; i += 16) _mm_prefetch((const char *)(p + i), _MM_HINT_T0);
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+// k rows [T, ld] fp32 -> kp[ceil(T/16)][hd/2][16] 32-bit pairs (zero past T).
+__attribute__((target(AMX_TARGET), noinline)) static void pack_k(uint32_t *kp, const float *k, long ld, int T, int Tp,
+                                                        int hd) {
+    const int hp = hd / 2;
+    uint32_t row[128];   // one key's hd bf16 values as hd/2 pairs (hd <= 256)
+    for (int j = 0; j < Tp; j++) {
+        uint32_t *dst = kp + (size_t)(j / 16) * hp * 16 + j % 16;
+        if (j >= T) {
+            for (int r = 0; r < hp; r++) dst[r * 16] = 0;
+            continue;
+        }
+        const float *src = k + (size_t)j * ld;
+        if (j + PF < T) prefetch_row(src + PF * ld, hd);
+        for (int d = 0; d < hd; d += 32) {
+            __m512bh x = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + d + 16), _mm512_loadu_ps(src + d));
+            _mm512_storeu_si512(row + d / 2, (__m512i)x);
+        }
+        for (int r = 0; r < hp; r++) dst[r * 16] = row[r];
+    }
+}
+
+// v rows [T, ld] fp32 -> vp[hd/16][Tp/2][16] pairs (v[2r][d], v[2r+1][d]), zero past T.
+__attribute__((target(AMX_TARGET), noinline)) static void pack_v(uint16_t *vp, const float *v, long ld, int T, int Tp,
+                                                        int hd) {
+    // Interleave 32 bf16 of row a (lanes 0-31) with 32 of row b (lanes 32-63).
+    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                        37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    const size_t blk = (size_t)Tp / 2 * 32;   // one 16-dim block, in bf16 elements
+    for (int j = 0; j < Tp; j += 2) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        if (j + PF + 1 < T) prefetch_row(v + (size_t)(j + PF) * ld, hd), prefetch_row(v + (size_t)(j + PF + 1) * ld, hd);
+        for (int d = 0; d < hd; d += 32) {
+            if (j < T) a0 = _mm512_loadu_ps(v + (size_t)j * ld + d), a1 = _mm512_loadu_ps(v + (size_t)j * ld + d + 16);
+            if (j + 1 < T)
+                b0 = _mm512_loadu_ps(v + (size_t)(j + 1) * ld + d), b1 = _mm512_loadu_ps(v + (size_t)(j + 1) * ld + d + 16);
+            __m512i a = (__m512i)_mm512_cvtne2ps_pbh(a1, a0), b = (__m512i)_mm512_cvtne2ps_pbh(b1, b0);
+            uint16_t *dst = vp + (size_t)(d / 16) * blk + (size_t)(j / 2) * 32;
+            _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(a, lo, b));
+            _mm512_storeu_si512(dst + blk, _mm512_permutex2var_epi16(a, hi, b));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tiles
+
+// S [rows, Tp] fp32 = q [rows, hd] bf16 x k^T, two 16-row halves when two.
+__attribute__((target(AMX_TARGET), noinline)) static void tiles_qk(float *s, const uint16_t *q, const uint32_t *kp, int Tp,
+                                                          int hd, int two) {
+    const int hp = hd / 2;
+    for (int j = 0; j < Tp; j += KB) {
+        const uint32_t *k0 = kp + (size_t)(j / 16) * hp * 16, *k1 = k0 + (size_t)hp * 16;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int d = 0; d < hd; d += 32) {
+            _tile_loadd(4, q + d, hd * 2);
+            _tile_loadd(6, k0 + (size_t)d / 2 * 16, 64);
+            _tile_loadd(7, k1 + (size_t)d / 2 * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if (two) {
+                _tile_loadd(5, q + 16 * hd + d, hd * 2);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, s + j, Tp * 4);
+        _tile_stored(1, s + j + 16, Tp * 4);
+        if (two) {
+            _tile_stored(2, s + (size_t)16 * Tp + j, Tp * 4);
+            _tile_stored(3, s + (size_t)16 * Tp + j + 16, Tp * 4);
+        }
+    }
+}
+
+// O [rows, hd] fp32 = P [rows, Tp] bf16 x v.
+__attribute__((target(AMX_TARGET), noinline)) static void tiles_pv(float *o, const uint16_t *p, const uint16_t *vp, int Tp,
+                                                          int hd, int two) {
+    const size_t blk = (size_t)Tp / 2 * 32;
+    for (int d = 0; d < hd; d += 32) {
+        const uint16_t *v0 = vp + (size_t)(d / 16) * blk, *v1 = v0 + blk;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int j = 0; j < Tp; j += KB) {
+            _tile_loadd(4, p + j, Tp * 2);
+            _tile_loadd(6, v0 + (size_t)j / 2 * 32, 64);
+            _tile_loadd(7, v1 + (size_t)j / 2 * 32, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            if (two) {
+                _tile_loadd(5, p + (size_t)16 * Tp + j, Tp * 2);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        _tile_stored(0, o + d, hd * 4);
+        _tile_stored(1, o + d + 16, hd * 4);
+        if (two) {
+            _tile_stored(2, o + (size_t)16 * hd + d, hd * 4);
+            _tile_stored(3, o + (size_t)16 * hd + d + 16, hd * 4);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- softmax
+
+// exp(x) for x <= 0 (softmax arguments after subtracting the max): the range
+// reduction of exp512 (cpu_simd.h), then a degree-5 minimax polynomial for
+// exp(r) on |r| <= ln2/2 (relative error 7.5e-8, 2e-7 evaluated in fp32 --
+// fp32's own rounding scale, far below bf16's 2e-3) in place of Cephes'
+// degree 7: 11 vector ops instead of 15 in the kernel's hottest loop.
+__attribute__((target(AMX_TARGET))) static inline __m512 exp_nonpos(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));   // keeps r small; scalef flushes to 0
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(0.008297654800117016f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04191538318991661f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667574644088745f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49998894333839417f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997019767761f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000001192092896f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// p[0..T) = bf16(exp(scale*s[j] - scale*max)), i.e. the softmax row before
+// the division by its sum, which is returned inverted: the division is done
+// on the output row instead (hd values, not T). Rounding e or e/sum to bf16
+// costs the same relative error; this saves a pass over the row.
+__attribute__((target(AMX_TARGET), noinline)) static float softmax_row(const float *s, uint16_t *p, int T, float scale) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 16 <= T; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
+    __mmask16 tail = (__mmask16)((1u << (T - j)) - 1u);
+    if (tail) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, s + j));
+    const __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * scale);
+    __m512 sum = _mm512_setzero_ps();
+    for (j = 0; j + 16 <= T; j += 16) {
+        __m512 e = exp_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vmax));
+        sum = _mm512_add_ps(sum, e);
+        _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
+    }
+    if (tail) {
+        __m512 e = exp_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), vs, vmax));
+        sum = _mm512_mask_add_ps(sum, tail, sum, e);
+        _mm256_mask_storeu_epi16(p + j, tail, (__m256i)_mm512_cvtneps_pbh(e));
+    }
+    return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+// ---------------------------------------------------------------- driver
+
+// Per-thread scratch, in bf16/fp32 elements of the shapes above.
+typedef struct {
+    uint32_t *kp;   // [Tp/16][hd/2][16]
+    uint16_t *vp;   // [hd/16][Tp/2][32]
+    uint16_t *q;    // [32, hd]
+    float *s;       // [32, Tp]
+    uint16_t *p;    // [32, Tp]
+    float *o;       // [32, hd]
+} amx_scratch;
+
+static size_t scratch_bytes(int Tp, int hd) {
+    size_t b = (size_t)Tp * hd * 2 * 2 + (size_t)QB * hd * 2 + (size_t)QB * Tp * 6 + (size_t)QB * hd * 4;
+    return (b + 6 * 64 + 63) & ~(size_t)63;
+}
+
+static amx_scratch scratch_at(char *base, int Tp, int hd) {
+    amx_scratch sc;
+    size_t off = 0;
+#define TAKE(ptr, bytes) (sc.ptr = (void *)(base + off), off = (off + (bytes) + 63) & ~(size_t)63)
+    TAKE(kp, (size_t)Tp * hd * 2);
+    TAKE(vp, (size_t)Tp * hd * 2);
+    TAKE(q, (size_t)QB * hd * 2);
+    TAKE(s, (size_t)QB * Tp * 4);
+    TAKE(p, (size_t)QB * Tp * 2);
+    TAKE(o, (size_t)QB * hd * 4);
+#undef TAKE
+    return sc;
+}
+
+typedef struct {
+    float *out;
+    const float *qkv;
+    int B, T, H, hd, Tp, nqb;
+    long row, orow;
+    float scale;
+} amx_job;
+
+// Work items [lo, hi): item = (batch * H + head) * nqb + query block. k and v
+// are packed when the head changes (*packed: the head now in sc).
+__attribute__((target(AMX_TARGET))) static void run_items(const amx_job *jb, const amx_scratch *scp, long lo, long hi,
+                                                           long *packed) {
+    const amx_scratch sc = *scp;
+    const float *qkv = jb->qkv;
+    float *out = jb->out;
+    const int T = jb->T, H = jb->H, hd = jb->hd, Tp = jb->Tp, nqb = jb->nqb;
+    const long row = jb->row, orow = jb->orow;
+    const float scale = jb->scale;
+    float inv[QB];
+    for (long it = lo; it < hi; it++) {
+        long bh = it / nqb;
+        int b = (int)(bh / H), h = (int)(bh % H), i0 = (int)(it % nqb) * QB;
+        int rows = T - i0 < QB ? T - i0 : QB;
+        const float *base_q = qkv + (size_t)b * T * row + (size_t)h * hd;
+        if (bh != *packed) {
+            pack_k(sc.kp, base_q + (size_t)H * hd, row, T, Tp, hd);
+            pack_v(sc.vp, base_q + (size_t)2 * H * hd, row, T, Tp, hd);
+            *packed = bh;
+        }
+        if (it + 1 < hi) {   // the next item's q rows, while this one computes
+            long nbh = (it + 1) / nqb;
+            int ni0 = (int)((it + 1) % nqb) * QB, nrows = T - ni0 < QB ? T - ni0 : QB;
+            const float *nq = qkv + (size_t)(nbh / H) * T * row + (size_t)(nbh % H) * hd + (size_t)ni0 * row;
+            for (int i = 0; i < nrows; i++)
+                for (int d = 0; d < hd; d += 16) _mm_prefetch((const char *)(nq + (size_t)i * row + d), _MM_HINT_T1);
+        }
+        int two = rows > 16;
+        for (int i = 0; i < (two ? QB : 16); i++) {
+            uint16_t *qd = sc.q + (size_t)i * hd;
+            const float *qs = base_q + (size_t)(i0 + i) * row;
+            for (int d = 0; d < hd; d += 32) {
+                __m512i x = _mm512_setzero_si512();
+                if (i < rows) x = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(qs + d + 16), _mm512_loadu_ps(qs + d));
+                _mm512_storeu_si512(qd + d, x);
+            }
+        }
+        tiles_qk(sc.s, sc.q, sc.kp, Tp, hd, two);
+        for (int i = 0; i < rows; i++) inv[i] = softmax_row(sc.s + (size_t)i * Tp, sc.p + (size_t)i * Tp, T, scale);
+        tiles_pv(sc.o, sc.p, sc.vp, Tp, hd, two);
+        float *dst = out + ((size_t)b * T + i0) * orow + (size_t)h * hd;
+        for (int i = 0; i < rows; i++) {
+            const __m512 vi = _mm512_set1_ps(inv[i]);
+            for (int d = 0; d < hd; d += 16)
+                _mm512_storeu_ps(dst + (size_t)i * orow + d, _mm512_mul_ps(vi, _mm512_loadu_ps(sc.o + (size_t)i * hd + d)));
+        }
+    }
+}
+
+__attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb, char *base) {
+    const int nthr = omp_get_num_threads(), tid = omp_get_thread_num();
+    const long BH = (long)jb->B * jb->H, items = BH * jb->nqb;
+    amx_scratch sc = scratch_at(base + (size_t)tid * scratch_bytes(jb->Tp, jb->hd), jb->Tp, jb->hd);
+    // P's padded key columns must be zero (softmax writes [0, T) only).
+    for (int i = 0; i < QB; i++) memset(sc.p + (size_t)i * jb->Tp + jb->T, 0, (size_t)(jb->Tp - jb->T) * 2);
+
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+    long packed = -1;
+    if (BH >= 2L * nthr) {
+        // Whole heads, handed out dynamically: k and v packed once per head,
+        // and a thread slowed by other load does fewer heads.
+#pragma omp for schedule(dynamic, 1)
+        for (long bh = 0; bh < BH; bh++) run_items(jb, &sc, bh * jb->nqb, (bh + 1) * jb->nqb, &packed);
+    } else {
+        // Fewer heads than threads: split the query blocks into contiguous
+        // ranges; a head cut between two threads is packed by both.
+        run_items(jb, &sc, items * tid / nthr, items * (tid + 1) / nthr, &packed);
+    }
+    _tile_release();
+}
+
+// Scratch kept between calls; a caller that finds it in use (another thread
+// in cpu_attention) allocates its own.
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *g_scratch;
+static size_t g_scratch_size;
+
+int amx_attention(float *out, const float *qkv, int B, int T, int H, int hd) {
+    amx_job jb = {out, qkv, B, T, H, hd, (T + KB - 1) / KB * KB, (T + QB - 1) / QB, 3L * H * hd, (long)H * hd,
+                  (float)(1.0 / sqrt((double)hd))};
+    const long items = (long)B * H * jb.nqb;
+    int nthr = omp_get_max_threads();
+    if (nthr > items) nthr = (int)items;
+    size_t need = (size_t)nthr * scratch_bytes(jb.Tp, hd);
+    int locked = pthread_mutex_trylock(&g_mu) == 0;
+    char *base = NULL;
+    if (locked && need <= g_scratch_size) base = g_scratch;
+    else if (locked) {
+        ufo_free(g_scratch);
+        g_scratch_size = 0;
+        g_scratch = base = ufo_alloc(need);
+        if (base) g_scratch_size = need;
+    } else base = ufo_alloc(need);
+    if (!base) {
+        if (locked) pthread_mutex_unlock(&g_mu);
+        return -1;
+    }
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    amx_worker(&jb, base);
+    if (locked) pthread_mutex_unlock(&g_mu);
+    else ufo_free(base);
+    return 0;
+}
