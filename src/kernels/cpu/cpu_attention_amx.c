@@ -90,24 +90,51 @@ typedef struct {
     uint8_t rows[16];
 } tile_config;
 
-// k rows [T, ld] fp32 -> kp[ceil(T/16)][hd/2][16] 32-bit pairs (zero past T).
+// In-register transpose of a 16 x 16 matrix of 32-bit words: r[i] holds row i
+// on entry and column i on exit. Interleaves 32-bit then 64-bit elements
+// within 128-bit lanes (r[4g+k] lane L: column 4L+k, rows 4g..4g+3), then
+// moves 128-bit lanes in two rounds.
+__attribute__((target(AMX_TARGET))) static inline void transpose16x16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512i e01 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), o01 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
+        __m512i e23 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), o23 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+        t[k] = _mm512_shuffle_i32x4(e01, e23, 0x88);
+        t[8 + k] = _mm512_shuffle_i32x4(e01, e23, 0xdd);
+        t[4 + k] = _mm512_shuffle_i32x4(o01, o23, 0x88);
+        t[12 + k] = _mm512_shuffle_i32x4(o01, o23, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+// k rows [T, ld] fp32 -> kp[Tp/16][hd/2][16] 32-bit pairs (zero past T): per
+// 16 keys and 32 dims, 16 rows of 16 pairs transposed in registers.
 __attribute__((target(AMX_TARGET), noinline)) static void pack_k(uint32_t *kp, const float *k, long ld, int T, int Tp,
-                                                        int hd) {
+                                                                  int hd) {
     const int hp = hd / 2;
-    uint32_t row[128];   // one key's hd bf16 values as hd/2 pairs (hd <= 256)
-    for (int j = 0; j < Tp; j++) {
-        uint32_t *dst = kp + (size_t)(j / 16) * hp * 16 + j % 16;
-        if (j >= T) {
-            for (int r = 0; r < hp; r++) dst[r * 16] = 0;
-            continue;
-        }
-        const float *src = k + (size_t)j * ld;
-        if (j + PF < T) prefetch_row(src + PF * ld, hd);
+    for (int j0 = 0; j0 < Tp; j0 += 16) {
+        for (int t = 0; t < 16 && j0 + 16 + t < T; t++) prefetch_row(k + (size_t)(j0 + 16 + t) * ld, hd);
         for (int d = 0; d < hd; d += 32) {
-            __m512bh x = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + d + 16), _mm512_loadu_ps(src + d));
-            _mm512_storeu_si512(row + d / 2, (__m512i)x);
+            __m512i r[16];
+            for (int t = 0; t < 16; t++) {
+                const float *src = k + (size_t)(j0 + t) * ld + d;
+                r[t] = j0 + t < T ? (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src))
+                                  : _mm512_setzero_si512();
+            }
+            transpose16x16(r);
+            uint32_t *dst = kp + ((size_t)(j0 / 16) * hp + d / 2) * 16;
+            for (int c = 0; c < 16; c++) _mm512_storeu_si512(dst + c * 16, r[c]);
         }
-        for (int r = 0; r < hp; r++) dst[r * 16] = row[r];
     }
 }
 
@@ -200,23 +227,22 @@ __attribute__((target(AMX_TARGET), noinline)) static void tiles_pv(float *o, con
 
 // ---------------------------------------------------------------- softmax
 
-// exp(x) for x <= 0 (softmax arguments after subtracting the max): the range
-// reduction of exp512 (cpu_simd.h), then a degree-5 minimax polynomial for
-// exp(r) on |r| <= ln2/2 (relative error 7.5e-8, 2e-7 evaluated in fp32 --
-// fp32's own rounding scale, far below bf16's 2e-3) in place of Cephes'
-// degree 7: 11 vector ops instead of 15 in the kernel's hottest loop.
-__attribute__((target(AMX_TARGET))) static inline __m512 exp_nonpos(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));   // keeps r small; scalef flushes to 0
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(0.008297654800117016f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04191538318991661f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667574644088745f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49998894333839417f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997019767761f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000001192092896f));
+// 2^t for t <= 0: t = n + f with n = round(t), |f| <= 1/2 exact, a degree-5
+// minimax polynomial for 2^f (relative error 7.5e-8, 2.3e-7 evaluated in
+// fp32 -- fp32's own rounding scale, far below bf16's 2e-3), times 2^n by
+// vscalefps (a very negative t gives 0). The softmax's scale and log2(e) are
+// folded into one fused multiply-subtract before this, so the kernel's hottest
+// loop is 9 vector ops per 16 scores instead of exp512's 15; the score itself
+// is rounded once to fp32 either way, so nothing is lost.
+__attribute__((target(AMX_TARGET))) static inline __m512 exp2_nonpos(__m512 t) {
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(0.00132764713f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.00967554096f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.0555071309f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240221202f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693146944f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.00000012f));
     return _mm512_scalef_ps(p, n);
 }
 
@@ -225,20 +251,37 @@ __attribute__((target(AMX_TARGET))) static inline __m512 exp_nonpos(__m512 x) {
 // on the output row instead (hd values, not T). Rounding e or e/sum to bf16
 // costs the same relative error; this saves a pass over the row.
 __attribute__((target(AMX_TARGET), noinline)) static float softmax_row(const float *s, uint16_t *p, int T, float scale) {
-    __m512 mx = _mm512_set1_ps(-INFINITY);
+    __m512 mx = _mm512_set1_ps(-INFINITY), m1 = mx, m2 = mx, m3 = mx;   // 4 chains: max has latency 4
     int j = 0;
+    for (; j + 64 <= T; j += 64) {
+        mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(s + j + 16));
+        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(s + j + 32));
+        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(s + j + 48));
+    }
+    mx = _mm512_max_ps(_mm512_max_ps(mx, m1), _mm512_max_ps(m2, m3));
     for (; j + 16 <= T; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + j));
     __mmask16 tail = (__mmask16)((1u << (T - j)) - 1u);
     if (tail) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, s + j));
-    const __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * scale);
-    __m512 sum = _mm512_setzero_ps();
-    for (j = 0; j + 16 <= T; j += 16) {
-        __m512 e = exp_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vmax));
+    // exp(scale*(s - max)) = 2^(s*c - max*c), c = scale*log2(e).
+    const float c = scale * 1.44269504088896341f;
+    const __m512 vs = _mm512_set1_ps(c), vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * c);
+    __m512 sum = _mm512_setzero_ps(), sum2 = sum;
+    for (j = 0; j + 32 <= T; j += 32) {
+        __m512 e = exp2_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vmax));
+        __m512 e2 = exp2_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(s + j + 16), vs, vmax));
+        sum = _mm512_add_ps(sum, e);
+        sum2 = _mm512_add_ps(sum2, e2);
+        _mm512_storeu_si512(p + j, (__m512i)_mm512_cvtne2ps_pbh(e2, e));
+    }
+    sum = _mm512_add_ps(sum, sum2);
+    for (; j + 16 <= T; j += 16) {
+        __m512 e = exp2_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vmax));
         sum = _mm512_add_ps(sum, e);
         _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(e));
     }
     if (tail) {
-        __m512 e = exp_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), vs, vmax));
+        __m512 e = exp2_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), vs, vmax));
         sum = _mm512_mask_add_ps(sum, tail, sum, e);
         _mm256_mask_storeu_epi16(p + j, tail, (__m256i)_mm512_cvtneps_pbh(e));
     }
