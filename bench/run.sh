@@ -25,7 +25,7 @@ compare() {
         --iters "$ITERS" --threads "$THREADS" --precision "$prec")
   printf "%-9s %-12s %-5s %6s %12.4f %12.4f %9.2fx  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
     "$(field "$u" s_per_image)" "$(field "$t" s_per_image)" \
-    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$(field "$u" isa)"
+    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$(field "$u" isa), attention $(field "$u" attention)"
 }
 
 echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)'), $THREADS threads, $ITERS timed iterations after a warm-up =="
