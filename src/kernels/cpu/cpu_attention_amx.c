@@ -75,15 +75,6 @@ int cpu_has_amx(void) {
 
 int amx_attention_ok(int T, int hd) { return T > 0 && hd > 0 && hd % 32 == 0 && hd <= 256 && cpu_has_amx(); }
 
-// ---------------------------------------------------------------- packing
-
-// Token rows of one head sit 3*H*hd floats apart (12 KB in ViT-L): past the
-// hardware prefetchers' page, so k, v and q rows are fetched by hand PF rows ahead.
-#define PF 8
-static inline void prefetch_row(const float *p, int n) {
-    for (int i = 0; i < n; i += 16) _mm_prefetch((const char *)(p + i), _MM_HINT_T0);
-}
-
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -117,46 +108,64 @@ __attribute__((target(AMX_TARGET))) static inline void transpose16x16(__m512i r[
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-// k rows [T, ld] fp32 -> kp[Tp/16][hd/2][16] 32-bit pairs (zero past T): per
-// 16 keys and 32 dims, 16 rows of 16 pairs transposed in registers.
-__attribute__((target(AMX_TARGET), noinline)) static void pack_k(uint32_t *kp, const float *k, long ld, int T, int Tp,
-                                                                  int hd) {
-    const int hp = hd / 2;
-    for (int j0 = 0; j0 < Tp; j0 += 16) {
-        for (int t = 0; t < 16 && j0 + 16 + t < T; t++) prefetch_row(k + (size_t)(j0 + 16 + t) * ld, hd);
-        for (int d = 0; d < hd; d += 32) {
-            __m512i r[16];
-            for (int t = 0; t < 16; t++) {
-                const float *src = k + (size_t)(j0 + t) * ld + d;
-                r[t] = j0 + t < T ? (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src))
-                                  : _mm512_setzero_si512();
+// ---------------------------------------------------------------- packing
+
+// One image's q, k, v go to bf16 in a token-major pre-pass: a token's 12 KB
+// qkv row (ViT-L) is read front to back, which the hardware prefetchers
+// follow. (Reading one head's rows instead means 256 bytes from every 4 KB
+// page, a TLB and cache miss each: that cost as much as all the arithmetic.)
+// Per head h, in the shared image buffer:
+//   qb[h][Tp][hd]              bf16 q rows, zero past T
+//   kp[h][Tp/16][hd/2][16]     32-bit pairs of k, transposed (see above)
+//   vp[h][hd/16][Tp/2][32]     pairs of consecutive tokens' v, interleaved
+typedef struct {
+    uint16_t *qb, *vp;
+    uint32_t *kp;
+} amx_image;
+
+// Packs tokens [j0, j0+16) of one image (rows past T as zeros). stage: per-thread
+// [2][16][H*hd] bf16 for the k and v rows, so that the transposes read L1/L2.
+__attribute__((target(AMX_TARGET), noinline)) static void pack_tokens(const amx_image *im, const float *x, int T,
+                                                                       int Tp, int H, int hd, int j0,
+                                                                       uint16_t *stage) {
+    const int C = H * hd, hp = hd / 2;
+    const size_t head = (size_t)Tp * hd;   // one head's qb, kp or vp, in bf16 elements
+    uint16_t *sk = stage, *sv = stage + (size_t)16 * C;
+    for (int t = 0; t < 16; t++) {
+        int j = j0 + t;
+        const float *row = x + (size_t)j * 3 * C;
+        for (int c = 0; c < C; c += 32) {
+            __m512i q = _mm512_setzero_si512(), k = q, v = q;
+            if (j < T) {
+                q = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + c + 16), _mm512_loadu_ps(row + c));
+                k = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + C + c + 16), _mm512_loadu_ps(row + C + c));
+                v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 2 * C + c + 16),
+                                                 _mm512_loadu_ps(row + 2 * C + c));
             }
-            transpose16x16(r);
-            uint32_t *dst = kp + ((size_t)(j0 / 16) * hp + d / 2) * 16;
-            for (int c = 0; c < 16; c++) _mm512_storeu_si512(dst + c * 16, r[c]);
+            _mm512_storeu_si512(im->qb + (size_t)(c / hd) * head + (size_t)j * hd + c % hd, q);
+            _mm512_storeu_si512(sk + (size_t)t * C + c, k);
+            _mm512_storeu_si512(sv + (size_t)t * C + c, v);
         }
     }
-}
-
-// v rows [T, ld] fp32 -> vp[hd/16][Tp/2][16] pairs (v[2r][d], v[2r+1][d]), zero past T.
-__attribute__((target(AMX_TARGET), noinline)) static void pack_v(uint16_t *vp, const float *v, long ld, int T, int Tp,
-                                                        int hd) {
     // Interleave 32 bf16 of row a (lanes 0-31) with 32 of row b (lanes 32-63).
     const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
                                         37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-    const size_t blk = (size_t)Tp / 2 * 32;   // one 16-dim block, in bf16 elements
-    for (int j = 0; j < Tp; j += 2) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-        if (j + PF + 1 < T) prefetch_row(v + (size_t)(j + PF) * ld, hd), prefetch_row(v + (size_t)(j + PF + 1) * ld, hd);
+    const size_t blk = (size_t)Tp / 2 * 32;   // one 16-dim block of vp, in bf16 elements
+    for (int h = 0; h < H; h++) {
         for (int d = 0; d < hd; d += 32) {
-            if (j < T) a0 = _mm512_loadu_ps(v + (size_t)j * ld + d), a1 = _mm512_loadu_ps(v + (size_t)j * ld + d + 16);
-            if (j + 1 < T)
-                b0 = _mm512_loadu_ps(v + (size_t)(j + 1) * ld + d), b1 = _mm512_loadu_ps(v + (size_t)(j + 1) * ld + d + 16);
-            __m512i a = (__m512i)_mm512_cvtne2ps_pbh(a1, a0), b = (__m512i)_mm512_cvtne2ps_pbh(b1, b0);
-            uint16_t *dst = vp + (size_t)(d / 16) * blk + (size_t)(j / 2) * 32;
-            _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(a, lo, b));
-            _mm512_storeu_si512(dst + blk, _mm512_permutex2var_epi16(a, hi, b));
+            __m512i r[16];
+            for (int t = 0; t < 16; t++) r[t] = _mm512_loadu_si512(sk + (size_t)t * C + h * hd + d);
+            transpose16x16(r);
+            uint32_t *dst = im->kp + (size_t)h * head / 2 + ((size_t)(j0 / 16) * hp + d / 2) * 16;
+            for (int c = 0; c < 16; c++) _mm512_storeu_si512(dst + c * 16, r[c]);
+            uint16_t *vd = im->vp + (size_t)h * head + (size_t)(d / 16) * blk + (size_t)(j0 / 2) * 32;
+            for (int t = 0; t < 16; t += 2) {
+                __m512i a = _mm512_loadu_si512(sv + (size_t)t * C + h * hd + d);
+                __m512i b = _mm512_loadu_si512(sv + (size_t)(t + 1) * C + h * hd + d);
+                _mm512_storeu_si512(vd + t / 2 * 32, _mm512_permutex2var_epi16(a, lo, b));
+                _mm512_storeu_si512(vd + blk + t / 2 * 32, _mm512_permutex2var_epi16(a, hi, b));
+            }
         }
     }
 }
@@ -290,147 +299,106 @@ __attribute__((target(AMX_TARGET), noinline)) static float softmax_row(const flo
 
 // ---------------------------------------------------------------- driver
 
-// Per-thread scratch, in bf16/fp32 elements of the shapes above.
-typedef struct {
-    uint32_t *kp;   // [Tp/16][hd/2][16]
-    uint16_t *vp;   // [hd/16][Tp/2][32]
-    uint16_t *q;    // [32, hd]
-    float *s;       // [32, Tp]
-    uint16_t *p;    // [32, Tp]
-    float *o;       // [32, hd]
-} amx_scratch;
-
-static size_t scratch_bytes(int Tp, int hd) {
-    size_t b = (size_t)Tp * hd * 2 * 2 + (size_t)QB * hd * 2 + (size_t)QB * Tp * 6 + (size_t)QB * hd * 4;
-    return (b + 6 * 64 + 63) & ~(size_t)63;
-}
-
-static amx_scratch scratch_at(char *base, int Tp, int hd) {
-    amx_scratch sc;
-    size_t off = 0;
-#define TAKE(ptr, bytes) (sc.ptr = (void *)(base + off), off = (off + (bytes) + 63) & ~(size_t)63)
-    TAKE(kp, (size_t)Tp * hd * 2);
-    TAKE(vp, (size_t)Tp * hd * 2);
-    TAKE(q, (size_t)QB * hd * 2);
-    TAKE(s, (size_t)QB * Tp * 4);
-    TAKE(p, (size_t)QB * Tp * 2);
-    TAKE(o, (size_t)QB * hd * 4);
-#undef TAKE
-    return sc;
-}
-
 typedef struct {
     float *out;
     const float *qkv;
     int B, T, H, hd, Tp, nqb;
-    long row, orow;
     float scale;
+    amx_image im;     // the image being worked on (shared)
+    char *scratch;    // per-thread: stage, s, p, o
+    size_t per_thread;
 } amx_job;
 
-// Work items [lo, hi): item = (batch * H + head) * nqb + query block. k and v
-// are packed when the head changes (*packed: the head now in sc).
-__attribute__((target(AMX_TARGET))) static void run_items(const amx_job *jb, const amx_scratch *scp, long lo, long hi,
-                                                           long *packed) {
-    const amx_scratch sc = *scp;
-    const float *qkv = jb->qkv;
-    float *out = jb->out;
-    const int T = jb->T, H = jb->H, hd = jb->hd, Tp = jb->Tp, nqb = jb->nqb;
-    const long row = jb->row, orow = jb->orow;
-    const float scale = jb->scale;
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Per-thread scratch: the pre-pass's stage [2][16][H*hd] bf16, then S [32, Tp]
+// fp32, P [32, Tp] bf16 and O [32, hd] fp32 of the query block.
+static size_t thread_bytes(int H, int hd, int Tp) {
+    return round64((size_t)2 * 16 * H * hd * 2) + round64((size_t)QB * Tp * 4) + round64((size_t)QB * Tp * 2) +
+           round64((size_t)QB * hd * 4);
+}
+
+// One work item: query rows [i0, i0+32) of head h of image b.
+__attribute__((target(AMX_TARGET))) static void run_item(const amx_job *jb, int b, int h, int qblk, float *s,
+                                                          uint16_t *p, float *o) {
+    const int T = jb->T, Tp = jb->Tp, hd = jb->hd, i0 = qblk * QB, rows = T - i0 < QB ? T - i0 : QB, two = rows > 16;
+    const size_t head = (size_t)Tp * hd;
     float inv[QB];
-    for (long it = lo; it < hi; it++) {
-        long bh = it / nqb;
-        int b = (int)(bh / H), h = (int)(bh % H), i0 = (int)(it % nqb) * QB;
-        int rows = T - i0 < QB ? T - i0 : QB;
-        const float *base_q = qkv + (size_t)b * T * row + (size_t)h * hd;
-        if (bh != *packed) {
-            pack_k(sc.kp, base_q + (size_t)H * hd, row, T, Tp, hd);
-            pack_v(sc.vp, base_q + (size_t)2 * H * hd, row, T, Tp, hd);
-            *packed = bh;
-        }
-        if (it + 1 < hi) {   // the next item's q rows, while this one computes
-            long nbh = (it + 1) / nqb;
-            int ni0 = (int)((it + 1) % nqb) * QB, nrows = T - ni0 < QB ? T - ni0 : QB;
-            const float *nq = qkv + (size_t)(nbh / H) * T * row + (size_t)(nbh % H) * hd + (size_t)ni0 * row;
-            for (int i = 0; i < nrows; i++)
-                for (int d = 0; d < hd; d += 16) _mm_prefetch((const char *)(nq + (size_t)i * row + d), _MM_HINT_T1);
-        }
-        int two = rows > 16;
-        for (int i = 0; i < (two ? QB : 16); i++) {
-            uint16_t *qd = sc.q + (size_t)i * hd;
-            const float *qs = base_q + (size_t)(i0 + i) * row;
-            for (int d = 0; d < hd; d += 32) {
-                __m512i x = _mm512_setzero_si512();
-                if (i < rows) x = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(qs + d + 16), _mm512_loadu_ps(qs + d));
-                _mm512_storeu_si512(qd + d, x);
-            }
-        }
-        tiles_qk(sc.s, sc.q, sc.kp, Tp, hd, two);
-        for (int i = 0; i < rows; i++) inv[i] = softmax_row(sc.s + (size_t)i * Tp, sc.p + (size_t)i * Tp, T, scale);
-        tiles_pv(sc.o, sc.p, sc.vp, Tp, hd, two);
-        float *dst = out + ((size_t)b * T + i0) * orow + (size_t)h * hd;
-        for (int i = 0; i < rows; i++) {
-            const __m512 vi = _mm512_set1_ps(inv[i]);
-            for (int d = 0; d < hd; d += 16)
-                _mm512_storeu_ps(dst + (size_t)i * orow + d, _mm512_mul_ps(vi, _mm512_loadu_ps(sc.o + (size_t)i * hd + d)));
-        }
+    tiles_qk(s, jb->im.qb + (size_t)h * head + (size_t)i0 * hd, jb->im.kp + (size_t)h * head / 2, Tp, hd, two);
+    for (int i = 0; i < rows; i++) inv[i] = softmax_row(s + (size_t)i * Tp, p + (size_t)i * Tp, T, jb->scale);
+    tiles_pv(o, p, jb->im.vp + (size_t)h * head, Tp, hd, two);
+    const long orow = (long)jb->H * hd;
+    float *dst = jb->out + ((size_t)b * T + i0) * orow + (size_t)h * hd;
+    for (int i = 0; i < rows; i++) {
+        const __m512 vi = _mm512_set1_ps(inv[i]);
+        for (int d = 0; d < hd; d += 16)
+            _mm512_storeu_ps(dst + (size_t)i * orow + d, _mm512_mul_ps(vi, _mm512_loadu_ps(o + (size_t)i * hd + d)));
     }
 }
 
-__attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb, char *base) {
-    const int nthr = omp_get_num_threads(), tid = omp_get_thread_num();
-    const long BH = (long)jb->B * jb->H, items = BH * jb->nqb;
-    amx_scratch sc = scratch_at(base + (size_t)tid * scratch_bytes(jb->Tp, jb->hd), jb->Tp, jb->hd);
+__attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb) {
+    const int T = jb->T, Tp = jb->Tp, H = jb->H, hd = jb->hd, nqb = jb->nqb;
+    char *mine = jb->scratch + (size_t)omp_get_thread_num() * jb->per_thread;
+    uint16_t *stage = (uint16_t *)mine;
+    float *s = (float *)(mine + round64((size_t)2 * 16 * H * hd * 2));
+    uint16_t *p = (uint16_t *)((char *)s + round64((size_t)QB * Tp * 4));
+    float *o = (float *)((char *)p + round64((size_t)QB * Tp * 2));
     // P's padded key columns must be zero (softmax writes [0, T) only).
-    for (int i = 0; i < QB; i++) memset(sc.p + (size_t)i * jb->Tp + jb->T, 0, (size_t)(jb->Tp - jb->T) * 2);
+    for (int i = 0; i < QB; i++) memset(p + (size_t)i * Tp + T, 0, (size_t)(Tp - T) * 2);
 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
     _tile_loadconfig(&cfg);
-    long packed = -1;
-    if (BH >= 2L * nthr) {
-        // Whole heads, handed out dynamically: k and v packed once per head,
-        // and a thread slowed by other load does fewer heads.
-#pragma omp for schedule(dynamic, 1)
-        for (long bh = 0; bh < BH; bh++) run_items(jb, &sc, bh * jb->nqb, (bh + 1) * jb->nqb, &packed);
-    } else {
-        // Fewer heads than threads: split the query blocks into contiguous
-        // ranges; a head cut between two threads is packed by both.
-        run_items(jb, &sc, items * tid / nthr, items * (tid + 1) / nthr, &packed);
+    // Chunks of a quarter head: a thread's consecutive blocks share the head's
+    // k and v in its L2, and a thread slowed by other load takes fewer.
+    const int chunk = nqb >= 8 ? nqb / 4 : 1;
+    for (int b = 0; b < jb->B; b++) {
+        const float *x = jb->qkv + (size_t)b * T * 3 * H * hd;
+#pragma omp for schedule(static)
+        for (int j0 = 0; j0 < Tp; j0 += 16) pack_tokens(&jb->im, x, T, Tp, H, hd, j0, stage);
+        // (implicit barrier: the image is packed)
+#pragma omp for schedule(dynamic, chunk)
+        for (int it = 0; it < H * nqb; it++) run_item(jb, b, it / nqb, it % nqb, s, p, o);
+        // (implicit barrier: nobody reads the image buffer any more)
     }
     _tile_release();
 }
 
-// Scratch kept between calls; a caller that finds it in use (another thread
+// Buffers kept between calls; a caller that finds them in use (another thread
 // in cpu_attention) allocates its own.
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *g_scratch;
-static size_t g_scratch_size;
+static char *g_buf;
+static size_t g_buf_size;
 
 int amx_attention(float *out, const float *qkv, int B, int T, int H, int hd) {
-    amx_job jb = {out, qkv, B, T, H, hd, (T + KB - 1) / KB * KB, (T + QB - 1) / QB, 3L * H * hd, (long)H * hd,
-                  (float)(1.0 / sqrt((double)hd))};
-    const long items = (long)B * H * jb.nqb;
+    const int Tp = (T + KB - 1) / KB * KB, nqb = (T + QB - 1) / QB;
+    amx_job jb = {out, qkv, B, T, H, hd, Tp, nqb, (float)(1.0 / sqrt((double)hd)), {0}, NULL, 0};
     int nthr = omp_get_max_threads();
-    if (nthr > items) nthr = (int)items;
-    size_t need = (size_t)nthr * scratch_bytes(jb.Tp, hd);
+    if (nthr > H * nqb) nthr = H * nqb;
+    const size_t head = round64((size_t)Tp * hd * 2);   // bytes of one head's qb, kp or vp
+    jb.per_thread = thread_bytes(H, hd, Tp);
+    size_t need = 3 * (size_t)H * head + (size_t)nthr * jb.per_thread;
     int locked = pthread_mutex_trylock(&g_mu) == 0;
-    char *base = NULL;
-    if (locked && need <= g_scratch_size) base = g_scratch;
+    char *base;
+    if (locked && need <= g_buf_size) base = g_buf;
     else if (locked) {
-        ufo_free(g_scratch);
-        g_scratch_size = 0;
-        g_scratch = base = ufo_alloc(need);
-        if (base) g_scratch_size = need;
+        ufo_free(g_buf);
+        g_buf_size = 0;
+        g_buf = base = ufo_alloc(need);
+        if (base) g_buf_size = need;
     } else base = ufo_alloc(need);
     if (!base) {
         if (locked) pthread_mutex_unlock(&g_mu);
         return -1;
     }
+    jb.im.qb = (uint16_t *)base;
+    jb.im.kp = (uint32_t *)(base + (size_t)H * head);
+    jb.im.vp = (uint16_t *)(base + 2 * (size_t)H * head);
+    jb.scratch = base + 3 * (size_t)H * head;
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
-    amx_worker(&jb, base);
+    amx_worker(&jb);
     if (locked) pthread_mutex_unlock(&g_mu);
     else ufo_free(base);
     return 0;
