@@ -10,6 +10,7 @@
 #include "kernels/ref/ref.h"
 #include "check.h"
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,36 @@ static void test_shape(int B, int T, int H, int hd, float in_scale, int amx) {
     free(qkv), free(ref), free(got), free(got1);
 }
 
+// Two application threads in cpu_attention at once: one gets the kept
+// buffers, the other allocates its own; both must give the single-call bits.
+typedef struct {
+    const float *qkv;
+    float *out;
+    int rc;
+} call_arg;
+static void *call_attention(void *p) {
+    call_arg *a = p;
+    for (int i = 0; i < 3 && a->rc == 0; i++) a->rc = cpu_attention(a->out, a->qkv, 2, 77, 3, 64, UFO_PREC_BF16);
+    return NULL;
+}
+static void test_concurrent(void) {
+    size_t nin = (size_t)2 * 77 * 3 * 3 * 64, nout = (size_t)2 * 77 * 3 * 64;
+    float *q1 = rand_qkv(nin, 1.5f), *q2 = rand_qkv(nin, 1.5f);
+    float *w1 = malloc(nout * 4), *w2 = malloc(nout * 4), *g1 = malloc(nout * 4), *g2 = malloc(nout * 4);
+    if (!w1 || !w2 || !g1 || !g2) abort();
+    CHECK(cpu_attention(w1, q1, 2, 77, 3, 64, UFO_PREC_BF16) == 0, "%s", ufo_error());
+    CHECK(cpu_attention(w2, q2, 2, 77, 3, 64, UFO_PREC_BF16) == 0, "%s", ufo_error());
+    call_arg a1 = {q1, g1, 0}, a2 = {q2, g2, 0};
+    pthread_t t1, t2;
+    CHECK(pthread_create(&t1, NULL, call_attention, &a1) == 0, "pthread_create");
+    CHECK(pthread_create(&t2, NULL, call_attention, &a2) == 0, "pthread_create");
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(a1.rc == 0 && a2.rc == 0, "concurrent calls failed: %s", ufo_error());
+    CHECK(memcmp(g1, w1, nout * 4) == 0 && memcmp(g2, w2, nout * 4) == 0, "concurrent calls differ");
+    free(q1), free(q2), free(w1), free(w2), free(g1), free(g2);
+}
+
 int main(void) {
     int amx = cpu_has_amx();
     if (amx) printf("AMX: yes (oneDNN ISA %s); testing the AMX kernel and the oneDNN fallback\n", cpu_isa_name());
@@ -116,6 +147,7 @@ int main(void) {
     test_shape(1, 577, 3, 64, 1.5f, amx);    // ViT-L/16 at 384: 576 patches + cls
     test_shape(1, 577, 1, 64, 4.0f, amx);    // peaked softmax rows
     test_shape(1, 1025, 1, 64, 1.5f, amx);   // ViT-L/16 at 512
+    test_concurrent();                        // whichever path "auto" takes here
 
     // Shapes AMX cannot take go to oneDNN under "auto", and forcing "amx" on
     // them is an error, not a silent fallback.
