@@ -15,8 +15,9 @@
 // thread).
 //
 // bf16 on CPUs with AMX: the fused kernel in cpu_attention_amx.c instead
-// (same numerics, S never leaves L2). UFO_ATTN=dnnl|amx|auto forces a path,
-// for tests and benchmarks; cpu_attention_path says which one runs.
+// (bf16 q, k, v and P, fp32 scores and softmax as here; S never leaves L2).
+// UFO_ATTN=dnnl|amx|auto forces a path, for tests and benchmarks;
+// cpu_attention_path says which one runs.
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_attention_amx.h"
 #include "kernels/cpu/cpu_internal.h"
