@@ -29,8 +29,8 @@
 // Padded query rows (the last block) are computed on zero q and dropped.
 //
 // Work: per image, the pre-pass over 16-token blocks and then the (head,
-// query block) items are shared by the OpenMP threads (two barriers per image;
-// the packed image is 3.6 MB at ViT-L/16-384).
+// query block) items are shared by the OpenMP threads; two packed-image
+// buffers (3.6 MB each at ViT-L/16-384) leave one barrier per image.
 //
 // Compiled with per-function target attributes so that the library itself
 // stays x86-64-v3; cpu_attention calls in here only when amx_attention_ok().
@@ -311,7 +311,7 @@ typedef struct {
     const float *qkv;
     int B, T, H, hd, Tp, nqb;
     float scale;
-    amx_image im;     // the image being worked on (shared)
+    amx_image im[2];  // packed images, shared: image b in im[b % 2]
     char *scratch;    // per-thread: stage, s, p, o
     size_t per_thread;
 } amx_job;
@@ -328,12 +328,13 @@ static size_t thread_bytes(int H, int hd, int Tp) {
 // One work item: query rows [i0, i0+32) of head h of image b.
 __attribute__((target(AMX_TARGET))) static void run_item(const amx_job *jb, int b, int h, int qblk, float *s,
                                                           uint16_t *p, float *o) {
+    const amx_image *im = &jb->im[b % 2];
     const int T = jb->T, Tp = jb->Tp, hd = jb->hd, i0 = qblk * QB, rows = T - i0 < QB ? T - i0 : QB, two = rows > 16;
     const size_t head = (size_t)Tp * hd;
     float inv[QB];
-    tiles_qk(s, jb->im.qb + (size_t)h * head + (size_t)i0 * hd, jb->im.kp + (size_t)h * head / 2, Tp, hd, two);
+    tiles_qk(s, im->qb + (size_t)h * head + (size_t)i0 * hd, im->kp + (size_t)h * head / 2, Tp, hd, two);
     for (int i = 0; i < rows; i++) inv[i] = softmax_row(s + (size_t)i * Tp, p + (size_t)i * Tp, T, jb->scale);
-    tiles_pv(o, p, jb->im.vp + (size_t)h * head, Tp, hd, two);
+    tiles_pv(o, p, im->vp + (size_t)h * head, Tp, hd, two);
     const long orow = (long)jb->H * hd;
     float *dst = jb->out + ((size_t)b * T + i0) * orow + (size_t)h * hd;
     for (int i = 0; i < rows; i++) {
@@ -363,12 +364,14 @@ __attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb) {
     const int chunk = nqb >= 8 ? nqb / 4 : 1;
     for (int b = 0; b < jb->B; b++) {
         const float *x = jb->qkv + (size_t)b * T * 3 * H * hd;
-#pragma omp for schedule(static)
-        for (int j0 = 0; j0 < Tp; j0 += 16) pack_tokens(&jb->im, x, T, Tp, H, hd, j0, stage);
-        // (implicit barrier: the image is packed)
-#pragma omp for schedule(dynamic, chunk)
+#pragma omp for schedule(dynamic)   // early finishers of image b-1 take more
+        for (int j0 = 0; j0 < Tp; j0 += 16) pack_tokens(&jb->im[b % 2], x, T, Tp, H, hd, j0, stage);
+        // (implicit barrier: image b is packed)
+#pragma omp for schedule(dynamic, chunk) nowait
         for (int it = 0; it < H * nqb; it++) run_item(jb, b, it / nqb, it % nqb, s, p, o);
-        // (implicit barrier: nobody reads the image buffer any more)
+        // No barrier: a thread done with image b packs image b+1 into the other
+        // buffer while the rest finish b. The barrier after that packing also
+        // ends every use of image b-1's buffer, which b+2 then reuses.
     }
     _tile_release();
 }
@@ -381,12 +384,14 @@ static size_t g_buf_size;
 
 int amx_attention(float *out, const float *qkv, int B, int T, int H, int hd) {
     const int Tp = (T + KB - 1) / KB * KB, nqb = (T + QB - 1) / QB;
-    amx_job jb = {out, qkv, B, T, H, hd, Tp, nqb, (float)(1.0 / sqrt((double)hd)), {0}, NULL, 0};
+    amx_job jb = {.out = out, .qkv = qkv, .B = B, .T = T, .H = H, .hd = hd, .Tp = Tp, .nqb = nqb,
+                  .scale = (float)(1.0 / sqrt((double)hd))};
     int nthr = omp_get_max_threads();
     if (nthr > H * nqb) nthr = H * nqb;
     const size_t head = round64((size_t)Tp * hd * 2);   // bytes of one head's qb, kp or vp
     jb.per_thread = thread_bytes(H, hd, Tp);
-    size_t need = 3 * (size_t)H * head + (size_t)nthr * jb.per_thread;
+    const int nimg = B > 1 ? 2 : 1;
+    size_t need = 3 * (size_t)nimg * H * head + (size_t)nthr * jb.per_thread;
     int locked = pthread_mutex_trylock(&g_mu) == 0;
     char *base;
     if (locked && need <= g_buf_size) base = g_buf;
@@ -400,10 +405,13 @@ int amx_attention(float *out, const float *qkv, int B, int T, int H, int hd) {
         if (locked) pthread_mutex_unlock(&g_mu);
         return -1;
     }
-    jb.im.qb = (uint16_t *)base;
-    jb.im.kp = (uint32_t *)(base + (size_t)H * head);
-    jb.im.vp = (uint16_t *)(base + 2 * (size_t)H * head);
-    jb.scratch = base + 3 * (size_t)H * head;
+    for (int i = 0; i < nimg; i++) {
+        char *ib = base + (size_t)i * 3 * H * head;
+        jb.im[i].qb = (uint16_t *)ib;
+        jb.im[i].kp = (uint32_t *)(ib + (size_t)H * head);
+        jb.im[i].vp = (uint16_t *)(ib + 2 * (size_t)H * head);
+    }
+    jb.scratch = base + 3 * (size_t)nimg * H * head;
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     amx_worker(&jb);
     if (locked) pthread_mutex_unlock(&g_mu);
