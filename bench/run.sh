@@ -35,7 +35,7 @@ compare() {
   fi
   printf "%-9s %-12s %-5s %6s %10.4f %12.4f %9.2fx %12s %9s  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
     "$(field "$u" s_per_image)" "$(field "$t" s_per_image)" \
-    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$tl" "$rl" "$(field "$u" isa)"
+    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$tl" "$rl" "$(field "$u" isa), attention $(field "$u" attention)"
 }
 
 echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)') (Debian)${LATEST:+ and $($LATEST -c 'import torch; print(torch.__version__)') (PyPI, newest)}, $THREADS threads, $ITERS timed iterations after a warm-up =="

@@ -14,7 +14,8 @@
 static const char *usage =
     "usage: ufo bench [options]\n\n"
     "Times the inference forward pass (backbone + one head) on random inputs and prints\n"
-    "images/s, seconds per image, and which CPU code path ran.\n"
+    "images/s, seconds per image, and which CPU code path ran (oneDNN's ISA and the\n"
+    "attention path: sgemm, onednn or amx; UFO_ATTN=dnnl|amx|auto forces the bf16 one).\n"
     "  --preset P        tiny | small | base | large (default large)\n"
     "  --img-size S      input size (default 384)\n"
     "  --patch P         patch size (default 16)\n"
@@ -127,14 +128,19 @@ int cmd_bench(int argc, char **argv) {
     if (rc) return cli_fail();
     double ips = (double)batch * iters / dt;
     const char *isa = isa_buf;
+    // The attention forward's path (UFO_ATTN may force one; see cpu.h).
+    const char *attn = reference ? "reference"
+                       : backend == VIT_BACKEND_CUDA ? "cuda"
+                                                     : cpu_attention_path(vit_tokens(&c), c.dim / c.heads, p);
     if (json)
         printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
-               "\"threads\": %d, \"device\": \"%s\", \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\"}\n",
+               "\"threads\": %d, \"device\": \"%s\", \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\", "
+               "\"attention\": \"%s\"}\n",
                train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), device_name, ips, 1 / ips,
-               isa);
+               isa, attn);
     else
-        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s: %.3f images/s, %.3f s/image\n",
-               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, ips,
-               1 / ips);
+        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s, attention %s: %.3f images/s, %.3f s/image\n",
+               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, attn,
+               ips, 1 / ips);
     return 0;
 }

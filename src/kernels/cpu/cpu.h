@@ -23,7 +23,15 @@ void cpu_linear_free(cpu_linear *l);
 
 // Same contract as ref_attention. bf16 precision computes the two matmuls in bf16
 // with fp32 accumulation and an fp32 softmax.
+// On CPUs with AMX (and an OS that grants it) bf16 runs a fused AMX kernel
+// for head dims that are multiples of 32 up to 256; elsewhere batched oneDNN
+// matmuls.
+// The environment variable UFO_ATTN=auto|dnnl|amx forces a bf16 path (amx
+// where it cannot run is an error).
 int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo_precision prec);
+// Which path cpu_attention takes for this shape: "sgemm" (fp32), "onednn" or
+// "amx" (bf16), or a short reason when UFO_ATTN asks for something impossible.
+const char *cpu_attention_path(int T, int hd, ufo_precision prec);
 
 void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps);
 void cpu_gelu(float *y, const float *x, size_t n);

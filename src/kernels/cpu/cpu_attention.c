@@ -13,7 +13,13 @@
 // G is normally H (one image per group; see group_size). Primitives and
 // buffers are kept between calls (guarded by a mutex: callers may be on any
 // thread).
+//
+// bf16 on CPUs with AMX: the fused kernel in cpu_attention_amx.c instead
+// (bf16 q, k, v and P, fp32 scores and softmax as here; S never leaves L2).
+// UFO_ATTN=dnnl|amx|auto forces a path, for tests and benchmarks;
+// cpu_attention_path says which one runs.
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_attention_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "base/error.h"
 #include "base/mem.h"
@@ -21,6 +27,7 @@
 #include <omp.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---------------------------------------------------------------- fp32
@@ -180,11 +187,49 @@ static int attention_bf16_locked(float *out, const float *qkv, int B, int T, int
     return 0;
 }
 
+// ---------------------------------------------------------------- dispatch
+
+typedef enum { PATH_AUTO, PATH_DNNL, PATH_AMX, PATH_BAD } attn_path;
+static int g_debug_path = -1;   // cpu_debug_attention_path; -1 = follow UFO_ATTN
+
+void cpu_debug_attention_path(const char *name) {
+    int v = -1;
+    if (name) v = !strcmp(name, "dnnl") ? PATH_DNNL : !strcmp(name, "amx") ? PATH_AMX : PATH_AUTO;
+    __atomic_store_n(&g_debug_path, v, __ATOMIC_RELAXED);
+}
+
+static attn_path requested_path(void) {
+    int v = __atomic_load_n(&g_debug_path, __ATOMIC_RELAXED);
+    if (v >= 0) return (attn_path)v;
+    const char *e = getenv("UFO_ATTN");
+    if (!e || !*e || !strcmp(e, "auto")) return PATH_AUTO;
+    if (!strcmp(e, "dnnl")) return PATH_DNNL;
+    if (!strcmp(e, "amx")) return PATH_AMX;
+    return PATH_BAD;
+}
+
+const char *cpu_attention_path(int T, int hd, ufo_precision prec) {
+    if (prec != UFO_PREC_BF16) return "sgemm";
+    attn_path p = requested_path();
+    if (p == PATH_BAD) return "invalid UFO_ATTN";
+    if (p == PATH_DNNL) return "onednn";
+    if (amx_attention_ok(T, hd)) return "amx";
+    return p == PATH_AMX ? "unavailable (UFO_ATTN=amx)" : "onednn";
+}
+
 int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo_precision prec) {
     if (B < 0 || T < 0 || H < 0 || hd <= 0)
         return ufo_errorf("cpu_attention: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
     if ((long)B * T * H == 0) return 0;
     if (prec != UFO_PREC_BF16) return attention_f32(out, qkv, B, T, H, hd);
+    attn_path path = requested_path();
+    if (path == PATH_BAD)
+        return ufo_errorf("cpu_attention: UFO_ATTN must be auto, dnnl or amx, got '%s'", getenv("UFO_ATTN"));
+    if (path != PATH_DNNL && amx_attention_ok(T, hd)) return amx_attention(out, qkv, B, T, H, hd);
+    if (path == PATH_AMX && !cpu_has_amx())
+        return ufo_errorf("cpu_attention: UFO_ATTN=amx but this CPU or OS has no AMX");
+    if (path == PATH_AMX)
+        return ufo_errorf("cpu_attention: UFO_ATTN=amx but head dim %d is not a multiple of 32 up to 256", hd);
     pthread_mutex_lock(&g_mu);
     int rc = attention_bf16_locked(out, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);

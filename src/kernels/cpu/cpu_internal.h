@@ -37,3 +37,7 @@ void cpu_debug_disable_native_bf16(int off);
 void cpu_softmax_row(float *v, int n, float scale);
 // The same, with the normalised row written as bf16 to p (v is clobbered).
 void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale);
+
+// Tests only: force cpu_attention's bf16 path ("dnnl", "amx", "auto") over
+// UFO_ATTN; NULL follows UFO_ATTN again.
+void cpu_debug_attention_path(const char *name);
