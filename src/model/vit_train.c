@@ -16,6 +16,8 @@
 // ---- dispatch: one line per op, reference or fast path ---------------------
 
 static int fast(const vit_train_state *st) { return st->backend == VIT_BACKEND_CPU; }
+// The bf16 path keeps bf16 copies of the linears' inputs (block_fwd_bf16).
+static int bf16(const vit_train_state *st) { return fast(st) && st->prec == UFO_PREC_BF16; }
 
 // y = x W^T + b (+post). `tmp` [rows, out] is scratch for the reference residual.
 static int lin_fwd(const vit_train_state *st, float *y, const float *x, const float *w, const float *b, int rows,
@@ -110,15 +112,23 @@ static size_t scratch_size(const vit_config *c, int cap) {
 // Saved activations of block l (in recompute mode all blocks share slot 0,
 // except x_in which is always per block).
 typedef struct {
-    float *x_in, *qkv, *att, *x_mid, *f1;
+    float *x_in, *qkv, *att, *x_mid, *f1;   // att NULL on the bf16 path
+    uint16_t *ln1b, *attb, *ln2b, *gb;      // bf16 path only
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
     const vit_config *c = &st->m->cfg;
     size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden;
     int s = st->recompute ? 0 : l;
-    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, st->att + (size_t)s * R * D,
-                    st->x_mid + (size_t)s * R * D, st->f1 + (size_t)s * R * Hd};
+    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, NULL,
+                    st->x_mid + (size_t)s * R * D, st->f1 + (size_t)s * R * Hd, NULL, NULL, NULL, NULL};
+    if (st->att) a.att = st->att + (size_t)s * R * D;
+    if (st->ln1b) {
+        a.ln1b = st->ln1b + (size_t)s * R * D;
+        a.attb = st->attb + (size_t)s * R * D;
+        a.ln2b = st->ln2b + (size_t)s * R * D;
+        a.gb = st->gb + (size_t)s * R * Hd;
+    }
     return a;
 }
 
@@ -137,7 +147,15 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->grads = ufo_calloc(m->n_floats * sizeof(float));
     st->x_in = ufo_alloc(L * R * D * sizeof(float));
     st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
-    st->att = ufo_alloc(kept * R * D * sizeof(float));
+    int bf = bf16(st);
+    if (bf) {   // bf16 inputs of the linears replace the fp32 attention output
+        st->ln1b = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->attb = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->ln2b = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->gb = ufo_alloc(kept * R * Hd * sizeof(uint16_t));
+    } else {
+        st->att = ufo_alloc(kept * R * D * sizeof(float));
+    }
     st->x_mid = ufo_alloc(kept * R * D * sizeof(float));
     st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
     st->cls = ufo_alloc((size_t)cap * D * sizeof(float));
@@ -148,7 +166,8 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->bn_acc = calloc((size_t)3 * D, sizeof(double));
     st->scratch_floats = scratch_size(c, cap);
     st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
-    if (!st->grads || !st->x_in || !st->qkv || !st->att || !st->x_mid || !st->f1 || !st->cls || !st->feat ||
+    if (!st->grads || !st->x_in || !st->qkv || (bf ? !st->ln1b || !st->attb || !st->ln2b || !st->gb : !st->att) ||
+        !st->x_mid || !st->f1 || !st->cls || !st->feat ||
         !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch || !st->bn_acc) {
         vit_train_free(st);
         return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
@@ -161,6 +180,8 @@ void vit_train_free(vit_train_state *st) {
     float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb};
+    for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++) ufo_free(bbufs[i]);
     free(st->bn_acc);
     memset(st, 0, sizeof *st);
 }
@@ -184,6 +205,36 @@ static void add_scaled(float *x, const float *y, const float *s, int n, size_t p
         for (size_t k = 0; k < per; k++) x[i * per + k] += s[i] * y[i * per + k];
 }
 
+// block_fwd on the bf16 path: LayerNorm and GELU write bf16 straight into the
+// saved activations, the attention output is rounded once; the same rounded
+// arrays feed the forward matmuls here and the weight gradients in block_bwd_bf16.
+static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    size_t per = (size_t)vit_tokens(c) * D;
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    if (cpu_layernorm_bf16(a.ln1b, x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE)) return -1;
+    if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
+    cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
+    if (s1) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE)) return -1;
+        add_scaled(x, v.tmp, s1, n, per);
+    } else if (cpu_linear_train_forward_bf16(x, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL))
+        return -1;
+    memcpy(a.x_mid, x, (size_t)rows * D * sizeof(float));
+    if (cpu_layernorm_bf16(a.ln2b, x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_train_forward_bf16(a.f1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
+    cpu_gelu_bf16(a.gb, a.f1, (size_t)rows * Hd);
+    if (s2) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
+        add_scaled(x, v.tmp, s2, n, per);
+    } else if (cpu_linear_train_forward_bf16(x, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL))
+        return -1;
+    return 0;
+}
+
 // One block: x (= a.x_in on entry, copied by the caller) -> x.
 static int block_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
     const vit_config *c = &st->m->cfg;
@@ -191,6 +242,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch
     int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
     size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    if (bf16(st)) return block_fwd_bf16(st, l, a, x, v);
     ln_fwd(st, v.h, x, w->ln1_w, w->ln1_b, rows);
     if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL)) return -1;
     if (attn_fwd(st, a.att, a.qkv, n)) return -1;
@@ -355,6 +407,40 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
 // Gradient of the loss w.r.t. param p: its slot in st->grads.
 static float *grad_of(vit_train_state *st, const float *param) { return st->grads + (param - st->m->params); }
 
+// block_bwd on the bf16 path (after the recomputation, if any): the weight
+// gradients read the bf16 inputs saved by block_fwd_bf16; every output
+// gradient is rounded once, with its bias gradient (and drop-path scale) in
+// the same pass; GELU's backward writes bf16 directly (v.g holds it).
+static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    long T = vit_tokens(c);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    uint16_t *df1b = (uint16_t *)v.g;   // [rows, Hd] bf16: fits in g's [rows, Hd] floats
+    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
+    if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, T, NULL, a.gb,
+                                 w->fc2_w, rows, Hd, D))
+        return -1;
+    if (cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.f1, rows, Hd)) return -1;
+    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, rows, D,
+                                 Hd))
+        return -1;
+    if (ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, rows)) return -1;
+    cpu_add(v.dmid, v.dx, (size_t)rows * D);
+    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
+    if (cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, T, NULL, a.attb,
+                                 w->proj_w, rows, D, D))
+        return -1;
+    if (attn_bwd(st, v.dqkv, v.datt, a.qkv, n)) return -1;
+    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), grad_of(st, w->qkv_b), v.dqkv, NULL, 1, NULL, a.ln1b,
+                                 w->qkv_w, rows, D, 3 * D))
+        return -1;
+    if (ln_bwd(st, v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w, rows)) return -1;
+    cpu_add(v.dx, v.dmid, (size_t)rows * D);
+    return 0;
+}
+
 // dx holds d(block output); on return dx holds d(block input).
 static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     const vit_config *c = &st->m->cfg;
@@ -368,6 +454,7 @@ static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
         memcpy(x, a.x_in, (size_t)rows * D * sizeof(float));
         if (block_fwd(st, l, a, x, v)) return -1;
     }
+    if (bf16(st)) return block_bwd_bf16(st, l, a, v);
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = v.dx;
     if (s2) {

@@ -261,6 +261,99 @@ void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     }
 }
 
+// ---------------------------------------------------------------- bf16 gradient rows
+
+static void gelu_bwd_serial(float *dx, const float *dy, const float *x, size_t n, int avx512) {
+    if (avx512) {
+        gelu_bwd_avx512(dx, dy, x, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143268f * expf(-0.5f * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+// One pass over a gradient g [n, c] that is only ever needed in bf16 (as a
+// matmul operand) plus its column sums (a bias gradient): row i of g is
+//   dy[i] * rowscale[i / per_scale]   (x == NULL; rowscale may be NULL), or
+//   dy[i] * gelu'(x[i])               (x != NULL),
+// computed in L1-sized pieces, rounded into dst and (db != NULL) summed into
+// db like cpu_colsum_acc: same row ranges, double partials, thread order. So
+// dst and db equal what materialising g in fp32, rounding it and summing it
+// would give, without g ever reaching memory.
+static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const float *x, const float *rowscale,
+                          long per_scale, long n, int c) {
+    if (n <= 0 || c <= 0) return 0;
+    int nthr = threads_for((size_t)n * c), avx512 = cpu_has_avx512();
+    double *part = NULL;
+    if (db && !(part = ufo_calloc((size_t)nthr * c * sizeof(double)))) return -1;
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    {
+        enum { PIECE = 1024 };
+        float buf[PIECE];
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        long lo, hi;
+        row_range(n, t, nt, &lo, &hi);
+        double *acc = part ? part + (size_t)t * c : NULL;
+        for (long i = lo; i < hi; i++) {
+            const float *r = dy + (size_t)i * c;
+            float s = rowscale ? rowscale[i / per_scale] : 1.0f;
+            for (int k0 = 0; k0 < c; k0 += PIECE) {
+                int len = c - k0 < PIECE ? c - k0 : PIECE;
+                if (x) gelu_bwd_serial(buf, r + k0, x + (size_t)i * c + k0, (size_t)len, avx512);
+                else if (rowscale) {
+#pragma omp simd
+                    for (int k = 0; k < len; k++) buf[k] = s * r[k0 + k];
+                } else memcpy(buf, r + k0, (size_t)len * sizeof(float));
+                if (acc) {
+                    double *a = acc + k0;
+#pragma omp simd
+                    for (int k = 0; k < len; k++) a[k] += buf[k];
+                }
+                cpu_f32_to_bf16_serial(dst + (size_t)i * c + k0, buf, (size_t)len);
+            }
+        }
+    }
+    if (part) {
+        for (int k = 0; k < c; k++) {
+            double sum = 0;
+            for (int t = 0; t < nthr; t++) sum += part[(size_t)t * c + k];
+            db[k] = (float)(db[k] + sum);
+        }
+        ufo_free(part);
+    }
+    return 0;
+}
+
+int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const float *x, int n, int c) {
+    if (n < 0 || c < 0) return ufo_errorf("cpu_gelu_backward_bf16: bad shape n=%d c=%d", n, c);
+    return grad_rows_bf16(dxb, db, dy, x, NULL, 1, n, c);
+}
+
+int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *rowscale, long per_scale,
+                             const uint16_t *dyb, const uint16_t *xb, const float *w, int n, int in, int out) {
+    if (n < 0 || in < 0 || out < 0)
+        return ufo_errorf("cpu_linear_backward_bf16: bad shape n=%d in=%d out=%d", n, in, out);
+    if (dyb ? dy || db || rowscale : !dy)
+        return ufo_errorf("cpu_linear_backward_bf16: give either dy (with db, rowscale) or dyb");
+    if (rowscale && per_scale <= 0) return ufo_errorf("cpu_linear_backward_bf16: bad rows per scale %ld", per_scale);
+    if (!dyb) {
+        uint16_t *d = cpu_train_scratch(2, (size_t)n * out * sizeof(uint16_t));
+        if (!d || grad_rows_bf16(d, db, dy, NULL, rowscale, per_scale, n, out)) return -1;
+        dyb = d;
+    }
+    // dx[n, in] = dy[n, out] W[out, in], W as B^T (see cpu_linear_backward)
+    if (dx) {
+        const uint16_t *wt = to_bf16_transposed(3, w, out, in);
+        if (!wt || cpu_gemm_ex(dx, dyb, wt, NULL, n, in, out, 0, 1, 0.0f, 0, UFO_PREC_BF16)) return -1;
+    }
+    // dw[out, in] += dy^T x   (dy stored [n, out] = A^T)
+    if (dw && cpu_gemm_ex(dw, dyb, xb, NULL, out, in, n, 1, 0, 1.0f, 0, UFO_PREC_BF16)) return -1;
+    return 0;
+}
+
 // ---------------------------------------------------------------- BatchNorm (training)
 
 // Columns go in blocks of BN_BLK per OpenMP iteration; each block walks all
