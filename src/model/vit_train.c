@@ -2,6 +2,10 @@
 // block: the block input x_in, qkv, the attention output att, the mid-block
 // residual x_mid and the pre-GELU MLP activation f1; LayerNorm outputs and
 // GELU outputs are recomputed in the backward (cheap, and it halves memory).
+// The bf16 path (CPU, prec BF16) keeps instead the bf16 inputs of the four
+// linears (LN1 and LN2 outputs, attention output, GELU output) and GELU's
+// derivative in bf16, in place of att and f1 (block_fwd_bf16 / block_bwd_bf16):
+// nothing is rounded twice or recomputed.
 // With `recompute`, only x_in is kept per block and the block's forward is
 // rerun during its backward.
 #include "model/vit_train.h"
@@ -112,8 +116,8 @@ static size_t scratch_size(const vit_config *c, int cap) {
 // Saved activations of block l (in recompute mode all blocks share slot 0,
 // except x_in which is always per block).
 typedef struct {
-    float *x_in, *qkv, *att, *x_mid, *f1;   // att NULL on the bf16 path
-    uint16_t *ln1b, *attb, *ln2b, *gb;      // bf16 path only
+    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1 NULL on the bf16 path
+    uint16_t *ln1b, *attb, *ln2b, *gb, *gd;   // bf16 path only
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
@@ -121,13 +125,15 @@ static block_acts acts(const vit_train_state *st, int l) {
     size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden;
     int s = st->recompute ? 0 : l;
     block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, NULL,
-                    st->x_mid + (size_t)s * R * D, st->f1 + (size_t)s * R * Hd, NULL, NULL, NULL, NULL};
+                    st->x_mid + (size_t)s * R * D, NULL, NULL, NULL, NULL, NULL, NULL};
     if (st->att) a.att = st->att + (size_t)s * R * D;
+    if (st->f1) a.f1 = st->f1 + (size_t)s * R * Hd;
     if (st->ln1b) {
         a.ln1b = st->ln1b + (size_t)s * R * D;
         a.attb = st->attb + (size_t)s * R * D;
         a.ln2b = st->ln2b + (size_t)s * R * D;
         a.gb = st->gb + (size_t)s * R * Hd;
+        a.gd = st->gd + (size_t)s * R * Hd;
     }
     return a;
 }
@@ -148,16 +154,17 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->x_in = ufo_alloc(L * R * D * sizeof(float));
     st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
     int bf = bf16(st);
-    if (bf) {   // bf16 inputs of the linears replace the fp32 attention output
+    if (bf) {   // bf16 inputs of the linears and GELU' replace the fp32 attention output and f1
         st->ln1b = ufo_alloc(kept * R * D * sizeof(uint16_t));
         st->attb = ufo_alloc(kept * R * D * sizeof(uint16_t));
         st->ln2b = ufo_alloc(kept * R * D * sizeof(uint16_t));
         st->gb = ufo_alloc(kept * R * Hd * sizeof(uint16_t));
+        st->gd = ufo_alloc(kept * R * Hd * sizeof(uint16_t));
     } else {
         st->att = ufo_alloc(kept * R * D * sizeof(float));
+        st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
     }
     st->x_mid = ufo_alloc(kept * R * D * sizeof(float));
-    st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
     st->cls = ufo_alloc((size_t)cap * D * sizeof(float));
     st->feat = ufo_alloc((size_t)cap * D * sizeof(float));
     st->feat_bn = ufo_alloc((size_t)cap * D * sizeof(float));
@@ -166,8 +173,8 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->bn_acc = calloc((size_t)3 * D, sizeof(double));
     st->scratch_floats = scratch_size(c, cap);
     st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
-    if (!st->grads || !st->x_in || !st->qkv || (bf ? !st->ln1b || !st->attb || !st->ln2b || !st->gb : !st->att) ||
-        !st->x_mid || !st->f1 || !st->cls || !st->feat ||
+    int acts_ok = bf ? st->ln1b && st->attb && st->ln2b && st->gb && st->gd : st->att && st->f1;
+    if (!st->grads || !st->x_in || !st->qkv || !acts_ok || !st->x_mid || !st->cls || !st->feat ||
         !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch || !st->bn_acc) {
         vit_train_free(st);
         return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
@@ -180,7 +187,7 @@ void vit_train_free(vit_train_state *st) {
     float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
-    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb};
+    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb, st->gd};
     for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++) ufo_free(bbufs[i]);
     free(st->bn_acc);
     memset(st, 0, sizeof *st);
@@ -225,8 +232,9 @@ static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *x, sc
         return -1;
     memcpy(a.x_mid, x, (size_t)rows * D * sizeof(float));
     if (cpu_layernorm_bf16(a.ln2b, x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
-    if (cpu_linear_train_forward_bf16(a.f1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
-    cpu_gelu_bf16(a.gb, a.f1, (size_t)rows * Hd);
+    // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
+    if (cpu_linear_train_forward_bf16(v.df1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
+    cpu_gelu_bf16(a.gb, a.gd, v.df1, (size_t)rows * Hd);
     if (s2) {
         if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
         add_scaled(x, v.tmp, s2, n, per);
@@ -422,7 +430,7 @@ static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view
     if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, T, NULL, a.gb,
                                  w->fc2_w, rows, Hd, D))
         return -1;
-    if (cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.f1, rows, Hd)) return -1;
+    if (cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, rows, Hd)) return -1;
     if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, rows, D,
                                  Hd))
         return -1;

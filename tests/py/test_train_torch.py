@@ -7,7 +7,7 @@ tensor) for both kernel paths, then the per-task losses of ten steps of SGD with
 momentum, weight decay, Paddle-style per-tensor clipping and warmup + cosine.
 Then the bf16 CPU path (bf16 activations kept for the weight gradients): step-0
 gradients per tensor within cosine >= 0.999 and rel err <= 0.1, step-0 losses
-within 1e-2, and ten steps that train."""
+within 1e-2, steps 0-3 within 2e-2, and a mean loss over steps 5-9 near fp64's."""
 import math
 import os
 import subprocess
@@ -150,10 +150,13 @@ def main():
             ref = np.array(ref_losses)
             e0 = float(np.abs(mine[0] - ref[0]).max() / np.abs(ref[0]).max())
             C.check(e0 <= 1e-2, f"fast-bf16: step-0 per-task losses rel err {e0:.1e} <= 1e-2")
-            # ten steps at this learning rate amplify rounding differences (a few % by step
-            # 10), so the trajectory is only checked to train as far as fp64's does
-            C.check(mine[-1, 0] <= 2 * ref[-1, 0],
-                    f"fast-bf16: {STEPS} SGD steps, loss {mine[0, 0]:.4f} -> {mine[-1, 0]:.4f} (fp64 -> {ref[-1, 0]:.4f})")
+            # the first steps follow fp64 closely; later ones amplify rounding differences
+            # (this run's fp64 loss itself goes 1.9 -> 3.3 -> 0.5 over steps 4-9), so there
+            # only the mean loss is held to fp64's
+            e4 = float(np.abs(mine[:4] - ref[:4]).max() / np.abs(ref).max())
+            C.check(e4 <= 2e-2, f"fast-bf16: steps 0-3 losses, max rel err {e4:.1e} <= 2e-2")
+            m5, r5 = float(mine[5:, 0].mean()), float(ref[5:, 0].mean())
+            C.check(m5 <= 1.5 * r5, f"fast-bf16: mean loss of steps 5-{STEPS - 1} {m5:.3f} <= 1.5 x fp64's {r5:.3f}")
     C.finish()
 
 

@@ -214,31 +214,12 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
 
 // ---------------------------------------------------------------- GELU
 
-// gelu'(x) = Phi(x) + x phi(x). With z = |x|/sqrt2, e = exp(-z^2) = exp(-x^2/2)
-// and erfc(z) = poly(t) e (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7):
-//   Phi(x) = 1 - erfc(z)/2 (x >= 0), erfc(z)/2 (x < 0);  phi(x) = e / sqrt(2 pi).
+// dx = dy * gelu'(x), gelu' from cpu_simd.h.
 __attribute__((target("avx512f"))) static void gelu_bwd_avx512(float *dx, const float *dy, const float *x,
                                                                size_t n) {
-    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
-    const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
-    const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
-    const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
-    const __m512 a5 = _mm512_set1_ps(1.061405429f), isq2pi = _mm512_set1_ps(0.39894228040143268f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
-        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(p, z, one));
-        __m512 q = _mm512_fmadd_ps(a5, t, a4);
-        q = _mm512_fmadd_ps(q, t, a3);
-        q = _mm512_fmadd_ps(q, t, a2);
-        q = _mm512_fmadd_ps(q, t, a1);
-        q = _mm512_mul_ps(q, t);
-        __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
-        __m512 hc = _mm512_mul_ps(half, _mm512_mul_ps(q, e));   // erfc(z) / 2
-        __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
-        __m512 cdf = _mm512_mask_sub_ps(hc, pos, one, hc);
-        __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(xv, isq2pi), e, cdf);
+        __m512 d = gelu_grad512(_mm512_maskz_loadu_ps(m, x + i));
         _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), d));
     }
 }
@@ -263,27 +244,35 @@ void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
 
 // ---------------------------------------------------------------- bf16 gradient rows
 
-static void gelu_bwd_serial(float *dx, const float *dy, const float *x, size_t n, int avx512) {
+// dx[i] = dy[i] * float(m[i]) for bf16 m.
+__attribute__((target("avx512f"))) static void mul_bf16_avx512(float *dx, const float *dy, const uint16_t *m,
+                                                               size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(m + i)));
+        __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), f));
+    }
+    for (; i < n; i++) dx[i] = dy[i] * ufo_bf16_to_f32(m[i]);
+}
+
+static void mul_bf16(float *dx, const float *dy, const uint16_t *m, size_t n, int avx512) {
     if (avx512) {
-        gelu_bwd_avx512(dx, dy, x, n);
+        mul_bf16_avx512(dx, dy, m, n);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143268f * expf(-0.5f * v * v);
-        dx[i] = dy[i] * d;
-    }
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * ufo_bf16_to_f32(m[i]);
 }
 
 // One pass over a gradient g [n, c] that is only ever needed in bf16 (as a
 // matmul operand) plus its column sums (a bias gradient): row i of g is
-//   dy[i] * rowscale[i / per_scale]   (x == NULL; rowscale may be NULL), or
-//   dy[i] * gelu'(x[i])               (x != NULL),
+//   dy[i] * rowscale[i / per_scale]   (mul == NULL; rowscale may be NULL), or
+//   dy[i] * mul[i]                    (element-wise, mul bf16: GELU's derivative),
 // computed in L1-sized pieces, rounded into dst and (db != NULL) summed into
 // db like cpu_colsum_acc: same row ranges, double partials, thread order. So
 // dst and db equal what materialising g in fp32, rounding it and summing it
 // would give, without g ever reaching memory.
-static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const float *x, const float *rowscale,
+static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const uint16_t *mul, const float *rowscale,
                           long per_scale, long n, int c) {
     if (n <= 0 || c <= 0) return 0;
     int nthr = threads_for((size_t)n * c), avx512 = cpu_has_avx512();
@@ -302,7 +291,7 @@ static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const float
             float s = rowscale ? rowscale[i / per_scale] : 1.0f;
             for (int k0 = 0; k0 < c; k0 += PIECE) {
                 int len = c - k0 < PIECE ? c - k0 : PIECE;
-                if (x) gelu_bwd_serial(buf, r + k0, x + (size_t)i * c + k0, (size_t)len, avx512);
+                if (mul) mul_bf16(buf, r + k0, mul + (size_t)i * c + k0, (size_t)len, avx512);
                 else if (rowscale) {
 #pragma omp simd
                     for (int k = 0; k < len; k++) buf[k] = s * r[k0 + k];
@@ -327,9 +316,9 @@ static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const float
     return 0;
 }
 
-int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const float *x, int n, int c) {
+int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const uint16_t *dgelu, int n, int c) {
     if (n < 0 || c < 0) return ufo_errorf("cpu_gelu_backward_bf16: bad shape n=%d c=%d", n, c);
-    return grad_rows_bf16(dxb, db, dy, x, NULL, 1, n, c);
+    return grad_rows_bf16(dxb, db, dy, dgelu, NULL, 1, n, c);
 }
 
 int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *rowscale, long per_scale,

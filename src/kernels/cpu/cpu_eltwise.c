@@ -216,9 +216,18 @@ void cpu_gelu(float *y, const float *x, size_t n) {
 }
 
 // GELU straight to bf16 (the bf16 training forward keeps only this rounded copy
-// of the MLP activation: it feeds fc2 and fc2's weight gradient). Each chunk
-// goes through an L1-sized fp32 buffer, so the fp32 result never reaches memory.
-void cpu_gelu_bf16(uint16_t *y, const float *x, size_t n) {
+// of the MLP activation: it feeds fc2 and fc2's weight gradient), and its
+// derivative, also rounded, for the backward (which then needs neither x nor
+// exp/erf again). Each chunk goes through an L1-sized fp32 buffer, so no fp32
+// result reaches memory.
+__attribute__((target("avx512f"))) static void gelu_grad_avx512(float *d, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(d + i, m, gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n) {
     enum { CH = 2048 };
     size_t nchunks = (n + CH - 1) / CH;
     int avx512 = cpu_has_avx512();
@@ -230,6 +239,14 @@ void cpu_gelu_bf16(uint16_t *y, const float *x, size_t n) {
         else
             for (size_t i = 0; i < len; i++) buf[i] = x[lo + i] * 0.5f * (1.0f + erff(x[lo + i] * (float)M_SQRT1_2));
         cpu_f32_to_bf16_serial(y + lo, buf, len);
+        if (!dgelu) continue;
+        if (avx512) gelu_grad_avx512(buf, x + lo, len);
+        else
+            for (size_t i = 0; i < len; i++) {
+                float v = x[lo + i];
+                buf[i] = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143268f * expf(-0.5f * v * v);
+            }
+        cpu_f32_to_bf16_serial(dgelu + lo, buf, len);
     }
 }
 

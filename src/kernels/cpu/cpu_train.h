@@ -60,12 +60,13 @@ int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
 void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 // y = bf16(LayerNorm(x)) (cpu_layernorm's arithmetic, rounded; no fp32 output).
 int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps);
-// y = bf16(gelu(x)) (cpu_gelu's arithmetic, rounded).
-void cpu_gelu_bf16(uint16_t *y, const float *x, size_t n);
-// GELU backward of x [n, c] to bf16: dxb = bf16(dy * gelu'(x)), and db[j] +=
-// sum_i dy[i, j] gelu'(x[i, j]) (the fp32 values, summed like cpu_colsum_acc):
-// the bias gradient of the linear that produced x, in the same pass.
-int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const float *x, int n, int c);
+// y = bf16(gelu(x)) (cpu_gelu's arithmetic, rounded) and, if dgelu is not
+// NULL, dgelu = bf16(gelu'(x)) (cpu_gelu_backward's derivative, rounded).
+void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n);
+// GELU backward [n, c] from the saved rounded derivative: g = dy * dgelu (fp32
+// products), dxb = bf16(g), and db[j] += sum_i g[i, j] (summed like
+// cpu_colsum_acc): the bias gradient of the linear before the GELU, same pass.
+int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const uint16_t *dgelu, int n, int c);
 
 // y = x W^T + b:  dx[n, in] = dy W;  dw[out, in] += dy^T x;  db[out] += sum_n dy.
 // Any of dx, dw, db may be NULL.
