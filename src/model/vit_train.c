@@ -212,34 +212,48 @@ static void add_scaled(float *x, const float *y, const float *s, int n, size_t p
         for (size_t k = 0; k < per; k++) x[i * per + k] += s[i] * y[i * per + k];
 }
 
-// block_fwd on the bf16 path: LayerNorm and GELU write bf16 straight into the
-// saved activations, the attention output is rounded once; the same rounded
-// arrays feed the forward matmuls here and the weight gradients in block_bwd_bf16.
-static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
+// dst[i] = x[i] + s[i / per] * y[i]: add_scaled, out of place.
+static void add_scaled_to(float *dst, const float *x, const float *y, const float *s, int n, size_t per) {
+#pragma omp parallel for
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < per; k++) dst[i * per + k] = x[i * per + k] + s[i] * y[i * per + k];
+}
+
+// block_fwd on the bf16 path, from the block's saved input a.x_in to xout:
+// LayerNorm and GELU write bf16 straight into the saved activations, the
+// attention output is rounded once; the same rounded arrays feed the forward
+// matmuls here and the weight gradients in block_bwd_bf16. With drop path the
+// two residual sums are written out of place (x_in -> x_mid -> xout), so the
+// block copies nothing; without, the matmuls' sum post-op adds in place.
+static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
-    size_t per = (size_t)vit_tokens(c) * D;
+    size_t per = (size_t)vit_tokens(c) * D, bytes = (size_t)rows * D * sizeof(float);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    if (cpu_layernorm_bf16(a.ln1b, x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
     if (cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE)) return -1;
     if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
     cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
     if (s1) {
         if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE)) return -1;
-        add_scaled(x, v.tmp, s1, n, per);
-    } else if (cpu_linear_train_forward_bf16(x, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL))
-        return -1;
-    memcpy(a.x_mid, x, (size_t)rows * D * sizeof(float));
-    if (cpu_layernorm_bf16(a.ln2b, x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
+        add_scaled_to(a.x_mid, a.x_in, v.tmp, s1, n, per);
+    } else {
+        memcpy(a.x_mid, a.x_in, bytes);
+        if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL))
+            return -1;
+    }
+    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
     // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
     if (cpu_linear_train_forward_bf16(v.df1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
     cpu_gelu_bf16(a.gb, a.gd, v.df1, (size_t)rows * Hd);
     if (s2) {
         if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
-        add_scaled(x, v.tmp, s2, n, per);
-    } else if (cpu_linear_train_forward_bf16(x, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL))
-        return -1;
+        add_scaled_to(xout, a.x_mid, v.tmp, s2, n, per);
+    } else {
+        memcpy(xout, a.x_mid, bytes);
+        if (cpu_linear_train_forward_bf16(xout, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL)) return -1;
+    }
     return 0;
 }
 
@@ -250,7 +264,6 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch
     int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
     size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    if (bf16(st)) return block_fwd_bf16(st, l, a, x, v);
     ln_fwd(st, v.h, x, w->ln1_w, w->ln1_b, rows);
     if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL)) return -1;
     if (attn_fwd(st, a.att, a.qkv, n)) return -1;
@@ -400,10 +413,16 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
         const float *hi = v.h + (size_t)i * P * D;
         for (size_t k = 0; k < (size_t)P * D; k++) xi[D + k] = hi[k] + pos[D + k];
     }
-    for (int l = 0; l < c->depth; l++) {
-        block_acts a = acts(st, l);
-        memcpy(a.x_in, v.x, rows * D * sizeof(float));
-        if (block_fwd(st, l, a, v.x, v)) return -1;
+    if (bf16(st)) {   // each block writes the next one's saved input
+        memcpy(acts(st, 0).x_in, v.x, rows * D * sizeof(float));
+        for (int l = 0; l < c->depth; l++)
+            if (block_fwd_bf16(st, l, acts(st, l), l + 1 < c->depth ? acts(st, l + 1).x_in : v.x, v)) return -1;
+    } else {
+        for (int l = 0; l < c->depth; l++) {
+            block_acts a = acts(st, l);
+            memcpy(a.x_in, v.x, rows * D * sizeof(float));
+            if (block_fwd(st, l, a, v.x, v)) return -1;
+        }
     }
     for (int i = 0; i < n; i++) memcpy(st->cls + (size_t)i * D, v.x + (size_t)i * T * D, D * sizeof(float));
     ln_fwd(st, st->feat, st->cls, st->m->w.norm_w, st->m->w.norm_b, n);
@@ -456,7 +475,9 @@ static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
     size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
+    if (st->recompute && bf16(st)) {   // output to dmid, free until below
+        if (block_fwd_bf16(st, l, a, v.dmid, v)) return -1;
+    } else if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
         memcpy(v.tmp, a.x_in, (size_t)rows * D * sizeof(float));
         float *x = v.dmid;  // free until below
         memcpy(x, a.x_in, (size_t)rows * D * sizeof(float));

@@ -157,6 +157,24 @@ def main():
             C.check(e4 <= 2e-2, f"fast-bf16: steps 0-3 losses, max rel err {e4:.1e} <= 2e-2")
             m5, r5 = float(mine[5:, 0].mean()), float(ref[5:, 0].mean())
             C.check(m5 <= 1.5 * r5, f"fast-bf16: mean loss of steps 5-{STEPS - 1} {m5:.3f} <= 1.5 x fp64's {r5:.3f}")
+        # bf16 with drop path (per-sample scales from the trainer's seeded RNG, the same
+        # for both runs) against fp32 with the same drop path, and with recomputation
+        # (must be bit-identical: the same arithmetic, rerun).
+        runs = {}
+        for tag, args in (("fp32", ["fast", "1", "0.3", "0"]), ("bf16", ["fast-bf16", "1", "0.3", "0"]),
+                          ("bf16-recompute", ["fast-bf16", "1", "0.3", "1"])):
+            r = subprocess.run([DRIVER, d] + args, capture_output=True, text=True)
+            if C.check(r.returncode == 0, f"drop path {tag}: driver ran ({r.stderr.strip()})"):
+                runs[tag], _ = safetensors_io.read(os.path.join(d, "grads.safetensors"))
+        if len(runs) == 3:
+            a, b = runs["fp32"], runs["bf16"]
+            gmax = max(float(np.abs(g).max()) for g in a.values())
+            cos = min(float((a[k].astype(np.float64) * b[k]).sum() / np.sqrt((a[k].astype(np.float64) ** 2).sum() *
+                                                                              (b[k].astype(np.float64) ** 2).sum()))
+                      for k in a if np.abs(a[k]).max() >= 1e-6 * gmax)
+            C.check(cos >= 0.999, f"drop path 0.3: bf16 step-0 gradients vs fp32, worst cosine {cos:.5f} >= 0.999")
+            C.check(all(np.array_equal(runs["bf16"][k], runs["bf16-recompute"][k]) for k in a),
+                    "drop path 0.3: bf16 gradients with recomputation are bit-identical")
     C.finish()
 
 
