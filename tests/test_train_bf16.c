@@ -209,6 +209,56 @@ static void test_linear_backward_bf16(void) {
     CHECK(cpu_linear_train_forward_bf16(&f, &h, &f, NULL, 1, 1, 1, (cpu_post_op)7) == -1, "bad post-op accepted");
 }
 
+// cpu_attention_backward_bf16: the gradient of cpu_attention_backward (bf16),
+// rounded, bit for bit; db its column sums (another summation order: 1e-5).
+static void test_attention_backward_bf16(void) {
+    const int shapes[][4] = {{1, 1, 1, 8}, {2, 37, 3, 24}, {3, 197, 6, 64}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], hd = shapes[si][3];
+        size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd, row = (size_t)3 * H * hd;
+        float *qkv = rand_buf(nq, 2, 0), *dout = rand_buf(no, 1, 0), *d = zeros(nq);
+        float *db0 = rand_buf(row, 1, 0), *want_db = copy_buf(db0, row), *db = copy_buf(db0, row);
+        CHECK(cpu_attention_backward(d, dout, qkv, B, T, H, hd, UFO_PREC_BF16) == 0, "cpu_attention_backward: %s",
+              ufo_error());
+        CHECK(cpu_colsum_acc(want_db, d, (long)B * T, (int)row) == 0, "cpu_colsum_acc: %s", ufo_error());
+        uint16_t *want = round_buf(d, nq), *got = malloc(nq * sizeof *got);
+        for (size_t i = 0; i < nq; i++) got[i] = 0xffff;   // written, never read
+        CHECK(cpu_attention_backward_bf16(got, db, dout, qkv, B, T, H, hd) == 0, "cpu_attention_backward_bf16: %s",
+              ufo_error());
+        CHECK(!memcmp(got, want, nq * sizeof *got), "cpu_attention_backward_bf16 B=%d T=%d H=%d hd=%d != bf16(fp32 out)",
+              B, T, H, hd);
+        double e = rel_err(db, want_db, row);
+        CHECK(e <= 1e-5, "cpu_attention_backward_bf16 B=%d T=%d H=%d hd=%d db (+=) rel %.3g", B, T, H, hd, e);
+        uint16_t *got2 = malloc(nq * sizeof *got2);
+        CHECK(cpu_attention_backward_bf16(got2, NULL, dout, qkv, B, T, H, hd) == 0 &&
+                  !memcmp(got2, want, nq * sizeof *got2),
+              "cpu_attention_backward_bf16 with NULL db differs");
+        free(qkv), free(dout), free(d), free(db0), free(want_db), free(db), free(want), free(got), free(got2);
+    }
+}
+
+// cpu_layernorm_backward_add = cpu_layernorm_backward, then + res.
+static void test_layernorm_backward_add(void) {
+    const int shapes[][2] = {{1, 45}, {33, 768}, {300, 130}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int n = shapes[si][0], c = shapes[si][1];
+        size_t nx = (size_t)n * c;
+        float *x = rand_buf(nx, 2, 0.5f), *g = rand_buf(c, 0.5f, 1), *dy = rand_buf(nx, 1, 0), *res = rand_buf(nx, 1, 0);
+        float *want = zeros(nx), *got = zeros(nx), *wg = rand_buf(c, 1, 0), *wb = rand_buf(c, 1, 0);
+        float *dg = copy_buf(wg, c), *dbb = copy_buf(wb, c);
+        CHECK(cpu_layernorm_backward(want, wg, wb, dy, x, g, n, c, 1e-6f) == 0, "cpu_layernorm_backward: %s",
+              ufo_error());
+        for (size_t i = 0; i < nx; i++) want[i] += res[i];
+        CHECK(cpu_layernorm_backward_add(got, dg, dbb, dy, x, g, res, n, c, 1e-6f) == 0,
+              "cpu_layernorm_backward_add: %s", ufo_error());
+        double e = rel_err(got, want, nx);
+        CHECK(e <= 1e-6, "cpu_layernorm_backward_add n=%d c=%d dx rel %.3g", n, c, e);
+        CHECK(!memcmp(dg, wg, c * sizeof *dg) && !memcmp(dbb, wb, c * sizeof *dbb),
+              "cpu_layernorm_backward_add n=%d c=%d dg/db differ", n, c);
+        free(x), free(g), free(dy), free(res), free(want), free(got), free(wg), free(wb), free(dg), free(dbb);
+    }
+}
+
 int main(void) {
     if (!cpu_has_bf16()) {
         printf("no native bf16 on this CPU: the bf16 kernels still run (oneDNN emulates), checking anyway\n");
@@ -217,5 +267,7 @@ int main(void) {
     test_gelu_bf16();
     test_gelu_backward_bf16();
     test_linear_backward_bf16();
+    test_attention_backward_bf16();
+    test_layernorm_backward_add();
     return check_summary("train_bf16");
 }

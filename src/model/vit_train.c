@@ -453,19 +453,22 @@ static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view
     if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, rows, D,
                                  Hd))
         return -1;
-    if (ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, rows)) return -1;
-    cpu_add(v.dmid, v.dx, (size_t)rows * D);
+    if (cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w,
+                                   v.dx, rows, D, c->ln_eps))
+        return -1;
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
     if (cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, T, NULL, a.attb,
                                  w->proj_w, rows, D, D))
         return -1;
-    if (attn_bwd(st, v.dqkv, v.datt, a.qkv, n)) return -1;
-    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), grad_of(st, w->qkv_b), v.dqkv, NULL, 1, NULL, a.ln1b,
-                                 w->qkv_w, rows, D, 3 * D))
+    // the attention gradient comes out rounded, with the qkv bias gradient
+    uint16_t *dqkvb = (uint16_t *)v.dqkv;
+    if (cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, (int)T, c->heads, D / c->heads))
         return -1;
-    if (ln_bwd(st, v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w, rows)) return -1;
-    cpu_add(v.dx, v.dmid, (size_t)rows * D);
-    return 0;
+    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows, D,
+                                 3 * D))
+        return -1;
+    return cpu_layernorm_backward_add(v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w,
+                                      v.dmid, rows, D, c->ln_eps);
 }
 
 // dx holds d(block output); on return dx holds d(block input).

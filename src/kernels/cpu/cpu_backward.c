@@ -145,8 +145,8 @@ int cpu_patch_embed_backward(float *dw, float *db, const float *dy, const float 
 
 // ---------------------------------------------------------------- LayerNorm
 
-int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
-                           int c, float eps) {
+static int layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                              const float *res, int n, int c, float eps) {
     if (n < 0 || c < 0) return ufo_errorf("cpu_layernorm_backward: bad shape n=%d c=%d", n, c);
     if (n == 0 || c == 0) return 0;
     int nthr = threads_for((size_t)n * c);
@@ -187,7 +187,15 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
                     pb[k] += dyr[k];
                 }
             }
-            if (dx) {
+            if (dx && res) {
+                float *dxr = dx + (size_t)i * c;
+                const float *rr = res + (size_t)i * c;
+#pragma omp simd
+                for (int k = 0; k < c; k++) {
+                    float xh = (xr[k] - mean) * rstd;
+                    dxr[k] = rstd * (dyr[k] * g[k] - s1 - xh * s2) + rr[k];
+                }
+            } else if (dx) {
                 float *dxr = dx + (size_t)i * c;
 #pragma omp simd
                 for (int k = 0; k < c; k++) {
@@ -210,6 +218,16 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
         ufo_free(part);
     }
     return 0;
+}
+
+int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
+                           int c, float eps) {
+    return layernorm_backward(dx, dg, db, dy, x, g, NULL, n, c, eps);
+}
+
+int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                               const float *res, int n, int c, float eps) {
+    return layernorm_backward(dx, dg, db, dy, x, g, res, n, c, eps);
 }
 
 // ---------------------------------------------------------------- GELU
@@ -566,17 +584,21 @@ static int bwd_group_size(int BH, int H, int T) {
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
-static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float *qkv, int B, int T, int H,
-                                     int hd) {
+// dqkv fp32, or (dqkv NULL) dqkvb bf16 with db += its column sums (per-thread
+// double partials, added in thread order after the last group).
+static int attention_bwd_bf16_locked(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const float *qkv,
+                                     int B, int T, int H, int hd) {
     const long row = 3L * H * hd, orow = (long)H * hd;
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int BH = B * H, G = bwd_group_size(BH, H, T);
     const size_t thd = (size_t)T * hd, tt = (size_t)T * T;
-    // Workspace: q, k, v, dO bf16 [G, T, hd]; P, dP fp32 [G, T, T]; Pb bf16 [G, T, T]; dq, dk, dv fp32 [G, T, hd].
-    size_t off[10], at = 0;
-    const size_t sz[10] = {G * thd * 2, G * thd * 2, G * thd * 2, G * thd * 2, G * tt * 4,
-                           G * tt * 4,  G * tt * 2,  G * thd * 4, G * thd * 4, G * thd * 4};
-    for (int i = 0; i < 10; i++) {
+    // Workspace: q, k, v, dO bf16 [G, T, hd]; P, dP fp32 [G, T, T]; Pb bf16 [G, T, T]; dq, dk, dv fp32 [G, T, hd];
+    // the per-thread column sums for db, double [nthr, row].
+    const int nthr = omp_get_max_threads();
+    size_t off[11], at = 0;
+    const size_t sz[11] = {G * thd * 2, G * thd * 2, G * thd * 2, G * thd * 2, G * tt * 4, G * tt * 4,
+                           G * tt * 2,  G * thd * 4, G * thd * 4, G * thd * 4, db ? (size_t)nthr * row * 8 : 0};
+    for (int i = 0; i < 11; i++) {
         off[i] = at;
         at = align64(at + sz[i]);
     }
@@ -592,6 +614,8 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
     uint16_t *dob = (uint16_t *)(ws + off[3]), *pb = (uint16_t *)(ws + off[6]);
     float *P = (float *)(ws + off[4]), *dP = (float *)(ws + off[5]);
     float *dq = (float *)(ws + off[7]), *dk = (float *)(ws + off[8]), *dv = (float *)(ws + off[9]);
+    double *part = db ? (double *)(ws + off[10]) : NULL;
+    if (part) memset(part, 0, (size_t)nthr * row * sizeof(double));
 
     for (int c0 = 0; c0 < BH; c0 += G) {
         int g = BH - c0 < G ? BH - c0 : G;
@@ -633,11 +657,28 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
 #pragma omp parallel for schedule(static) if ((size_t)g * thd > PAR_MIN)
         for (long i = 0; i < (long)g * T; i++) {
             int t = (int)(i / g), gi = (int)(i % g), bh = c0 + gi, b = bh / H, h = bh % H;
-            float *d = dqkv + ((size_t)b * T + t) * row + (size_t)h * hd;
-            size_t s = ((size_t)gi * T + t) * hd;
-            memcpy(d, dq + s, (size_t)hd * sizeof(float));
-            memcpy(d + (size_t)H * hd, dk + s, (size_t)hd * sizeof(float));
-            memcpy(d + (size_t)2 * H * hd, dv + s, (size_t)hd * sizeof(float));
+            size_t s = ((size_t)gi * T + t) * hd, o = ((size_t)b * T + t) * row + (size_t)h * hd;
+            const float *src[3] = {dq + s, dk + s, dv + s};
+            for (int w = 0; w < 3; w++) {
+                size_t ow = o + (size_t)w * H * hd;
+                if (dqkv) {
+                    memcpy(dqkv + ow, src[w], (size_t)hd * sizeof(float));
+                    continue;
+                }
+                cpu_f32_to_bf16_serial(dqkvb + ow, src[w], (size_t)hd);
+                if (part) {
+                    double *acc = part + (size_t)omp_get_thread_num() * row + (size_t)w * H * hd + (size_t)h * hd;
+#pragma omp simd
+                    for (int j = 0; j < hd; j++) acc[j] += src[w][j];
+                }
+            }
+        }
+    }
+    if (part) {
+        for (long k = 0; k < row; k++) {
+            double sum = 0;
+            for (int t = 0; t < nthr; t++) sum += part[(size_t)t * row + k];
+            db[k] = (float)(db[k] + sum);
         }
     }
     return 0;
@@ -652,7 +693,18 @@ int cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, int
     if ((long)B * T * H == 0) return 0;
     if (prec == UFO_PREC_FP32) return attention_bwd_f32(dqkv, dout, qkv, B, T, H, hd);
     pthread_mutex_lock(&g_mu);
-    int rc = attention_bwd_bf16_locked(dqkv, dout, qkv, B, T, H, hd);
+    int rc = attention_bwd_bf16_locked(dqkv, NULL, NULL, dout, qkv, B, T, H, hd);
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B, int T, int H,
+                                int hd) {
+    if (B < 0 || T < 0 || H < 0 || hd <= 0)
+        return ufo_errorf("cpu_attention_backward_bf16: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
+    if ((long)B * T * H == 0) return 0;
+    pthread_mutex_lock(&g_mu);
+    int rc = attention_bwd_bf16_locked(NULL, dqkvb, db, dout, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);
     return rc;
 }

@@ -55,6 +55,15 @@ int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, 
 int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *rowscale, long per_scale,
                              const uint16_t *dyb, const uint16_t *xb, const float *w, int n, int in, int out);
 
+// cpu_attention_backward with prec BF16, the gradient written rounded,
+// dqkvb [B, T, 3, H, hd] bf16 (=), and db [3 H hd] += its column sums (the qkv
+// linear's bias gradient; db may be NULL): no fp32 dqkv is ever written.
+int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B, int T, int H,
+                                int hd);
+// LayerNorm backward with a residual gradient added: dx = LN'(dy) + res
+// (cpu_layernorm_backward otherwise; res must not alias dx).
+int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                               const float *res, int n, int c, float eps);
 // fp32 -> bf16, round to nearest even, OpenMP-parallel (the cpu_internal.h
 // function, declared here too for the model's training pass).
 void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
