@@ -1,5 +1,5 @@
 // Driver for tests/py/test_train_torch.py (run with no arguments it is a
-// trivial self-check). With `DIR ref|fast STEPS` it reads a model and a batch
+// trivial self-check). With `DIR ref|fast|fast-bf16 STEPS [DROP_PATH [RECOMPUTE]]` it reads a model and a batch
 // written by the Python test, takes STEPS training steps on that batch with
 // the recipe's losses and optimiser, and writes DIR/grads.safetensors (the
 // first step's gradients of every parameter and classifier) and
@@ -19,7 +19,7 @@ static int load_npy(const char *dir, const char *name, ufo_tensor_entry *e) {
     return ufo_npy_read(path, e);
 }
 
-static int run(const char *dir, const char *backend, int steps) {
+static int run(const char *dir, const char *backend, int steps, float drop_path, int recompute) {
     char path[1024];
     if (strlen(dir) > 900) return ufo_errorf("path too long");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -39,9 +39,11 @@ static int run(const char *dir, const char *backend, int steps) {
     ufo_train_config_default(&c, classes, (long)h[2]);
     c.lr.base_lr = h[0], c.lr.min_lr = h[1], c.lr.total_steps = (long)h[2], c.lr.warmup_steps = (long)h[3];
     c.lr.cosine_steps = (long)h[4];
-    c.drop_path = 0;
     c.batch_cap = (int)h[5];
     c.backend = strcmp(backend, "ref") ? VIT_BACKEND_CPU : VIT_BACKEND_REF;
+    if (!strcmp(backend, "fast-bf16")) c.prec = UFO_PREC_BF16;
+    c.drop_path = drop_path;
+    c.recompute = recompute;
     ufo_trainer t;
     if (ufo_trainer_init(&t, &m, &c)) return -1;
     for (int k = 0; k < 4; k++) {
@@ -98,8 +100,8 @@ static int run(const char *dir, const char *backend, int steps) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 4) {
-        if (run(argv[1], argv[2], atoi(argv[3]))) {
+    if (argc >= 4 && argc <= 6) {
+        if (run(argv[1], argv[2], atoi(argv[3]), argc > 4 ? (float)atof(argv[4]) : 0.0f, argc > 5 ? atoi(argv[5]) : 0)) {
             fprintf(stderr, "test_train_dump: %s\n", ufo_error());
             return 1;
         }

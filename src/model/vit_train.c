@@ -2,6 +2,10 @@
 // block: the block input x_in, qkv, the attention output att, the mid-block
 // residual x_mid and the pre-GELU MLP activation f1; LayerNorm outputs and
 // GELU outputs are recomputed in the backward (cheap, and it halves memory).
+// The bf16 path (CPU, prec BF16) keeps instead the bf16 inputs of the four
+// linears (LN1 and LN2 outputs, attention output, GELU output) and GELU's
+// derivative in bf16, in place of att and f1 (block_fwd_bf16 / block_bwd_bf16):
+// nothing is rounded twice or recomputed.
 // With `recompute`, only x_in is kept per block and the block's forward is
 // rerun during its backward.
 #include "model/vit_train.h"
@@ -17,6 +21,8 @@
 // ---- dispatch: one line per op, reference or fast path ---------------------
 
 static int fast(const vit_train_state *st) { return st->backend == VIT_BACKEND_CPU; }
+// The bf16 path keeps bf16 copies of the linears' inputs (block_fwd_bf16).
+static int bf16(const vit_train_state *st) { return fast(st) && st->prec == UFO_PREC_BF16; }
 
 // y = x W^T + b (+post). `tmp` [rows, out] is scratch for the reference residual.
 static int lin_fwd(const vit_train_state *st, float *y, const float *x, const float *w, const float *b, int rows,
@@ -111,15 +117,25 @@ static size_t scratch_size(const vit_config *c, int cap) {
 // Saved activations of block l (in recompute mode all blocks share slot 0,
 // except x_in which is always per block).
 typedef struct {
-    float *x_in, *qkv, *att, *x_mid, *f1;
+    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1 NULL on the bf16 path
+    uint16_t *ln1b, *attb, *ln2b, *gb, *gd;   // bf16 path only
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
     const vit_config *c = &st->m->cfg;
     size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden;
     int s = st->recompute ? 0 : l;
-    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, st->att + (size_t)s * R * D,
-                    st->x_mid + (size_t)s * R * D, st->f1 + (size_t)s * R * Hd};
+    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, NULL,
+                    st->x_mid + (size_t)s * R * D, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (st->att) a.att = st->att + (size_t)s * R * D;
+    if (st->f1) a.f1 = st->f1 + (size_t)s * R * Hd;
+    if (st->ln1b) {
+        a.ln1b = st->ln1b + (size_t)s * R * D;
+        a.attb = st->attb + (size_t)s * R * D;
+        a.ln2b = st->ln2b + (size_t)s * R * D;
+        a.gb = st->gb + (size_t)s * R * Hd;
+        a.gd = st->gd + (size_t)s * R * Hd;
+    }
     return a;
 }
 
@@ -153,9 +169,18 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->grads = ufo_calloc(m->n_floats * sizeof(float));
     st->x_in = ufo_alloc(L * R * D * sizeof(float));
     st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
-    st->att = ufo_alloc(kept * R * D * sizeof(float));
+    int bf = bf16(st);
+    if (bf) {   // bf16 inputs of the linears and GELU' replace the fp32 attention output and f1
+        st->ln1b = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->attb = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->ln2b = ufo_alloc(kept * R * D * sizeof(uint16_t));
+        st->gb = ufo_alloc(kept * R * Hd * sizeof(uint16_t));
+        st->gd = ufo_alloc(kept * R * Hd * sizeof(uint16_t));
+    } else {
+        st->att = ufo_alloc(kept * R * D * sizeof(float));
+        st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
+    }
     st->x_mid = ufo_alloc(kept * R * D * sizeof(float));
-    st->f1 = ufo_alloc(kept * R * Hd * sizeof(float));
     st->cls = ufo_alloc((size_t)cap * D * sizeof(float));
     st->feat = ufo_alloc((size_t)cap * D * sizeof(float));
     st->feat_bn = ufo_alloc((size_t)cap * D * sizeof(float));
@@ -164,7 +189,8 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->bn_acc = calloc((size_t)3 * D, sizeof(double));
     st->scratch_floats = scratch_size(c, cap);
     st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
-    if (!st->grads || !st->x_in || !st->qkv || !st->att || !st->x_mid || !st->f1 || !st->cls || !st->feat ||
+    int acts_ok = bf ? st->ln1b && st->attb && st->ln2b && st->gb && st->gd : st->att && st->f1;
+    if (!st->grads || !st->x_in || !st->qkv || !acts_ok || !st->x_mid || !st->cls || !st->feat ||
         !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch || !st->bn_acc) {
         vit_train_free(st);
         return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
@@ -177,6 +203,8 @@ void vit_train_free(vit_train_state *st) {
     float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
+    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb, st->gd};
+    for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++) ufo_free(bbufs[i]);
     free(st->bn_acc);
     vit_train_cuda_free(st);
     memset(st, 0, sizeof *st);
@@ -202,6 +230,51 @@ static void add_scaled(float *x, const float *y, const float *s, int n, size_t p
 #pragma omp parallel for
     for (int i = 0; i < n; i++)
         for (size_t k = 0; k < per; k++) x[i * per + k] += s[i] * y[i * per + k];
+}
+
+// dst[i] = x[i] + s[i / per] * y[i]: add_scaled, out of place.
+static void add_scaled_to(float *dst, const float *x, const float *y, const float *s, int n, size_t per) {
+#pragma omp parallel for
+    for (int i = 0; i < n; i++)
+        for (size_t k = 0; k < per; k++) dst[i * per + k] = x[i * per + k] + s[i] * y[i * per + k];
+}
+
+// block_fwd on the bf16 path, from the block's saved input a.x_in to xout:
+// LayerNorm and GELU write bf16 straight into the saved activations, the
+// attention output is rounded once; the same rounded arrays feed the forward
+// matmuls here and the weight gradients in block_bwd_bf16. With drop path the
+// two residual sums are written out of place (x_in -> x_mid -> xout), so the
+// block copies nothing; without, the matmuls' sum post-op adds in place.
+static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    size_t per = (size_t)vit_tokens(c) * D, bytes = (size_t)rows * D * sizeof(float);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE)) return -1;
+    if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
+    cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
+    if (s1) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE)) return -1;
+        add_scaled_to(a.x_mid, a.x_in, v.tmp, s1, n, per);
+    } else {
+        memcpy(a.x_mid, a.x_in, bytes);
+        if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL))
+            return -1;
+    }
+    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
+    // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
+    if (cpu_linear_train_forward_bf16(v.df1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
+    cpu_gelu_bf16(a.gb, a.gd, v.df1, (size_t)rows * Hd);
+    if (s2) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
+        add_scaled_to(xout, a.x_mid, v.tmp, s2, n, per);
+    } else {
+        memcpy(xout, a.x_mid, bytes);
+        if (cpu_linear_train_forward_bf16(xout, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL)) return -1;
+    }
+    return 0;
 }
 
 // One block: x (= a.x_in on entry, copied by the caller) -> x.
@@ -370,10 +443,16 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
         const float *hi = v.h + (size_t)i * P * D;
         for (size_t k = 0; k < (size_t)P * D; k++) xi[D + k] = hi[k] + pos[D + k];
     }
-    for (int l = 0; l < c->depth; l++) {
-        block_acts a = acts(st, l);
-        memcpy(a.x_in, v.x, rows * D * sizeof(float));
-        if (block_fwd(st, l, a, v.x, v)) return -1;
+    if (bf16(st)) {   // each block writes the next one's saved input
+        memcpy(acts(st, 0).x_in, v.x, rows * D * sizeof(float));
+        for (int l = 0; l < c->depth; l++)
+            if (block_fwd_bf16(st, l, acts(st, l), l + 1 < c->depth ? acts(st, l + 1).x_in : v.x, v)) return -1;
+    } else {
+        for (int l = 0; l < c->depth; l++) {
+            block_acts a = acts(st, l);
+            memcpy(a.x_in, v.x, rows * D * sizeof(float));
+            if (block_fwd(st, l, a, v.x, v)) return -1;
+        }
     }
     for (int i = 0; i < n; i++) memcpy(st->cls + (size_t)i * D, v.x + (size_t)i * T * D, D * sizeof(float));
     ln_fwd(st, st->feat, st->cls, st->m->w.norm_w, st->m->w.norm_b, n);
@@ -385,6 +464,43 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
 // Gradient of the loss w.r.t. param p: its slot in st->grads.
 static float *grad_of(vit_train_state *st, const float *param) { return st->grads + (param - st->m->params); }
 
+// block_bwd on the bf16 path (after the recomputation, if any): the weight
+// gradients read the bf16 inputs saved by block_fwd_bf16; every output
+// gradient is rounded once, with its bias gradient (and drop-path scale) in
+// the same pass; GELU's backward writes bf16 directly (v.g holds it).
+static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    long T = vit_tokens(c);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    uint16_t *df1b = (uint16_t *)v.g;   // [rows, Hd] bf16: fits in g's [rows, Hd] floats
+    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
+    if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, T, NULL, a.gb,
+                                 w->fc2_w, rows, Hd, D))
+        return -1;
+    if (cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, rows, Hd)) return -1;
+    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, rows, D,
+                                 Hd))
+        return -1;
+    if (cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w,
+                                   v.dx, rows, D, c->ln_eps))
+        return -1;
+    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
+    if (cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, T, NULL, a.attb,
+                                 w->proj_w, rows, D, D))
+        return -1;
+    // the attention gradient comes out rounded, with the qkv bias gradient
+    uint16_t *dqkvb = (uint16_t *)v.dqkv;
+    if (cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, (int)T, c->heads, D / c->heads))
+        return -1;
+    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows, D,
+                                 3 * D))
+        return -1;
+    return cpu_layernorm_backward_add(v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w,
+                                      v.dmid, rows, D, c->ln_eps);
+}
+
 // dx holds d(block output); on return dx holds d(block input).
 static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     const vit_config *c = &st->m->cfg;
@@ -392,12 +508,15 @@ static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
     size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
+    if (st->recompute && bf16(st)) {   // output to dmid, free until below
+        if (block_fwd_bf16(st, l, a, v.dmid, v)) return -1;
+    } else if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
         memcpy(v.tmp, a.x_in, (size_t)rows * D * sizeof(float));
         float *x = v.dmid;  // free until below
         memcpy(x, a.x_in, (size_t)rows * D * sizeof(float));
         if (block_fwd(st, l, a, x, v)) return -1;
     }
+    if (bf16(st)) return block_bwd_bf16(st, l, a, v);
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = v.dx;
     if (s2) {

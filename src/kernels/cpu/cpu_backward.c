@@ -145,8 +145,8 @@ int cpu_patch_embed_backward(float *dw, float *db, const float *dy, const float 
 
 // ---------------------------------------------------------------- LayerNorm
 
-int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
-                           int c, float eps) {
+static int layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                              const float *res, int n, int c, float eps) {
     if (n < 0 || c < 0) return ufo_errorf("cpu_layernorm_backward: bad shape n=%d c=%d", n, c);
     if (n == 0 || c == 0) return 0;
     int nthr = threads_for((size_t)n * c);
@@ -187,7 +187,15 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
                     pb[k] += dyr[k];
                 }
             }
-            if (dx) {
+            if (dx && res) {
+                float *dxr = dx + (size_t)i * c;
+                const float *rr = res + (size_t)i * c;
+#pragma omp simd
+                for (int k = 0; k < c; k++) {
+                    float xh = (xr[k] - mean) * rstd;
+                    dxr[k] = rstd * (dyr[k] * g[k] - s1 - xh * s2) + rr[k];
+                }
+            } else if (dx) {
                 float *dxr = dx + (size_t)i * c;
 #pragma omp simd
                 for (int k = 0; k < c; k++) {
@@ -212,33 +220,24 @@ int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
     return 0;
 }
 
+int cpu_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g, int n,
+                           int c, float eps) {
+    return layernorm_backward(dx, dg, db, dy, x, g, NULL, n, c, eps);
+}
+
+int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                               const float *res, int n, int c, float eps) {
+    return layernorm_backward(dx, dg, db, dy, x, g, res, n, c, eps);
+}
+
 // ---------------------------------------------------------------- GELU
 
-// gelu'(x) = Phi(x) + x phi(x). With z = |x|/sqrt2, e = exp(-z^2) = exp(-x^2/2)
-// and erfc(z) = poly(t) e (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7):
-//   Phi(x) = 1 - erfc(z)/2 (x >= 0), erfc(z)/2 (x < 0);  phi(x) = e / sqrt(2 pi).
+// dx = dy * gelu'(x), gelu' from cpu_simd.h.
 __attribute__((target("avx512f"))) static void gelu_bwd_avx512(float *dx, const float *dy, const float *x,
                                                                size_t n) {
-    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
-    const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
-    const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
-    const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
-    const __m512 a5 = _mm512_set1_ps(1.061405429f), isq2pi = _mm512_set1_ps(0.39894228040143268f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
-        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(p, z, one));
-        __m512 q = _mm512_fmadd_ps(a5, t, a4);
-        q = _mm512_fmadd_ps(q, t, a3);
-        q = _mm512_fmadd_ps(q, t, a2);
-        q = _mm512_fmadd_ps(q, t, a1);
-        q = _mm512_mul_ps(q, t);
-        __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
-        __m512 hc = _mm512_mul_ps(half, _mm512_mul_ps(q, e));   // erfc(z) / 2
-        __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
-        __m512 cdf = _mm512_mask_sub_ps(hc, pos, one, hc);
-        __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(xv, isq2pi), e, cdf);
+        __m512 d = gelu_grad512(_mm512_maskz_loadu_ps(m, x + i));
         _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), d));
     }
 }
@@ -259,6 +258,107 @@ void cpu_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
                 dx[i] = dy[i] * d;
             }
     }
+}
+
+// ---------------------------------------------------------------- bf16 gradient rows
+
+// dx[i] = dy[i] * float(m[i]) for bf16 m.
+__attribute__((target("avx512f"))) static void mul_bf16_avx512(float *dx, const float *dy, const uint16_t *m,
+                                                               size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(m + i)));
+        __m512 f = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), f));
+    }
+    for (; i < n; i++) dx[i] = dy[i] * ufo_bf16_to_f32(m[i]);
+}
+
+static void mul_bf16(float *dx, const float *dy, const uint16_t *m, size_t n, int avx512) {
+    if (avx512) {
+        mul_bf16_avx512(dx, dy, m, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * ufo_bf16_to_f32(m[i]);
+}
+
+// One pass over a gradient g [n, c] that is only ever needed in bf16 (as a
+// matmul operand) plus its column sums (a bias gradient): row i of g is
+//   dy[i] * rowscale[i / per_scale]   (mul == NULL; rowscale may be NULL), or
+//   dy[i] * mul[i]                    (element-wise, mul bf16: GELU's derivative),
+// computed in L1-sized pieces, rounded into dst and (db != NULL) summed into
+// db like cpu_colsum_acc: same row ranges, double partials, thread order. So
+// dst and db equal what materialising g in fp32, rounding it and summing it
+// would give, without g ever reaching memory.
+static int grad_rows_bf16(uint16_t *dst, float *db, const float *dy, const uint16_t *mul, const float *rowscale,
+                          long per_scale, long n, int c) {
+    if (n <= 0 || c <= 0) return 0;
+    int nthr = threads_for((size_t)n * c), avx512 = cpu_has_avx512();
+    double *part = NULL;
+    if (db && !(part = ufo_calloc((size_t)nthr * c * sizeof(double)))) return -1;
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+    {
+        enum { PIECE = 1024 };
+        float buf[PIECE];
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        long lo, hi;
+        row_range(n, t, nt, &lo, &hi);
+        double *acc = part ? part + (size_t)t * c : NULL;
+        for (long i = lo; i < hi; i++) {
+            const float *r = dy + (size_t)i * c;
+            float s = rowscale ? rowscale[i / per_scale] : 1.0f;
+            for (int k0 = 0; k0 < c; k0 += PIECE) {
+                int len = c - k0 < PIECE ? c - k0 : PIECE;
+                if (mul) mul_bf16(buf, r + k0, mul + (size_t)i * c + k0, (size_t)len, avx512);
+                else if (rowscale) {
+#pragma omp simd
+                    for (int k = 0; k < len; k++) buf[k] = s * r[k0 + k];
+                } else memcpy(buf, r + k0, (size_t)len * sizeof(float));
+                if (acc) {
+                    double *a = acc + k0;
+#pragma omp simd
+                    for (int k = 0; k < len; k++) a[k] += buf[k];
+                }
+                cpu_f32_to_bf16_serial(dst + (size_t)i * c + k0, buf, (size_t)len);
+            }
+        }
+    }
+    if (part) {
+        for (int k = 0; k < c; k++) {
+            double sum = 0;
+            for (int t = 0; t < nthr; t++) sum += part[(size_t)t * c + k];
+            db[k] = (float)(db[k] + sum);
+        }
+        ufo_free(part);
+    }
+    return 0;
+}
+
+int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const uint16_t *dgelu, int n, int c) {
+    if (n < 0 || c < 0) return ufo_errorf("cpu_gelu_backward_bf16: bad shape n=%d c=%d", n, c);
+    return grad_rows_bf16(dxb, db, dy, dgelu, NULL, 1, n, c);
+}
+
+int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *rowscale, long per_scale,
+                             const uint16_t *dyb, const uint16_t *xb, const float *w, int n, int in, int out) {
+    if (n < 0 || in < 0 || out < 0)
+        return ufo_errorf("cpu_linear_backward_bf16: bad shape n=%d in=%d out=%d", n, in, out);
+    if (dyb ? dy || db || rowscale : !dy)
+        return ufo_errorf("cpu_linear_backward_bf16: give either dy (with db, rowscale) or dyb");
+    if (rowscale && per_scale <= 0) return ufo_errorf("cpu_linear_backward_bf16: bad rows per scale %ld", per_scale);
+    if (!dyb) {
+        uint16_t *d = cpu_train_scratch(2, (size_t)n * out * sizeof(uint16_t));
+        if (!d || grad_rows_bf16(d, db, dy, NULL, rowscale, per_scale, n, out)) return -1;
+        dyb = d;
+    }
+    // dx[n, in] = dy[n, out] W[out, in], W as B^T (see cpu_linear_backward)
+    if (dx) {
+        const uint16_t *wt = to_bf16_transposed(3, w, out, in);
+        if (!wt || cpu_gemm_ex(dx, dyb, wt, NULL, n, in, out, 0, 1, 0.0f, 0, UFO_PREC_BF16)) return -1;
+    }
+    // dw[out, in] += dy^T x   (dy stored [n, out] = A^T)
+    if (dw && cpu_gemm_ex(dw, dyb, xb, NULL, out, in, n, 1, 0, 1.0f, 0, UFO_PREC_BF16)) return -1;
+    return 0;
 }
 
 // ---------------------------------------------------------------- BatchNorm (training)
@@ -484,17 +584,21 @@ static int bwd_group_size(int BH, int H, int T) {
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
-static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float *qkv, int B, int T, int H,
-                                     int hd) {
+// dqkv fp32, or (dqkv NULL) dqkvb bf16 with db += its column sums (per-thread
+// double partials, added in thread order after the last group).
+static int attention_bwd_bf16_locked(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const float *qkv,
+                                     int B, int T, int H, int hd) {
     const long row = 3L * H * hd, orow = (long)H * hd;
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int BH = B * H, G = bwd_group_size(BH, H, T);
     const size_t thd = (size_t)T * hd, tt = (size_t)T * T;
-    // Workspace: q, k, v, dO bf16 [G, T, hd]; P, dP fp32 [G, T, T]; Pb bf16 [G, T, T]; dq, dk, dv fp32 [G, T, hd].
-    size_t off[10], at = 0;
-    const size_t sz[10] = {G * thd * 2, G * thd * 2, G * thd * 2, G * thd * 2, G * tt * 4,
-                           G * tt * 4,  G * tt * 2,  G * thd * 4, G * thd * 4, G * thd * 4};
-    for (int i = 0; i < 10; i++) {
+    // Workspace: q, k, v, dO bf16 [G, T, hd]; P, dP fp32 [G, T, T]; Pb bf16 [G, T, T]; dq, dk, dv fp32 [G, T, hd];
+    // the per-thread column sums for db, double [nthr, row].
+    const int nthr = omp_get_max_threads();
+    size_t off[11], at = 0;
+    const size_t sz[11] = {G * thd * 2, G * thd * 2, G * thd * 2, G * thd * 2, G * tt * 4, G * tt * 4,
+                           G * tt * 2,  G * thd * 4, G * thd * 4, G * thd * 4, db ? (size_t)nthr * row * 8 : 0};
+    for (int i = 0; i < 11; i++) {
         off[i] = at;
         at = align64(at + sz[i]);
     }
@@ -510,6 +614,8 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
     uint16_t *dob = (uint16_t *)(ws + off[3]), *pb = (uint16_t *)(ws + off[6]);
     float *P = (float *)(ws + off[4]), *dP = (float *)(ws + off[5]);
     float *dq = (float *)(ws + off[7]), *dk = (float *)(ws + off[8]), *dv = (float *)(ws + off[9]);
+    double *part = db ? (double *)(ws + off[10]) : NULL;
+    if (part) memset(part, 0, (size_t)nthr * row * sizeof(double));
 
     for (int c0 = 0; c0 < BH; c0 += G) {
         int g = BH - c0 < G ? BH - c0 : G;
@@ -551,11 +657,28 @@ static int attention_bwd_bf16_locked(float *dqkv, const float *dout, const float
 #pragma omp parallel for schedule(static) if ((size_t)g * thd > PAR_MIN)
         for (long i = 0; i < (long)g * T; i++) {
             int t = (int)(i / g), gi = (int)(i % g), bh = c0 + gi, b = bh / H, h = bh % H;
-            float *d = dqkv + ((size_t)b * T + t) * row + (size_t)h * hd;
-            size_t s = ((size_t)gi * T + t) * hd;
-            memcpy(d, dq + s, (size_t)hd * sizeof(float));
-            memcpy(d + (size_t)H * hd, dk + s, (size_t)hd * sizeof(float));
-            memcpy(d + (size_t)2 * H * hd, dv + s, (size_t)hd * sizeof(float));
+            size_t s = ((size_t)gi * T + t) * hd, o = ((size_t)b * T + t) * row + (size_t)h * hd;
+            const float *src[3] = {dq + s, dk + s, dv + s};
+            for (int w = 0; w < 3; w++) {
+                size_t ow = o + (size_t)w * H * hd;
+                if (dqkv) {
+                    memcpy(dqkv + ow, src[w], (size_t)hd * sizeof(float));
+                    continue;
+                }
+                cpu_f32_to_bf16_serial(dqkvb + ow, src[w], (size_t)hd);
+                if (part) {
+                    double *acc = part + (size_t)omp_get_thread_num() * row + (size_t)w * H * hd + (size_t)h * hd;
+#pragma omp simd
+                    for (int j = 0; j < hd; j++) acc[j] += src[w][j];
+                }
+            }
+        }
+    }
+    if (part) {
+        for (long k = 0; k < row; k++) {
+            double sum = 0;
+            for (int t = 0; t < nthr; t++) sum += part[(size_t)t * row + k];
+            db[k] = (float)(db[k] + sum);
         }
     }
     return 0;
@@ -570,7 +693,18 @@ int cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, int
     if ((long)B * T * H == 0) return 0;
     if (prec == UFO_PREC_FP32) return attention_bwd_f32(dqkv, dout, qkv, B, T, H, hd);
     pthread_mutex_lock(&g_mu);
-    int rc = attention_bwd_bf16_locked(dqkv, dout, qkv, B, T, H, hd);
+    int rc = attention_bwd_bf16_locked(dqkv, NULL, NULL, dout, qkv, B, T, H, hd);
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B, int T, int H,
+                                int hd) {
+    if (B < 0 || T < 0 || H < 0 || hd <= 0)
+        return ufo_errorf("cpu_attention_backward_bf16: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
+    if ((long)B * T * H == 0) return 0;
+    pthread_mutex_lock(&g_mu);
+    int rc = attention_bwd_bf16_locked(NULL, dqkvb, db, dout, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);
     return rc;
 }

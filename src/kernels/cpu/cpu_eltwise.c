@@ -4,8 +4,10 @@
 // library is built for x86-64-v3, so that code gets AVX2).
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "base/mem.h"
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "kernels/cpu/cpu_simd.h"
 
@@ -213,6 +215,41 @@ void cpu_gelu(float *y, const float *x, size_t n) {
     }
 }
 
+// GELU straight to bf16 (the bf16 training forward keeps only this rounded copy
+// of the MLP activation: it feeds fc2 and fc2's weight gradient), and its
+// derivative, also rounded, for the backward (which then needs neither x nor
+// exp/erf again). Each chunk goes through an L1-sized fp32 buffer, so no fp32
+// result reaches memory.
+__attribute__((target("avx512f"))) static void gelu_grad_avx512(float *d, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(d + i, m, gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n) {
+    enum { CH = 2048 };
+    size_t nchunks = (n + CH - 1) / CH;
+    int avx512 = cpu_has_avx512();
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++) {
+        float buf[CH];
+        size_t lo = c * CH, len = n - lo < CH ? n - lo : CH;
+        if (avx512) gelu_avx512(buf, x + lo, len);
+        else
+            for (size_t i = 0; i < len; i++) buf[i] = x[lo + i] * 0.5f * (1.0f + erff(x[lo + i] * (float)M_SQRT1_2));
+        cpu_f32_to_bf16_serial(y + lo, buf, len);
+        if (!dgelu) continue;
+        if (avx512) gelu_grad_avx512(buf, x + lo, len);
+        else
+            for (size_t i = 0; i < len; i++) {
+                float v = x[lo + i];
+                buf[i] = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143268f * expf(-0.5f * v * v);
+            }
+        cpu_f32_to_bf16_serial(dgelu + lo, buf, len);
+    }
+}
+
 // ---------------------------------------------------------------- norms, add
 
 void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
@@ -230,6 +267,40 @@ void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int
 #pragma omp simd
         for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
     }
+}
+
+// One LayerNorm row (the arithmetic of cpu_layernorm).
+static inline void layernorm_row(float *yr, const float *xr, const float *g, const float *b, int c, float eps) {
+    float sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int k = 0; k < c; k++) sum += xr[k];
+    float mean = sum / (float)c;
+#pragma omp simd reduction(+ : sq)
+    for (int k = 0; k < c; k++) sq += (xr[k] - mean) * (xr[k] - mean);
+    float inv = 1.0f / sqrtf(sq / (float)c + eps);
+#pragma omp simd
+    for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
+}
+
+// LayerNorm straight to bf16: in bf16 training a LayerNorm output only feeds a
+// matmul (and its weight gradient), so the fp32 row lives in L1 only.
+int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
+    enum { ROW = 2048 };
+    float *heap = NULL;   // rows wider than any ViT's: one heap row per thread
+    int nthr = omp_get_max_threads();
+    if (c > ROW && !(heap = ufo_alloc((size_t)nthr * c * sizeof(float)))) return -1;
+#pragma omp parallel num_threads(nthr) if ((size_t)n * c > PAR_MIN)
+    {
+        float stack_row[ROW];
+        float *row = heap ? heap + (size_t)omp_get_thread_num() * c : stack_row;
+#pragma omp for schedule(static)
+        for (int i = 0; i < n; i++) {
+            layernorm_row(row, x + (size_t)i * c, g, b, c, eps);
+            cpu_f32_to_bf16_serial(y + (size_t)i * c, row, (size_t)c);
+        }
+    }
+    ufo_free(heap);
+    return 0;
 }
 
 void cpu_batchnorm(float *y, const float *x, const float *g, const float *b, const float *mean,

@@ -254,3 +254,20 @@ int cpu_linear_train_forward(float *y, const float *x, const float *w, const flo
     cpu_f32_to_bf16(wb, w, nw);
     return cpu_gemm_ex(y, xb, wb, b, n, out, in, 0, 1, beta, gelu, prec);
 }
+
+int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, const float *b, int n, int in,
+                                  int out, cpu_post_op post) {
+    if (post != CPU_POST_NONE && post != CPU_POST_GELU && post != CPU_POST_RESIDUAL)
+        return ufo_errorf("cpu_linear_train_forward_bf16: bad post-op %d", (int)post);
+    if (check_args("cpu_linear_train_forward_bf16", n, out, in, UFO_PREC_BF16)) return -1;
+    float beta = post == CPU_POST_RESIDUAL ? 1.0f : 0.0f;
+    int gelu = post == CPU_POST_GELU;
+    const uint16_t *wb = NULL;
+    if ((long)n * out > 0 && in > 0) {   // weights are small next to the activations: round them per call
+        uint16_t *t = cpu_train_scratch(1, (size_t)out * in * sizeof(uint16_t));
+        if (!t) return -1;
+        cpu_f32_to_bf16(t, w, (size_t)out * in);
+        wb = t;
+    }
+    return cpu_gemm_ex(y, xb, wb, b, n, out, in, 0, 1, beta, gelu, UFO_PREC_BF16);
+}

@@ -35,6 +35,48 @@ int cpu_gemm_ex(float *C, const void *A, const void *B, const float *bias, int M
 int cpu_linear_train_forward(float *y, const float *x, const float *w, const float *b, int n, int in, int out,
                              cpu_post_op post, ufo_precision prec);
 
+// ---- bf16 training with activations kept in bf16.
+// The bf16 training step keeps the bf16 copy of every linear's input that the
+// forward makes (LayerNorm and GELU write it directly) and reuses it for the
+// weight gradient, and rounds each output gradient once, summing its columns
+// for the bias gradient in the same pass. Same rounding as the functions
+// above: results match cpu_linear_train_forward / cpu_linear_backward with
+// prec BF16 given the fp32 arrays these bf16 copies were rounded from.
+
+// cpu_linear_train_forward with prec BF16 and x already rounded: xb [n, in] bf16.
+int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, const float *b, int n, int in,
+                                  int out, cpu_post_op post);
+
+// cpu_linear_backward with prec BF16, the input already rounded (xb [n, in]),
+// and the output gradient given either as fp32 dy [n, out] (rounded here; each
+// row i times rowscale[i / per_scale] first when rowscale is not NULL: drop
+// path; db += its column sums in the same pass) or already rounded, dyb [n, out]
+// (then dy, rowscale and db must be NULL: the caller summed the bias gradient).
+int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, const float *rowscale, long per_scale,
+                             const uint16_t *dyb, const uint16_t *xb, const float *w, int n, int in, int out);
+
+// cpu_attention_backward with prec BF16, the gradient written rounded,
+// dqkvb [B, T, 3, H, hd] bf16 (=), and db [3 H hd] += its column sums (the qkv
+// linear's bias gradient; db may be NULL): no fp32 dqkv is ever written.
+int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B, int T, int H,
+                                int hd);
+// LayerNorm backward with a residual gradient added: dx = LN'(dy) + res
+// (cpu_layernorm_backward otherwise; res must not alias dx).
+int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
+                               const float *res, int n, int c, float eps);
+// fp32 -> bf16, round to nearest even, OpenMP-parallel (the cpu_internal.h
+// function, declared here too for the model's training pass).
+void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+// y = bf16(LayerNorm(x)) (cpu_layernorm's arithmetic, rounded; no fp32 output).
+int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps);
+// y = bf16(gelu(x)) (cpu_gelu's arithmetic, rounded) and, if dgelu is not
+// NULL, dgelu = bf16(gelu'(x)) (cpu_gelu_backward's derivative, rounded).
+void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n);
+// GELU backward [n, c] from the saved rounded derivative: g = dy * dgelu (fp32
+// products), dxb = bf16(g), and db[j] += sum_i g[i, j] (summed like
+// cpu_colsum_acc): the bias gradient of the linear before the GELU, same pass.
+int cpu_gelu_backward_bf16(uint16_t *dxb, float *db, const float *dy, const uint16_t *dgelu, int n, int c);
+
 // y = x W^T + b:  dx[n, in] = dy W;  dw[out, in] += dy^T x;  db[out] += sum_n dy.
 // Any of dx, dw, db may be NULL.
 int cpu_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
