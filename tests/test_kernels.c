@@ -15,23 +15,8 @@
 #define TOL_BF16_REL 1e-2
 #define TOL_BF16_COS 0.9995
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float frand(void) {   // uniform [-1, 1)
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-static float *rand_buf(size_t n, float scale, float offset) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
-    return p;
-}
-static float *copy_buf(const float *a, size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    memcpy(p, a, n * sizeof *p);
-    return p;
-}
+#define TEST_RNG_SEED 0x9e3779b97f4a7c15ull
+#include "rand_buf.h"
 static double cosine(const float *a, const float *b, size_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = 0; i < n; i++) {
@@ -252,6 +237,41 @@ static void test_linear_cache(ufo_precision prec) {
     free(w), free(b);
 }
 
+// bf16 activations in and out (cpu_linear_forward_io): the same values as the
+// fp32-in path, whose rounding moves into the producer; a bf16 output is the
+// fp32 output (after bias and GELU) rounded to nearest even.
+static void test_linear_bf16_io(int n, int in, int out) {
+    float *w = rand_buf((size_t)out * in, 0.1f, 0), *b = rand_buf(out, 0.5f, 0), *x = rand_buf((size_t)n * in, 1, 0);
+    float *y = zeros((size_t)n * out), *y2 = zeros((size_t)n * out);
+    uint16_t *xb = malloc((size_t)n * in * 2), *yb = malloc((size_t)n * out * 2);
+    if (!xb || !yb) abort();
+    for (size_t i = 0; i < (size_t)n * in; i++) xb[i] = bf16_rne(x[i]);
+    cpu_linear *l = cpu_linear_create(w, b, in, out, UFO_PREC_BF16);
+    CHECK(l, "%s", ufo_error());
+    if (l) {
+        for (int post = CPU_POST_NONE; post <= CPU_POST_GELU; post++) {
+            CHECK(cpu_linear_forward(l, y, x, n, (cpu_post_op)post) == 0, "%s", ufo_error());
+            CHECK(cpu_linear_forward_io(l, y2, xb, n, (cpu_post_op)post, CPU_LINEAR_SRC_BF16) == 0, "%s", ufo_error());
+            CHECK(!memcmp(y, y2, (size_t)n * out * sizeof *y), "linear %dx%dx%d post %d: bf16 input != fp32 input", n, in,
+                  out, post);
+            CHECK(cpu_linear_forward_io(l, yb, xb, n, (cpu_post_op)post, CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16) == 0,
+                  "%s", ufo_error());
+            size_t bad = 0;
+            for (size_t i = 0; i < (size_t)n * out; i++) bad += yb[i] != bf16_rne(y[i]);
+            CHECK(bad == 0, "linear %dx%dx%d post %d: %zu bf16 outputs are not the rounded fp32 ones", n, in, out, post,
+                  bad);
+        }
+        // Residual into bf16 and bf16 io on an fp32 layer are refused.
+        CHECK(cpu_linear_forward_io(l, yb, xb, n, CPU_POST_RESIDUAL, CPU_LINEAR_DST_BF16) == -1 &&
+              strstr(ufo_error(), "fp32 output"));
+        cpu_linear *l32 = cpu_linear_create(w, b, in, out, UFO_PREC_FP32);
+        CHECK(l32 && cpu_linear_forward_io(l32, y2, xb, n, CPU_POST_NONE, CPU_LINEAR_SRC_BF16) == -1);
+        cpu_linear_free(l32);
+    }
+    cpu_linear_free(l);
+    free(w), free(b), free(x), free(y), free(y2), free(xb), free(yb);
+}
+
 static void test_attention(int B, int T, int H, int hd, ufo_precision prec) {
     size_t nin = (size_t)B * T * 3 * H * hd, nout = (size_t)B * T * H * hd;
     float *qkv = rand_buf(nin, 1.5f, 0);
@@ -356,10 +376,12 @@ int main(void) {
         test_patch_embed(1, 24, 40, 8, 37, prec);
     }
 
+    test_linear_bf16_io(577, 192, 768);
     test_bf16_rounding();
     // The AVX-512F integer bf16 rounding, used where AVX512-BF16 is missing.
     cpu_debug_disable_native_bf16(1);
     test_linear_shape(37, 100, 77, 1, UFO_PREC_BF16);
+    test_linear_bf16_io(37, 100, 77);
     test_attention(2, 50, 5, 16, UFO_PREC_BF16);
     test_attention(1, 577, 2, 64, UFO_PREC_BF16);
     cpu_debug_disable_native_bf16(0);

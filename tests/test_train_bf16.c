@@ -18,28 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x13198a2e03707344ull;
-static float frand(void) {   // uniform [-1, 1)
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-static float *rand_buf(size_t n, float scale, float offset) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
-    return p;
-}
-static float *zeros(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof *p);
-    if (!p) abort();
-    return p;
-}
-static float *copy_buf(const float *a, size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    memcpy(p, a, n * sizeof *p);
-    return p;
-}
+#define TEST_RNG_SEED 0x13198a2e03707344ull
+#include "rand_buf.h"
 static uint16_t *round_buf(const float *a, size_t n) {   // scalar rounding, independent of the cpu kernels
     uint16_t *p = malloc((n ? n : 1) * sizeof *p);
     if (!p) abort();

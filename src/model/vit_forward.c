@@ -4,6 +4,7 @@
 #include "model/vit.h"
 #include "base/error.h"
 #include "base/mem.h"
+#include "kernels/cpu/cpu_train.h"
 #include "kernels/ref/ref.h"
 #include <string.h>
 
@@ -61,8 +62,30 @@ static void assemble_tokens(const vit_model *m, float *x, const float *patches, 
     }
 }
 
+// bf16 on the CPU: LayerNorm writes the bf16 rows the next matmul reads, and
+// fc1 + GELU writes bf16 straight for fc2, so no activation is rounded in a
+// pass of its own (the values are those of the fp32-in path: the same roundings,
+// made by the producer). The bf16 rows live in the fp32 h and mlp buffers.
+static int block_forward_bf16(vit_model *m, int l, vit_acts *a, int n) {
+    const vit_config *c = &m->cfg;
+    const vit_block_weights *w = &m->w.blocks[l];
+    int rows = n * vit_tokens(c), D = c->dim;
+    uint16_t *hb = (uint16_t *)a->h, *mb = (uint16_t *)a->mlp;
+    const int in = CPU_LINEAR_SRC_BF16;
+
+    if (cpu_layernorm_bf16(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
+    if (cpu_attention(a->att, a->qkv, n, vit_tokens(c), c->heads, D / c->heads, m->prec)) return -1;
+    if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
+    if (cpu_layernorm_bf16(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, in | CPU_LINEAR_DST_BF16)) return -1;
+    return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, in);
+}
+
 static int block_forward(vit_model *m, int l, vit_acts *a, int n) {
     const vit_config *c = &m->cfg;
+    if (m->backend == VIT_BACKEND_CPU && m->prec == UFO_PREC_BF16)
+        return block_forward_bf16(m, l, a, n);
     const vit_block_weights *w = &m->w.blocks[l];
     int rows = n * vit_tokens(c), D = c->dim, Hd = c->mlp_hidden;
     int fast = m->backend == VIT_BACKEND_CPU;

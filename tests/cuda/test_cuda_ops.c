@@ -25,22 +25,8 @@
 
 static gpu_ctx *G;
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static float frand(void) {  // uniform [-1, 1)
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-static float *rand_buf(size_t n, float scale, float offset) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (!p) abort();
-    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
-    return p;
-}
-static float *host(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof *p);
-    if (!p) abort();
-    return p;
-}
+#define TEST_RNG_SEED 0x2545f4914f6cdd1dull
+#include "rand_buf.h"
 static double cosine(const float *a, const float *b, size_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
@@ -87,7 +73,7 @@ static void *dev_in(const float *x, size_t n, gpu_dtype dt) {
 }
 // Device buffer (fp32 or bf16) -> host fp32.
 static float *to_host(const void *d, size_t n, gpu_dtype dt) {
-    float *h = host(n);
+    float *h = zeros(n);
     if (dt == GPU_F32) {
         CHECK(gpu_download(G, h, d, n * 4) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
         return h;
@@ -100,7 +86,7 @@ static float *to_host(const void *d, size_t n, gpu_dtype dt) {
 }
 // Rounds a host copy through bf16 (what the GPU's bf16 inputs hold).
 static float *rounded(const float *x, size_t n) {
-    float *r = host(n);
+    float *r = zeros(n);
     for (size_t i = 0; i < n; i++) r[i] = bf16_to_f32(bf16_rne(x[i]));
     return r;
 }
@@ -144,7 +130,7 @@ static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu
     float *y0 = rand_buf(ny, 2.0f, 0.0f);  // the residual for accumulate
     // The reference sees the inputs the GPU sees (bf16-rounded with bf16).
     float *xr = dt == GPU_BF16 ? rounded(x, nx) : x, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
-    float *ref = host(ny);
+    float *ref = zeros(ny);
     ref_linear(ref, xr, wr, bias ? b : NULL, rows, in, out);
     if (accumulate) ref_add(ref, y0, ny);
     void *dx = dev_in(x, nx, dt), *dw = dev_in(w, nw, dt);
@@ -161,7 +147,7 @@ static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu
 
 static void test_gelu(gpu_dtype dt) {
     size_t n = 50001;
-    float *x = rand_buf(n, 6.0f, 0.0f), *ref = host(n);
+    float *x = rand_buf(n, 6.0f, 0.0f), *ref = zeros(n);
     ref_gelu(ref, x, n);
     float *dx = dev_from(x, n);
     void *dy = dt == GPU_F32 ? (void *)dx : dev(n * 2);  // fp32: in place, as the forward does
@@ -177,7 +163,7 @@ static void test_layernorm(int rows, int c, int stride_rows, gpu_dtype dt) {
     // stride_rows > 1: only every stride_rows-th row is normalised (the class tokens).
     size_t stride = (size_t)c * stride_rows, nx = (size_t)rows * stride;
     float *x = rand_buf(nx, 3.0f, 5.0f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
-    float *dense = host((size_t)rows * c), *ref = host((size_t)rows * c);
+    float *dense = zeros((size_t)rows * c), *ref = zeros((size_t)rows * c);
     for (int r = 0; r < rows; r++) memcpy(dense + (size_t)r * c, x + r * stride, c * sizeof(float));
     ref_layernorm(ref, dense, g, b, rows, c, 1e-6f);
     float *dx = dev_from(x, nx), *dg = dev_from(g, c), *dbb = dev_from(b, c);
@@ -194,7 +180,7 @@ static void test_layernorm(int rows, int c, int stride_rows, gpu_dtype dt) {
 static void test_batchnorm(void) {
     int n = 7, c = 300;
     float *x = rand_buf((size_t)n * c, 2.0f, 0.5f), *g = rand_buf(c, 0.5f, 1.0f), *b = rand_buf(c, 0.5f, 0.0f);
-    float *mean = rand_buf(c, 0.5f, 0.0f), *var = rand_buf(c, 0.4f, 0.6f), *ref = host((size_t)n * c);
+    float *mean = rand_buf(c, 0.5f, 0.0f), *var = rand_buf(c, 0.4f, 0.6f), *ref = zeros((size_t)n * c);
     ref_batchnorm(ref, x, g, b, mean, var, n, c, 1e-5f);
     float *dx = dev_from(x, (size_t)n * c), *dg = dev_from(g, c), *dbb = dev_from(b, c);
     float *dm = dev_from(mean, c), *dv = dev_from(var, c);
@@ -211,7 +197,7 @@ static void test_patch_embed(int B, int S, int p, int C, gpu_dtype dt) {
     size_t ni = (size_t)B * 3 * S * S, nw = (size_t)C * K, ny = (size_t)B * P * C;
     float *img = rand_buf(ni, 1.0f, 0.0f), *w = rand_buf(nw, 0.2f, 0.0f), *b = rand_buf(C, 0.5f, 0.0f);
     float *imr = dt == GPU_BF16 ? rounded(img, ni) : img, *wr = dt == GPU_BF16 ? rounded(w, nw) : w;
-    float *ref = host(ny);
+    float *ref = zeros(ny);
     ref_patch_embed(ref, imr, wr, b, B, S, S, p, C);
     float *di = dev_from(img, ni), *dbias = dev_from(b, C), *dy = dev(ny * 4);
     void *dw = dev_in(w, nw, dt), *cols = dev((size_t)B * P * K * (dt == GPU_BF16 ? 2 : 4));
@@ -229,7 +215,7 @@ static void test_patch_embed(int B, int S, int p, int C, gpu_dtype dt) {
 static void test_assemble(void) {
     int B = 3, T = 10, D = 40;
     float *patches = rand_buf((size_t)B * (T - 1) * D, 1, 0), *cls = rand_buf(D, 1, 0), *pos = rand_buf((size_t)T * D, 1, 0);
-    float *ref = host((size_t)B * T * D);
+    float *ref = zeros((size_t)B * T * D);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int d = 0; d < D; d++)
@@ -249,7 +235,7 @@ static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype d
     gpu_set_flash(G, flash);
     if (flash && !gpu_uses_flash(G, dt, hd)) return;
     size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
-    float *qkv = rand_buf(nq, scale, 0.0f), *ref = host(no);
+    float *qkv = rand_buf(nq, scale, 0.0f), *ref = zeros(no);
     float *qr = dt == GPU_BF16 ? rounded(qkv, nq) : qkv;
     ref_attention(ref, qr, B, T, H, hd);
     float *dq = dev_from(qkv, nq);
@@ -271,7 +257,7 @@ static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype d
 
 static void test_gemm(int M, int N, int K, int tA, int tB, float beta, gpu_dtype dt) {
     float *A = rand_buf((size_t)M * K, 1, 0), *B = rand_buf((size_t)K * N, 1, 0), *C = rand_buf((size_t)M * N, 1, 0);
-    float *ref = host((size_t)M * N);
+    float *ref = zeros((size_t)M * N);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double acc = beta * (double)C[(size_t)i * N + j];
@@ -292,7 +278,7 @@ static void test_gemm(int M, int N, int K, int tA, int tB, float beta, gpu_dtype
 static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
     float *x = rand_buf((size_t)n * in, 1, 0), *w = rand_buf((size_t)out * in, 0.5f, 0), *dy = rand_buf((size_t)n * out, 1, 0);
     float *dw0 = rand_buf((size_t)out * in, 0.5f, 0), *db0 = rand_buf(out, 0.5f, 0);  // accumulated into
-    float *rdx = host((size_t)n * in), *rdw = host((size_t)out * in), *rdb = host(out);
+    float *rdx = zeros((size_t)n * in), *rdw = zeros((size_t)out * in), *rdb = zeros(out);
     memcpy(rdw, dw0, (size_t)out * in * 4), memcpy(rdb, db0, (size_t)out * 4);
     ref_linear_backward(rdx, rdw, rdb, dy, x, w, n, in, out);
     float *dx = dev((size_t)n * in * 4), *dw = dev_from(dw0, (size_t)out * in), *db = dev_from(db0, out);
@@ -315,7 +301,7 @@ static void test_norm_gelu_backward(void) {
     int n = 67, c = 384;
     size_t nc = (size_t)n * c;
     float *x = rand_buf(nc, 2, 1), *dy = rand_buf(nc, 1, 0), *g = rand_buf(c, 0.5f, 1), *dg0 = rand_buf(c, 1, 0);
-    float *db0 = rand_buf(c, 1, 0), *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    float *db0 = rand_buf(c, 1, 0), *rdx = zeros(nc), *rdg = zeros(c), *rdb = zeros(c);
     memcpy(rdg, dg0, c * 4), memcpy(rdb, db0, c * 4);
     ref_layernorm_backward(rdx, rdg, rdb, dy, x, g, n, c, 1e-6f);
     float *dx = dev(nc * 4), *ddg = dev_from(dg0, c), *ddb = dev_from(db0, c), *ddy = dev_from(dy, nc);
@@ -327,7 +313,7 @@ static void test_norm_gelu_backward(void) {
     compare("layernorm backward dbeta +=", d, rdb, c, GPU_F32);
     free(a), free(b), free(d);
     // GELU backward (x spread over the interesting range)
-    float *xg = rand_buf(nc, 5, 0), *ref = host(nc);
+    float *xg = rand_buf(nc, 5, 0), *ref = zeros(nc);
     ref_gelu_backward(ref, dy, xg, nc);
     float *dxg = dev_from(xg, nc);
     CHECK(gpu_gelu_backward(G, dx, ddy, dxg, nc) == 0, "%s", gpu_error());
@@ -343,7 +329,7 @@ static void test_batchnorm_train_backward(int n, int c) {
     size_t nc = (size_t)n * c;
     float *x = rand_buf(nc, 2, 0.5f), *g = rand_buf(c, 0.5f, 1), *b = rand_buf(c, 0.5f, 0), *rm = rand_buf(c, 0.5f, 0);
     float *rv = rand_buf(c, 0.4f, 0.6f), *dy = rand_buf(nc, 1, 0);
-    float *ry = host(nc), *rmean = host(c), *rrstd = host(c), *rrm = host(c), *rrv = host(c);
+    float *ry = zeros(nc), *rmean = zeros(c), *rrstd = zeros(c), *rrm = zeros(c), *rrv = zeros(c);
     memcpy(rrm, rm, c * 4), memcpy(rrv, rv, c * 4);
     ref_batchnorm_train(ry, rmean, rrstd, x, g, b, rrm, rrv, n, c, 1e-5f, 0.1f);
     float *dx_ = dev_from(x, nc), *dg_ = dev_from(g, c), *db_ = dev_from(b, c), *drm = dev_from(rm, c);
@@ -357,7 +343,7 @@ static void test_batchnorm_train_backward(int n, int c) {
     compare("batchnorm train running_var (unbiased)", v, rrv, c, GPU_F32);
     free(a), free(m), free(v);
     // backward with the reference's saved statistics
-    float *rdx = host(nc), *rdg = host(c), *rdb = host(c);
+    float *rdx = zeros(nc), *rdg = zeros(c), *rdb = zeros(c);
     ref_batchnorm_backward(rdx, rdg, rdb, dy, x, rmean, rrstd, g, n, c);
     float *ddy = dev_from(dy, nc), *dm2 = dev_from(rmean, c), *dr2 = dev_from(rrstd, c), *gdx = dev(nc * 4);
     float *gdg = dev_from(rdg, c), *gdb = dev_from(rdb, c);  // accumulate onto the reference's result: 2x
@@ -380,7 +366,7 @@ static void test_patch_embed_backward(int B, int S, int p, int C, gpu_dtype dt) 
     int P = (S / p) * (S / p), K = 3 * p * p;
     size_t ni = (size_t)B * 3 * S * S, ny = (size_t)B * P * C;
     float *img = rand_buf(ni, 1, 0), *dy = rand_buf(ny, 1, 0), *dw0 = rand_buf((size_t)C * K, 1, 0);
-    float *db0 = rand_buf(C, 1, 0), *rdw = host((size_t)C * K), *rdb = host(C);
+    float *db0 = rand_buf(C, 1, 0), *rdw = zeros((size_t)C * K), *rdb = zeros(C);
     memcpy(rdw, dw0, (size_t)C * K * 4), memcpy(rdb, db0, C * 4);
     ref_patch_embed_backward(rdw, rdb, dy, img, B, S, S, p, C);
     float *di = dev_from(img, ni), *ddy = dev_from(dy, ny), *ddw = dev_from(dw0, (size_t)C * K), *ddb = dev_from(db0, C);
@@ -394,7 +380,7 @@ static void test_patch_embed_backward(int B, int S, int p, int C, gpu_dtype dt) 
 
 static void test_attention_backward(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
     size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
-    float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = host(nq);
+    float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = zeros(nq);
     ref_attention_backward(ref, dout, qkv, B, T, H, hd);
     float *dq = dev_from(qkv, nq), *dd = dev_from(dout, no), *dqkv = dev(nq * 4);
     CHECK(gpu_attention_backward(G, dqkv, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
@@ -446,7 +432,7 @@ static void test_training_glue(void) {
     CHECK(gpu_scale_rows(G, df, dx, ds, rows, per, 0) == 0 && gpu_scale_rows(G, df, dy, NULL, rows * per, 1, 1) == 0,
           "%s", gpu_error());
     got = to_host(df, rows * per, GPU_F32);
-    float *ref = host(rows * per);
+    float *ref = zeros(rows * per);
     for (size_t i = 0; i < rows * per; i++) ref[i] = s[i / per] * x[i] + y[i];
     compare("scale_rows (drop path) + add", got, ref, rows * per, GPU_F32);
     free(got), free(ref);
@@ -463,7 +449,7 @@ static void test_training_glue(void) {
     printf("  %-44s max rel err %.3g (double)\n", "sumsq_chunks", worst);
     CHECK(worst <= 1e-12, "sumsq_chunks: rel err %.3g", worst);
     // sgd_update: train/sgd.h's update
-    float *m0 = rand_buf(n, 1, 0), *dm = dev_from(m0, n), *pr = host(n), *mr = host(n);
+    float *m0 = rand_buf(n, 1, 0), *dm = dev_from(m0, n), *pr = zeros(n), *mr = zeros(n);
     CHECK(gpu_sgd_update(G, dx, dy, dm, n, 0.7f, 1e-4f, 0.9f, 0.05f) == 0, "%s", gpu_error());
     for (size_t i = 0; i < n; i++) {
         float d = y[i] * 0.7f + 1e-4f * x[i];
@@ -518,7 +504,7 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
         for (int k = 0; k < 3; k++) {
             int n = batches[k], task = tasks[k];
             size_t ni = (size_t)n * 3 * img * img, no = (size_t)n * dim;
-            float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+            float *x = rand_buf(ni, 1.0f, 0.0f), *ref = zeros(no), *got = zeros(no);
             CHECK(vit_prepare(&m, VIT_BACKEND_REF, UFO_PREC_FP32) == 0, "%s", ufo_error());
             CHECK(vit_forward(&m, x, n, task, ref) == 0, "%s", ufo_error());
             CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
@@ -531,7 +517,7 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
         }
         // Several batch sizes on one prepared model (activations planned once, then reused).
         CHECK(vit_prepare(&m, VIT_BACKEND_CUDA, prec ? UFO_PREC_BF16 : UFO_PREC_FP32) == 0, "%s", ufo_error());
-        float *x = rand_buf((size_t)4 * 3 * img * img, 1.0f, 0.0f), *a = host((size_t)4 * dim), *b = host((size_t)4 * dim);
+        float *x = rand_buf((size_t)4 * 3 * img * img, 1.0f, 0.0f), *a = zeros((size_t)4 * dim), *b = zeros((size_t)4 * dim);
         CHECK(vit_forward(&m, x, 4, UFO_TASK_VEHICLE, a) == 0, "%s", ufo_error());
         for (int i = 0; i < 4; i++)  // one image at a time gives the same rows
             CHECK(vit_forward(&m, x + (size_t)i * 3 * img * img, 1, UFO_TASK_VEHICLE, b + (size_t)i * dim) == 0, "%s",
@@ -560,7 +546,7 @@ static void test_forward_vitl_shapes(void) {
     randomize(&m);
     int n = 3;
     size_t ni = (size_t)n * 3 * 384 * 384, no = (size_t)n * c.dim;
-    float *x = rand_buf(ni, 1.0f, 0.0f), *ref = host(no), *got = host(no);
+    float *x = rand_buf(ni, 1.0f, 0.0f), *ref = zeros(no), *got = zeros(no);
     CHECK(vit_prepare(&m, VIT_BACKEND_CPU, UFO_PREC_FP32) == 0, "%s", ufo_error());
     CHECK(vit_forward(&m, x, n, UFO_TASK_VEHICLE, ref) == 0, "%s", ufo_error());
     for (int mode = 0; mode < 3; mode++) {

@@ -19,6 +19,13 @@ typedef struct cpu_linear cpu_linear;
 cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, ufo_precision prec);
 // x [n, in] fp32 -> y [n, out] fp32. Primitives are cached per n. Returns 0 / -1 (ufo_error).
 int cpu_linear_forward(cpu_linear *l, float *y, const float *x, int n, cpu_post_op post);
+// The same on a bf16 layer with bf16 activations on either side, so a
+// producer that can write bf16 (LayerNorm, a GELU matmul feeding the next
+// matmul) saves the rounding pass: CPU_LINEAR_SRC_BF16: x is uint16_t bf16
+// [n, in]; CPU_LINEAR_DST_BF16: y is bf16 [n, out], the fp32 result (after
+// bias and GELU) rounded to nearest even (not with CPU_POST_RESIDUAL).
+enum { CPU_LINEAR_SRC_BF16 = 1, CPU_LINEAR_DST_BF16 = 2 };
+int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post_op post, int io);
 void cpu_linear_free(cpu_linear *l);
 
 // Same contract as ref_attention. bf16 precision computes the two matmuls in bf16

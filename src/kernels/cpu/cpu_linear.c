@@ -21,6 +21,7 @@
 typedef struct {
     int n;                // 0 = empty slot
     cpu_post_op post;
+    int io;               // CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16
     dnnl_primitive_t prim;
     dnnl_memory_t src, dst;   // handles set per call
     unsigned long last_use;
@@ -45,13 +46,14 @@ static _Thread_local uint16_t *tl_xbf;
 static _Thread_local size_t tl_xbf_cap;   // elements
 
 static int make_pd(dnnl_primitive_desc_t *pd, const cpu_linear *l, long n, const dnnl_memory_desc_t *w_md,
-                   cpu_post_op post) {
+                   cpu_post_op post, int io) {
     dnnl_engine_t eng = cpu_engine();
     if (!eng) return -1;
     dnnl_memory_desc_t s_md, d_md;
     dnnl_dims_t sd = {n, l->in}, dd = {n, l->out};
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&s_md, 2, sd, l->dt, dnnl_ab);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&d_md, 2, dd, dnnl_f32, dnnl_ab);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&d_md, 2, dd, io & CPU_LINEAR_DST_BF16 ? dnnl_bf16 : dnnl_f32, dnnl_ab);
     if (st != dnnl_success) return cpu_dnnl_error("cpu_linear: memory descriptor", st);
     dnnl_matmul_desc_t mm;
     st = dnnl_matmul_desc_init(&mm, &s_md, w_md, l->b_buf ? &l->b_md : NULL, &d_md);
@@ -115,7 +117,7 @@ cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, u
         goto fail;
     }
     dnnl_primitive_desc_t pd = NULL;
-    if (make_pd(&pd, l, 256, &any_md, CPU_POST_NONE)) goto fail;
+    if (make_pd(&pd, l, 256, &any_md, CPU_POST_NONE, 0)) goto fail;
     l->w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
 
@@ -159,13 +161,13 @@ static void entry_clear(lin_entry *e) {
     memset(e, 0, sizeof *e);
 }
 
-// The cached primitive for (n, post), created on a miss (evicting the least
+// The cached primitive for (n, post, io), created on a miss (evicting the least
 // recently used entry when the cache is full).
-static lin_entry *get_entry(cpu_linear *l, int n, cpu_post_op post) {
+static lin_entry *get_entry(cpu_linear *l, int n, cpu_post_op post, int io) {
     lin_entry *victim = NULL;
     for (int i = 0; i < CACHE_MAX; i++) {
         lin_entry *e = &l->cache[i];
-        if (e->n == n && e->post == post) {
+        if (e->n == n && e->post == post && e->io == io) {
             e->last_use = ++l->tick;
             return e;
         }
@@ -174,7 +176,7 @@ static lin_entry *get_entry(cpu_linear *l, int n, cpu_post_op post) {
     entry_clear(victim);
 
     dnnl_primitive_desc_t pd = NULL;
-    if (make_pd(&pd, l, n, &l->w_md, post)) return NULL;
+    if (make_pd(&pd, l, n, &l->w_md, post, io)) return NULL;
     dnnl_engine_t eng = cpu_engine();
     dnnl_status_t st = dnnl_primitive_create(&victim->prim, pd);
     if (st == dnnl_success)
@@ -191,19 +193,28 @@ static lin_entry *get_entry(cpu_linear *l, int n, cpu_post_op post) {
     }
     victim->n = n;
     victim->post = post;
+    victim->io = io;
     victim->last_use = ++l->tick;
     return victim;
 }
 
 int cpu_linear_forward(cpu_linear *l, float *y, const float *x, int n, cpu_post_op post) {
+    return cpu_linear_forward_io(l, y, x, n, post, 0);
+}
+
+int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post_op post, int io) {
     if (n < 0) return ufo_errorf("cpu_linear_forward: bad n=%d", n);
     if (n == 0) return 0;
     if (post != CPU_POST_NONE && post != CPU_POST_GELU && post != CPU_POST_RESIDUAL)
         return ufo_errorf("cpu_linear_forward: bad post-op %d", (int)post);
+    if (io & ~(CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16)) return ufo_errorf("cpu_linear_forward: bad io flags %d", io);
+    if (io && l->prec != UFO_PREC_BF16) return ufo_errorf("cpu_linear_forward: bf16 input/output on an fp32 layer");
+    if ((io & CPU_LINEAR_DST_BF16) && post == CPU_POST_RESIDUAL)
+        return ufo_errorf("cpu_linear_forward: a residual sum needs an fp32 output");
     dnnl_stream_t strm = cpu_stream();
     if (!strm) return -1;
     const void *src = x;
-    if (l->prec == UFO_PREC_BF16) {
+    if (l->prec == UFO_PREC_BF16 && !(io & CPU_LINEAR_SRC_BF16)) {
         size_t need = (size_t)n * l->in;
         if (need > tl_xbf_cap) {
             ufo_free(tl_xbf);
@@ -215,7 +226,7 @@ int cpu_linear_forward(cpu_linear *l, float *y, const float *x, int n, cpu_post_
         cpu_f32_to_bf16(tl_xbf, x, need);
         src = tl_xbf;
     }
-    lin_entry *e = get_entry(l, n, post);
+    lin_entry *e = get_entry(l, n, post, io);
     if (!e) return -1;
     dnnl_status_t st = dnnl_memory_set_data_handle(e->src, (void *)src);
     if (st == dnnl_success) st = dnnl_memory_set_data_handle(e->dst, y);
