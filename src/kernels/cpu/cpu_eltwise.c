@@ -252,24 +252,7 @@ void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n) {
 
 // ---------------------------------------------------------------- norms, add
 
-void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
-#pragma omp parallel for schedule(static) if ((size_t)n * c > PAR_MIN)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * c;
-        float *yr = y + (size_t)i * c;
-        float sum = 0, sq = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int k = 0; k < c; k++) sum += xr[k];
-        float mean = sum / (float)c;
-#pragma omp simd reduction(+ : sq)
-        for (int k = 0; k < c; k++) sq += (xr[k] - mean) * (xr[k] - mean);
-        float inv = 1.0f / sqrtf(sq / (float)c + eps);
-#pragma omp simd
-        for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
-    }
-}
-
-// One LayerNorm row (the arithmetic of cpu_layernorm).
+// One LayerNorm row: mean, then the centred variance, in fp32 (also cpu_layernorm_bf16's).
 static inline void layernorm_row(float *yr, const float *xr, const float *g, const float *b, int c, float eps) {
     float sum = 0, sq = 0;
 #pragma omp simd reduction(+ : sum)
@@ -280,6 +263,11 @@ static inline void layernorm_row(float *yr, const float *xr, const float *g, con
     float inv = 1.0f / sqrtf(sq / (float)c + eps);
 #pragma omp simd
     for (int k = 0; k < c; k++) yr[k] = (xr[k] - mean) * inv * g[k] + b[k];
+}
+
+void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c > PAR_MIN)
+    for (int i = 0; i < n; i++) layernorm_row(y + (size_t)i * c, x + (size_t)i * c, g, b, c, eps);
 }
 
 // LayerNorm straight to bf16: in bf16 training a LayerNorm output only feeds a
