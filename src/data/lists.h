@@ -54,6 +54,10 @@ int ufo_parse_vehicleid_list(const char *text, size_t n, const char *name, const
 int ufo_parse_sop_list(const char *text, size_t n, const char *name, const char *dir, ufo_items *out);
 // SOP Ebay_test.txt: header line, then `image_id class_id super_class_id path`.
 int ufo_parse_sop_ebay_list(const char *text, size_t n, const char *name, const char *dir, ufo_items *out);
+// A SOP split ("train", "test") from <root>/Stanford_Online_Products: <split>.txt
+// (path,label) or else the original Ebay_<split>.txt. *src gets the list's path
+// (malloc'd; NULL on failure), for messages and provenance.
+int ufo_read_sop_split(const char *root, const char *split, ufo_items *items, char **src);
 
 // VeRi-Wild vehicle_info.txt: image id -> (folder vid, camera).
 typedef struct {

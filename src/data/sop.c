@@ -62,14 +62,14 @@ int ufo_parse_sop_ebay_list(const char *text, size_t n, const char *name, const 
     return r;
 }
 
-int ufo_load_sop(const char *root, ufo_eval_set *s) {
+int ufo_read_sop_split(const char *root, const char *split, ufo_items *items, char **src_out) {
     char *dir = ufo_pathf("%s/Stanford_Online_Products", root);
-    char *list = ufo_pathf("%s/Stanford_Online_Products/test.txt", root);
-    char *ebay = ufo_pathf("%s/Stanford_Online_Products/Ebay_test.txt", root);
+    char *list = ufo_pathf("%s/Stanford_Online_Products/%s.txt", root, split);
+    char *ebay = ufo_pathf("%s/Stanford_Online_Products/Ebay_%s.txt", root, split);
     char *text = NULL;
     size_t n = 0;
-    ufo_items items = {0};
     int rc = -1;
+    *src_out = NULL;
     if (!dir || !list || !ebay) goto done;
     if (ufo_need_dir(dir) != 0) goto done;
     int use_ebay = !ufo_is_file(list) && !ufo_is_dir(list) && ufo_is_file(ebay);
@@ -79,9 +79,25 @@ int ufo_load_sop(const char *root, ufo_eval_set *s) {
         goto done;
     }
     if (ufo_read_list(src, &text, &n) != 0) goto done;
-    int prc = use_ebay ? ufo_parse_sop_ebay_list(text, n, src, dir, &items)
-                       : ufo_parse_sop_list(text, n, src, dir, &items);
-    if (prc != 0) goto done;
+    rc = use_ebay ? ufo_parse_sop_ebay_list(text, n, src, dir, items) : ufo_parse_sop_list(text, n, src, dir, items);
+    if (rc == 0) {
+        *src_out = use_ebay ? ebay : list;
+        if (use_ebay) ebay = NULL;
+        else list = NULL;
+    }
+done:
+    free(dir);
+    free(list);
+    free(ebay);
+    free(text);
+    return rc;
+}
+
+int ufo_load_sop(const char *root, ufo_eval_set *s) {
+    ufo_items items = {0};
+    char *src = NULL;
+    int rc = -1;
+    if (ufo_read_sop_split(root, "test", &items, &src) != 0) goto done;
     if (items.n < 2) {
         ufo_errorf("%s lists %d image%s (retrieval needs at least 2)", src, items.n, items.n == 1 ? "" : "s");
         goto done;
@@ -90,10 +106,7 @@ int ufo_load_sop(const char *root, ufo_eval_set *s) {
     s->n_query = s->n;   // every image is a query against all the others
     rc = 0;
 done:
-    free(dir);
-    free(list);
-    free(ebay);
-    free(text);
+    free(src);
     ufo_items_free(&items);
     return rc;
 }

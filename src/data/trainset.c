@@ -385,31 +385,12 @@ done:
 }
 
 static int load_sop(const char *root, ufo_trainset *s) {
-    char *dir = ufo_pathf("%s/Stanford_Online_Products", root);
-    char *list = ufo_pathf("%s/Stanford_Online_Products/train.txt", root);
-    char *ebay = ufo_pathf("%s/Stanford_Online_Products/Ebay_train.txt", root);
-    char *text = NULL;
-    size_t n = 0;
     ufo_items items = {0};
+    char *src = NULL;
     int rc = -1;
-    if (!dir || !list || !ebay) goto done;
-    if (ufo_need_dir(dir) != 0) goto done;
-    int use_ebay = !ufo_is_file(list) && !ufo_is_dir(list) && ufo_is_file(ebay);
-    if (!use_ebay && !ufo_is_file(list) && !ufo_is_dir(list)) {
-        ufo_errorf("missing list %s (nor %s)", list, ebay);
-        goto done;
-    }
-    const char *src = use_ebay ? ebay : list;
-    if (ufo_read_list(src, &text, &n) != 0) goto done;
-    if ((use_ebay ? ufo_parse_sop_ebay_list(text, n, src, dir, &items) : ufo_parse_sop_list(text, n, src, dir, &items)) != 0)
-        goto done;
-    rc = finish_items(s, "SOP", src, &items, 1);
-done:
+    if (ufo_read_sop_split(root, "train", &items, &src) == 0) rc = finish_items(s, "SOP", src, &items, 1);
     ufo_items_free(&items);
-    free(dir);
-    free(list);
-    free(ebay);
-    free(text);
+    free(src);
     return rc;
 }
 
