@@ -32,6 +32,13 @@
 
 // ---------------------------------------------------------------- fp32
 
+dnnl_status_t cpu_head_probs_f32(float *P, const float *q, const float *k, int T, int hd, long ld, float scale) {
+    dnnl_status_t st = dnnl_sgemm('N', 'T', T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
+    if (st == dnnl_success)
+        for (int i = 0; i < T; i++) cpu_softmax_row(P + (size_t)i * T, T, 1.0f);
+    return st;
+}
+
 static int attention_f32(float *out, const float *qkv, int B, int T, int H, int hd) {
     const long row = 3L * H * hd, orow = (long)H * hd;
     const float scale = (float)(1.0 / sqrt((double)hd));
@@ -50,11 +57,8 @@ static int attention_f32(float *out, const float *qkv, int B, int T, int H, int 
             const float *q = qkv + (size_t)b * T * row + (size_t)h * hd;
             const float *k = q + (size_t)H * hd, *v = q + (size_t)2 * H * hd;
             float *o = out + (size_t)b * T * orow + (size_t)h * hd;
-            dnnl_status_t st = dnnl_sgemm('N', 'T', T, T, hd, scale, q, row, k, row, 0.0f, s, T);
-            if (st == dnnl_success) {
-                for (int i = 0; i < T; i++) cpu_softmax_row(s + (size_t)i * T, T, 1.0f);
-                st = dnnl_sgemm('N', 'N', T, hd, T, 1.0f, s, T, v, row, 0.0f, o, orow);
-            }
+            dnnl_status_t st = cpu_head_probs_f32(s, q, k, T, hd, row, scale);
+            if (st == dnnl_success) st = dnnl_sgemm('N', 'N', T, hd, T, 1.0f, s, T, v, row, 0.0f, o, orow);
             if (st != dnnl_success) {
 #pragma omp critical(ufo_attention_err)
                 err = st;

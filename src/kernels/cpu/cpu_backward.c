@@ -473,12 +473,9 @@ static int attention_bwd_f32(float *dqkv, const float *dout, const float *qkv, i
             float *dq = dqkv + (size_t)b * T * row + (size_t)h * hd;
             float *dk = dq + (size_t)H * hd, *dv = dq + (size_t)2 * H * hd;
             // P = softmax(scale q k^T)
-            dnnl_status_t st = dnnl_sgemm('N', 'T', T, T, hd, scale, q, row, k, row, 0.0f, P, T);
-            if (st == dnnl_success) {
-                for (int i = 0; i < T; i++) cpu_softmax_row(P + (size_t)i * T, T, 1.0f);
-                // dV = P^T dO
-                st = dnnl_sgemm('T', 'N', T, hd, T, 1.0f, P, T, dO, orow, 0.0f, dv, row);
-            }
+            dnnl_status_t st = cpu_head_probs_f32(P, q, k, T, hd, row, scale);
+            // dV = P^T dO
+            if (st == dnnl_success) st = dnnl_sgemm('T', 'N', T, hd, T, 1.0f, P, T, dO, orow, 0.0f, dv, row);
             // dP = dO V^T
             if (st == dnnl_success) st = dnnl_sgemm('N', 'T', T, T, hd, 1.0f, dO, orow, v, row, 0.0f, dP, T);
             if (st == dnnl_success) {

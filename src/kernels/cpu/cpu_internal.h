@@ -35,6 +35,11 @@ void cpu_debug_disable_native_bf16(int off);
 // In-place row softmax of v[0..n) after scaling by `scale` (> 0):
 //   v[j] = exp(scale*v[j] - max) / sum. Single-threaded (callers parallelise).
 void cpu_softmax_row(float *v, int n, float scale);
+// One head's attention probabilities in fp32: P [T, T] = softmax(scale q k^T),
+// q and k rows `ld` floats apart (read in place from the qkv rows). A
+// single-threaded sgemm: callers run heads in their own OpenMP loop. The
+// forward and the backward (which recomputes P) share it.
+dnnl_status_t cpu_head_probs_f32(float *P, const float *q, const float *k, int T, int hd, long ld, float scale);
 // The same, with the normalised row written as bf16 to p (v is clobbered).
 void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale);
 
