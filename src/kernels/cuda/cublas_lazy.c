@@ -39,9 +39,8 @@ static void *lazy_sym(int lib, const char *name) {
             fprintf(stderr, "ufo: cannot load %s (nor from %s): %s\n", so[lib], UFO_CUBLAS_DIR, dlerror());
         }
     }
-    if (handle[lib]) sym = dlsym(handle[lib], name);
+    if (handle[lib] && !(sym = dlsym(handle[lib], name))) fprintf(stderr, "ufo: %s has no %s\n", so[lib], name);
     pthread_mutex_unlock(&mu);
-    if (handle[lib] && !sym) fprintf(stderr, "ufo: %s has no %s\n", so[lib], name);
     return sym;
 }
 
