@@ -248,10 +248,27 @@ static int load_ms1m(const char *root, ufo_trainset *s) {
 
 // ------------------------------------------------------------------ ReID and product layouts
 
+// A folder of ReID crops whose names carry the identity (Market-1501's
+// bounding_box_train, VeRi's image_train), parsed by `parse` (`pattern` for messages).
+static int load_named_folder(ufo_trainset *s, const char *name, const char *tdir,
+                             int (*parse)(const char *, int *, int *),
+                             const char *pattern) {
+    ufo_items items = {0};
+    int rc = -1;
+    if (ufo_reid_folder(tdir, parse, pattern, &items) != 0) goto done;
+    if (items.n == 0) {
+        ufo_errorf("no training images (*.jpg named '%s') in %s", pattern, tdir);
+        goto done;
+    }
+    rc = finish_items(s, name, tdir, &items, 0);
+done:
+    ufo_items_free(&items);
+    return rc;
+}
+
 static int load_market(const char *root, ufo_trainset *s) {
     char *sub = ufo_pathf("%s/Market-1501-v15.09.15", root);
     char *tdir = NULL;
-    ufo_items items = {0};
     int rc = -1;
     if (!sub) goto done;
     const char *base = ufo_is_dir(sub) ? sub : root;
@@ -261,14 +278,8 @@ static int load_market(const char *root, ufo_trainset *s) {
         goto done;
     }
     if (ufo_need_dir(tdir) != 0) goto done;
-    if (ufo_reid_folder(tdir, ufo_parse_market_name, "<pid>_c<cam>", &items) != 0) goto done;
-    if (items.n == 0) {
-        ufo_errorf("no training images (*.jpg named '<pid>_c<cam>') in %s", tdir);
-        goto done;
-    }
-    rc = finish_items(s, "Market1501", tdir, &items, 0);
+    rc = load_named_folder(s, "Market1501", tdir, ufo_parse_market_name, "<pid>_c<cam>");
 done:
-    ufo_items_free(&items);
     free(sub);
     free(tdir);
     return rc;
@@ -317,18 +328,11 @@ done:
 static int load_veri(const char *root, ufo_trainset *s) {
     char *dir = ufo_pathf("%s/veri", root);
     char *tdir = ufo_pathf("%s/veri/image_train", root);
-    ufo_items items = {0};
     int rc = -1;
     if (!dir || !tdir) goto done;
     if (ufo_need_dir(dir) != 0 || ufo_need_dir(tdir) != 0) goto done;
-    if (ufo_reid_folder(tdir, ufo_parse_veri_name, "<pid>_c<ccc>", &items) != 0) goto done;
-    if (items.n == 0) {
-        ufo_errorf("no training images (*.jpg named '<pid>_c<ccc>') in %s", tdir);
-        goto done;
-    }
-    rc = finish_items(s, "VeRi", tdir, &items, 0);
+    rc = load_named_folder(s, "VeRi", tdir, ufo_parse_veri_name, "<pid>_c<ccc>");
 done:
-    ufo_items_free(&items);
     free(dir);
     free(tdir);
     return rc;
