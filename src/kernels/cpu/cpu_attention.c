@@ -20,6 +20,7 @@
 // cpu_attention_path says which one runs.
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_attention_amx.h"
+#include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "base/error.h"
 #include "base/mem.h"

@@ -35,6 +35,7 @@
 // Compiled with per-function target attributes so that the library itself
 // stays x86-64-v3; cpu_attention calls in here only when amx_attention_ok().
 #include "kernels/cpu/cpu_attention_amx.h"
+#include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "base/mem.h"
 #include <cpuid.h>
@@ -46,7 +47,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 #define QB 32   // query rows per work item
@@ -81,39 +81,6 @@ int cpu_has_amx(void) {
 }
 
 int amx_attention_ok(int T, int hd) { return T > 0 && hd > 0 && hd % 32 == 0 && hd <= 256 && cpu_has_amx(); }
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-// In-register transpose of a 16 x 16 matrix of 32-bit words: r[i] holds row i
-// on entry and column i on exit. Interleaves 32-bit then 64-bit elements
-// within 128-bit lanes (r[4g+k] lane L: column 4L+k, rows 4g..4g+3), then
-// moves 128-bit lanes in two rounds.
-__attribute__((target(AMX_TARGET))) static inline void transpose16x16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512i e01 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88), o01 = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
-        __m512i e23 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88), o23 = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
-        t[k] = _mm512_shuffle_i32x4(e01, e23, 0x88);
-        t[8 + k] = _mm512_shuffle_i32x4(e01, e23, 0xdd);
-        t[4 + k] = _mm512_shuffle_i32x4(o01, o23, 0x88);
-        t[12 + k] = _mm512_shuffle_i32x4(o01, o23, 0xdd);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
 
 // ---------------------------------------------------------------- packing
 

@@ -7,6 +7,7 @@
 // depends on the thread count, never on scheduling.
 #include "kernels/cpu/cpu_train.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_gemm_amx.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "tensor/dtype.h"
@@ -90,6 +91,11 @@ int cpu_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
         return ufo_errorf("cpu_linear_backward: bad shape n=%d in=%d out=%d", n, in, out);
     if (prec != UFO_PREC_FP32 && prec != UFO_PREC_BF16)
         return ufo_errorf("cpu_linear_backward: bad precision %d", (int)prec);
+    if (prec == UFO_PREC_BF16 && dx && cpu_gemm_amx_enabled()) {   // operands rounded while packing
+        // dx[n, in] = dy[n, out] W[out, in]; the weight gradient below (oneDNN's, see cpu_gemm.c)
+        if (amx_gemm_simple(dx, dy, 0, 0, w, 0, 0, NULL, n, in, out, 0.0f, 0)) return -1;
+        dx = NULL;
+    }
     const void *dyp = dy, *xp = x, *wp = w;
     int wt = 0;   // wp holds W^T [in, out]
     if (prec == UFO_PREC_BF16 && (dx || dw) && (long)n * in * out > 0) {
@@ -351,8 +357,9 @@ int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
         if (!d || grad_rows_bf16(d, db, dy, NULL, rowscale, per_scale, n, out)) return -1;
         dyb = d;
     }
-    // dx[n, in] = dy[n, out] W[out, in], W as B^T (see cpu_linear_backward)
-    if (dx) {
+    if (dx && cpu_gemm_amx_enabled()) {   // W rounded while packing, no transposed copy
+        if (amx_gemm_simple(dx, dyb, 1, 0, w, 0, 0, NULL, n, in, out, 0.0f, 0)) return -1;
+    } else if (dx) {   // dx[n, in] = dy[n, out] W[out, in], W as B^T (see cpu_linear_backward)
         const uint16_t *wt = to_bf16_transposed(3, w, out, in);
         if (!wt || cpu_gemm_ex(dx, dyb, wt, NULL, n, in, out, 0, 1, 0.0f, 0, UFO_PREC_BF16)) return -1;
     }

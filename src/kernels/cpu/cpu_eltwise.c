@@ -174,31 +174,10 @@ void cpu_softmax_row(float *v, int n, float scale) {
 
 // ---------------------------------------------------------------- GELU
 
-// gelu(x) = x/2 (1 + erf(x/sqrt2)). With z = |x|/sqrt2 and erfc(z) from
-// Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7):
-//   x >= 0: x - x/2 erfc(z);   x < 0: x/2 erfc(z)   (no cancellation for x < 0).
 __attribute__((target("avx512f"))) static void gelu_avx512(float *y, const float *x, size_t n) {
-    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
-    const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
-    const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
-    const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
-    const __m512 a5 = _mm512_set1_ps(1.061405429f);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
-        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(p, z, one));
-        __m512 q = _mm512_fmadd_ps(a5, t, a4);
-        q = _mm512_fmadd_ps(q, t, a3);
-        q = _mm512_fmadd_ps(q, t, a2);
-        q = _mm512_fmadd_ps(q, t, a1);
-        q = _mm512_mul_ps(q, t);
-        __m512 erfc = _mm512_mul_ps(q, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)));
-        __m512 h = _mm512_mul_ps(xv, half);
-        __m512 neg = _mm512_mul_ps(h, erfc);
-        __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
-        __m512 r = _mm512_mask_sub_ps(neg, pos, xv, neg);
-        _mm512_mask_storeu_ps(y + i, m, r);
+        _mm512_mask_storeu_ps(y + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 

@@ -22,6 +22,9 @@ dnnl_status_t cpu_exec_matmul(dnnl_primitive_t prim, dnnl_memory_t s, const void
 
 // True when the AVX-512F intrinsic paths may run (checked once).
 int cpu_has_avx512(void);
+// True when the CPU has AMX-TILE + AMX-BF16 (+ AVX512-BF16) and the OS granted
+// the process tile state (checked once; cpu_attention_amx.c).
+int cpu_has_amx(void);
 
 // fp32 -> bf16, round to nearest even (NaN stays NaN). OpenMP-parallel over n.
 void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
@@ -46,3 +49,7 @@ void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale);
 // Tests only: force cpu_attention's bf16 path ("dnnl", "amx", "auto") over
 // UFO_ATTN; NULL follows UFO_ATTN again.
 void cpu_debug_attention_path(const char *name);
+
+// Tests only: force the bf16 matmul path ("dnnl", "amx", "auto") over
+// UFO_GEMM; NULL follows UFO_GEMM again. Linears pick theirs when created.
+void cpu_debug_gemm_path(const char *name);

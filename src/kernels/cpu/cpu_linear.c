@@ -8,9 +8,13 @@
 // correctness.)
 // bf16: activations are rounded to bf16 into a per-thread scratch buffer
 // shared by all layers; weights are bf16; bias, accumulation and dst fp32.
+// bf16 on a CPU with AMX (cpu_gemm_amx_enabled at create time): the weights
+// are packed once in cpu_gemm_amx's tile layout instead, and every forward
+// runs there (activations rounded while packing, post-ops in its epilogue).
 // Not thread-safe per layer: one caller at a time (oneDNN parallelises inside).
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_gemm_amx.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -31,6 +35,7 @@ struct cpu_linear {
     int in, out;
     ufo_precision prec;
     dnnl_data_type_t dt;          // src/weights data type
+    int amx;                      // 1: w_buf holds cpu_gemm_amx's packed W^T, no oneDNN objects
     dnnl_memory_desc_t w_md;      // packed weights
     void *w_buf;                  // packed weights (ufo_alloc)
     dnnl_memory_t w_mem;
@@ -105,6 +110,14 @@ cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, u
             cpu_dnnl_error("cpu_linear_create: bias memory", st);
             goto fail;
         }
+    }
+
+    if (prec == UFO_PREC_BF16 && cpu_gemm_amx_enabled()) {
+        l->amx = 1;
+        l->w_buf = ufo_alloc(amx_packed_b_bytes(in, out));
+        if (!l->w_buf) goto fail;
+        amx_pack_b(l->w_buf, (amx_operand){w, in, 1, 0}, in, out);   // B = W^T, stored as W [out, in]
+        return l;
     }
 
     // Ask the matmul which weight layout it wants (M is arbitrary here).
@@ -211,6 +224,12 @@ int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post
     if (io && l->prec != UFO_PREC_BF16) return ufo_errorf("cpu_linear_forward: bf16 input/output on an fp32 layer");
     if ((io & CPU_LINEAR_DST_BF16) && post == CPU_POST_RESIDUAL)
         return ufo_errorf("cpu_linear_forward: a residual sum needs an fp32 output");
+    if (l->amx) {
+        amx_epilogue e = {l->b_buf, post == CPU_POST_RESIDUAL ? 1.0f : 0.0f, post == CPU_POST_GELU,
+                          !!(io & CPU_LINEAR_DST_BF16), l->out};
+        amx_operand a = {x, l->in, 0, !!(io & CPU_LINEAR_SRC_BF16)};
+        return amx_gemm(y, &e, a, (amx_operand){0}, l->w_buf, n, l->out, l->in);
+    }
     dnnl_stream_t strm = cpu_stream();
     if (!strm) return -1;
     const void *src = x;
