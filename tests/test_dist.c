@@ -7,6 +7,13 @@
 //     product uses MPI) each holding a shard of the classes give the loss,
 //     accuracy, d features and d W rows of the unsharded call, for several
 //     class-block sizes and labels in every shard;
+//   - Partial-FC with class sampling (pfc.h): the same 3 thread ranks over a
+//     kept set that leaves the last shard no class at all give the loss,
+//     d features and d W of the one-process sampled call, and d W rows of
+//     classes not kept stay 0;
+//   - ufo_comm_reduce_scatter_sum_f32 over a transport without one (the
+//     all-reduce fallback): each rank gets the sum of its block, a zero-size
+//     block included;
 //   - CosFace's `den` override (the data-parallel global divisor) and `correct`;
 //   - ufo_sgd_step_ex: given norms equal to the computed ones change nothing; a
 //     larger given norm clips harder; ufo_sgd_sumsq is the squared norm.
@@ -14,6 +21,7 @@
 #include "base/error.h"
 #include "dist/comm.h"
 #include "train/cosface.h"
+#include "train/pfc.h"
 #include "train/sgd.h"
 #include <pthread.h>
 #include <stdlib.h>
@@ -59,7 +67,7 @@ static int t_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t 
     return 0;
 }
 
-static const ufo_comm_ops test_ops = {"threads", t_allreduce, t_allgatherv, NULL, NULL, NULL, NULL, NULL};
+static const ufo_comm_ops test_ops = {"threads", t_allreduce, t_allgatherv, NULL, NULL, NULL, NULL, NULL, NULL};
 
 // ---- Partial-FC vs one call holding every class -----------------------------
 
@@ -124,6 +132,87 @@ static void partial_fc(void) {
             CHECK(edw < 1e-5, "block %d rank %d: d W shard rel err %.3g", block, r, edw);
         }
     }
+}
+
+// ---- Partial-FC with sampling: a shard may keep no class ---------------------------
+
+static const int kept_s[] = {0, 1, 3, 4, 5};   // shards [0,3) [3,6) [6,10): the last keeps none
+static int32_t ys[N];
+
+static void *rank_sampled(void *arg) {
+    rank_out *o = arg;
+    ufo_comm_split(NC, R, o->comm.rank, &o->lo, &o->hi);
+    ufo_cosface_opts opt = {.s = 50, .m = 0.3f, .shard = &o->comm, .class_lo = o->lo, .total_classes = NC};
+    memset(o->dW, 0, sizeof o->dW);
+    o->rc = ufo_pfc_cosface(f, W + o->lo * D, ys, N, D, o->hi - o->lo, &opt, kept_s, 5, o->df, o->dW, &o->res);
+    return NULL;
+}
+
+static void partial_fc_sampled(void) {
+    static const int32_t lab[3] = {0, 1, 4};   // 3 and 5 are kept as negatives only
+    for (int i = 0; i < N; i++) ys[i] = lab[i % 3];
+    ufo_cosface_opts o = {.s = 50, .m = 0.3f};
+    ufo_cosface_result ref;
+    memset(dW_ref, 0, sizeof dW_ref);
+    CHECK(ufo_pfc_cosface(f, W, ys, N, D, NC, &o, kept_s, 5, df_ref, dW_ref, &ref) == 0, "%s", ufo_error());
+    shared sh;
+    pthread_barrier_init(&sh.bar, NULL, R);
+    static rank_out out[R];
+    pthread_t th[R];
+    for (int r = 0; r < R; r++) {
+        memset(&out[r], 0, sizeof out[r]);
+        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
+        pthread_create(&th[r], NULL, rank_sampled, &out[r]);
+    }
+    for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&sh.bar);
+    for (int r = 0; r < R; r++) {
+        rank_out *q = &out[r];
+        CHECK(q->rc == 0, "sampled rank %d: %s", r, ufo_error());
+        CHECK(fabs(q->res.loss - ref.loss) <= 1e-6 * fabs(ref.loss), "sampled rank %d loss %.9g vs %.9g", r,
+              q->res.loss, ref.loss);
+        double edf = check_max_rel_err(q->df, df_ref, N * D);
+        double edw = check_max_rel_err(q->dW, dW_ref + q->lo * D, (long)(q->hi - q->lo) * D);
+        CHECK(edf < 1e-5 && edw < 1e-5, "sampled rank %d: d features rel err %.3g, d W %.3g", r, edf, edw);
+    }
+    int zero = 1;
+    for (int c = 0; c < NC; c++)
+        for (int k = 0; k < D; k++)
+            if (c == 2 || c >= 6) zero &= dW_ref[c * D + k] == 0 && out[c < 3 ? 0 : 2].dW[(c - (c < 3 ? 0 : 6)) * D + k] == 0;
+    CHECK(zero, "d W of the classes not kept (2, 6..9) stays 0, the shard without a kept class included");
+}
+
+typedef struct {
+    ufo_comm comm;
+    float got[4];
+} rs_out;
+
+static void *rank_rs(void *arg) {
+    rs_out *o = arg;
+    float send[6];
+    for (int i = 0; i < 6; i++) send[i] = (float)(i + 1) * (o->comm.rank + 1);
+    static const size_t counts[R] = {2, 0, 4};
+    ufo_comm_reduce_scatter_sum_f32(&o->comm, send, o->got, counts, "test");
+    return NULL;
+}
+
+static void reduce_scatter(void) {
+    shared sh;
+    pthread_barrier_init(&sh.bar, NULL, R);
+    static rs_out out[R];
+    pthread_t th[R];
+    for (int r = 0; r < R; r++) {
+        memset(&out[r], 0, sizeof out[r]);
+        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
+        pthread_create(&th[r], NULL, rank_rs, &out[r]);
+    }
+    for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&sh.bar);
+    // sum over ranks of (i + 1) (r + 1) = 6 (i + 1); rank 0 gets i = 0, 1; rank 2 i = 2..5.
+    CHECK(out[0].got[0] == 6 && out[0].got[1] == 12 && out[2].got[0] == 18 && out[2].got[3] == 36 &&
+              out[1].got[0] == 0,
+          "reduce-scatter (all-reduce fallback): %g %g | %g | %g %g", out[0].got[0], out[0].got[1], out[1].got[0],
+          out[2].got[0], out[2].got[3]);
 }
 
 // ---- the rest ------------------------------------------------------------------
@@ -195,6 +284,8 @@ int main(void) {
     split();
     self_group();
     partial_fc();
+    partial_fc_sampled();
+    reduce_scatter();
     den_and_sgd();
     return check_summary("dist");
 }

@@ -15,12 +15,17 @@
 //            (step k uses lr(k) of the schedule)
 //   test_losses_dump lr DIR base min total warmup cosine_steps
 //       out: DIR/lr.npy f64 [total]
+//   test_losses_dump pfc DIR s m rate seed step task
+//       in:  as cosface; the kept classes drawn by ufo_pfc_sample from the labels
+//       out: DIR/kept.npy f64 [K], DIR/loss.npy f64 [3], DIR/df.npy, DIR/dW.npy (from 0;
+//            ufo_pfc_cosface: CosFace over the kept classes only)
 // A failure prints the error line on stderr and exits 1.
 #include "base/error.h"
 #include "base/mem.h"
 #include "formats/npy.h"
 #include "train/cosface.h"
 #include "train/lr_schedule.h"
+#include "train/pfc.h"
 #include "train/sgd.h"
 #include "train/triplet.h"
 #include <stdint.h>
@@ -129,6 +134,46 @@ out:
     ufo_free(y);
     ufo_free(df);
     ufo_free(dW);
+    return rc;
+}
+
+static int run_pfc(int argc, char **argv) {
+    if (argc != 9) return ufo_errorf("usage: pfc DIR s m rate seed step task");
+    const char *dir = argv[2];
+    ufo_cosface_opts o = {.s = strtof(argv[3], NULL), .m = strtof(argv[4], NULL)};
+    double rate = strtod(argv[5], NULL);
+    uint64_t seed = strtoull(argv[6], NULL, 10);
+    long step = strtol(argv[7], NULL, 10);
+    int task = atoi(argv[8]);
+    int64_t n = 0, D = 0, C = 0, Dw = 0, nl = 0;
+    float *f = read_f32(dir, "f.npy", &n, &D), *W = read_f32(dir, "W.npy", &C, &Dw);
+    int32_t *y = read_labels(dir, &nl);
+    float *df = ufo_alloc((size_t)(n * D) * sizeof(float)), *dW = ufo_calloc((size_t)(C * Dw) * sizeof(float));
+    int *kept = malloc(sizeof(int) * (size_t)(C > 0 ? C : 1));
+    double *kd = malloc(sizeof(double) * (size_t)(C > 0 ? C : 1));
+    int rc = -1, nk;
+    ufo_cosface_result r;
+    if (!f || !W || !y || !df || !dW || !kept || !kd) goto out;
+    if (Dw != D || nl != n) {
+        ufo_errorf("pfc: shapes disagree");
+        goto out;
+    }
+    if ((nk = ufo_pfc_sample((int)C, rate, y, (int)n, seed, step, task, kept)) < 0) goto out;
+    if (ufo_pfc_cosface(f, W, y, (int)n, (int)D, (int)C, &o, kept, nk, df, dW, &r)) goto out;
+    for (int i = 0; i < nk; i++) kd[i] = kept[i];
+    double v[3] = {r.loss, r.accuracy, r.nonzero};
+    rc = write_f64(dir, "kept.npy", kd, nk) || write_f64(dir, "loss.npy", v, 3) || write_f32(dir, "df.npy", df, n, D) ||
+                 write_f32(dir, "dW.npy", dW, C, D)
+             ? -1
+             : 0;
+out:
+    ufo_free(f);
+    ufo_free(W);
+    ufo_free(y);
+    ufo_free(df);
+    ufo_free(dW);
+    free(kept);
+    free(kd);
     return rc;
 }
 
@@ -262,6 +307,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "triplet")) rc = run_triplet(argc, argv);
     else if (!strcmp(argv[1], "sgd")) rc = run_sgd(argc, argv);
     else if (!strcmp(argv[1], "lr")) rc = run_lr(argc, argv);
+    else if (!strcmp(argv[1], "pfc")) rc = run_pfc(argc, argv);
     else rc = ufo_errorf("unknown mode %s", argv[1]);
     if (rc) {
         fprintf(stderr, "test_losses_dump: %s\n", ufo_error());

@@ -112,3 +112,31 @@ int ufo_comm_barrier(ufo_comm *c, const char *what) {
     c->calls++;
     return rc;
 }
+
+int ufo_comm_reduce_scatter_sum_f32(ufo_comm *c, const float *send, float *recv, const size_t *counts,
+                                    const char *what) {
+    size_t total = 0, mine = 0;
+    for (int r = 0; r < c->size; r++) {
+        if (r < c->rank) mine += counts[r];
+        total += counts[r];
+    }
+    if (c->size == 1) {
+        if (counts[0]) memmove(recv, send, counts[0] * sizeof(float));
+        return 0;
+    }
+    if (c->ops->reduce_scatter) {
+        double t0 = ufo_now();
+        int rc = c->ops->reduce_scatter(c, send, recv, counts, what);
+        c->busy_s += ufo_now() - t0;
+        c->calls++;
+        return rc;
+    }
+    // A transport without one: all-reduce a copy, keep this rank's block.
+    float *tmp = malloc((total ? total : 1) * sizeof(float));
+    if (!tmp) ufo_comm_abort(c, 1, "out of memory (%s)", what ? what : "reduce-scatter");
+    memcpy(tmp, send, total * sizeof(float));
+    int rc = ufo_comm_allreduce_sum_f32(c, tmp, total, what);
+    memcpy(recv, tmp + mine, counts[c->rank] * sizeof(float));
+    free(tmp);
+    return rc;
+}

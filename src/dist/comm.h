@@ -31,6 +31,10 @@ typedef struct {
     int (*barrier)(ufo_comm *c, const char *what);
     void (*abort)(ufo_comm *c, int code);
     void (*finalize)(ufo_comm *c);
+    // Element-wise sum of every rank's send [sum of counts] floats; recv gets
+    // block r (counts[r] floats, after counts[0..r)) on rank r. NULL: the
+    // wrapper all-reduces a copy and keeps its block.
+    int (*reduce_scatter)(ufo_comm *c, const float *send, float *recv, const size_t *counts, const char *what);
 } ufo_comm_ops;
 
 struct ufo_comm {
@@ -63,6 +67,11 @@ int ufo_comm_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t 
 // Same, only `root` receives (recv may be NULL elsewhere).
 int ufo_comm_gatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, int root, const char *what);
 int ufo_comm_bcast(ufo_comm *c, void *buf, size_t bytes, int root, const char *what);
+// Reduce-scatter (sum, fp32): every rank passes the same-length send buffer
+// (sum of counts, in floats); rank r receives counts[r] floats, the sum over
+// ranks of send[counts[0] + ... + counts[r-1] ...]. send and recv must not overlap.
+int ufo_comm_reduce_scatter_sum_f32(ufo_comm *c, const float *send, float *recv, const size_t *counts,
+                                    const char *what);
 int ufo_comm_barrier(ufo_comm *c, const char *what);
 
 // [lo, hi) of the rank's share when n items are split as evenly as possible

@@ -115,6 +115,22 @@ static int mpi_barrier(ufo_comm *c, const char *what) {
     return 0;
 }
 
+static int mpi_reduce_scatter(ufo_comm *c, const float *send, float *recv, const size_t *counts, const char *what) {
+    int *cnt = malloc(sizeof(int) * c->size);
+    if (!cnt) ufo_comm_abort(c, 1, "out of memory");
+    for (int r = 0; r < c->size; r++) {
+        if (counts[r] > INT_MAX) ufo_comm_abort(c, 1, "MPI_Reduce_scatter (%s): %zu floats is over MPI's int limit",
+                                                what ? what : "-", counts[r]);
+        cnt[r] = (int)counts[r];
+    }
+    MPI_Request req;
+    CHECK(c, "MPI_Reduce_scatter", what,
+          MPI_Ireduce_scatter(send, recv, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req));
+    wait_req(c, &req, "MPI_Reduce_scatter", what);
+    free(cnt);
+    return 0;
+}
+
 static void mpi_abort(ufo_comm *c, int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
 static void mpi_finalize(ufo_comm *c) {
@@ -124,7 +140,7 @@ static void mpi_finalize(ufo_comm *c) {
 }
 
 static const ufo_comm_ops mpi_ops = {"mpi", mpi_allreduce, mpi_allgatherv, mpi_gatherv, mpi_bcast,
-                                     mpi_barrier, mpi_abort, mpi_finalize};
+                                     mpi_barrier, mpi_abort, mpi_finalize, mpi_reduce_scatter};
 
 int ufo_comm_mpi_init(ufo_comm *c) {
     int provided = 0;

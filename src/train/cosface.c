@@ -66,9 +66,12 @@ static int combine_shards(ufo_comm *c, int n, float s, float m, double *M, doubl
 
 int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, int D, int classes,
                 const ufo_cosface_opts *opts, float *df, float *dW, ufo_cosface_result *res) {
-    if (n <= 0 || D <= 0 || classes <= 0) return ufo_errorf("cosface: bad sizes n=%d D=%d classes=%d", n, D, classes);
-    if (!(opts->s > 0)) return ufo_errorf("cosface: scale s must be > 0 (got %g)", (double)opts->s);
     ufo_comm *shard = opts->shard && opts->shard->size > 1 ? opts->shard : NULL;
+    // A shard may hold no class (Partial-FC sampling can keep none of a
+    // rank's): it still takes part in the collectives.
+    if (n <= 0 || D <= 0 || classes < 0 || (classes == 0 && !shard))
+        return ufo_errorf("cosface: bad sizes n=%d D=%d classes=%d", n, D, classes);
+    if (!(opts->s > 0)) return ufo_errorf("cosface: scale s must be > 0 (got %g)", (double)opts->s);
     const int all = shard ? opts->total_classes : classes, c_lo = shard ? opts->class_lo : 0;
     if (shard && (c_lo < 0 || c_lo + classes > all))
         return ufo_errorf("cosface: shard [%d, %d) outside %d classes", c_lo, c_lo + classes, all);
@@ -76,8 +79,9 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
         if (labels[i] < 0 || labels[i] >= all)
             return ufo_errorf("cosface: label %d of sample %d is outside [0, %d)", (int)labels[i], i, all);
     const int64_t C = classes;
-    const int blk = (int)(opts->block > 0 ? (opts->block < classes ? opts->block : classes)
-                                          : (UFO_COSFACE_BLOCK < classes ? UFO_COSFACE_BLOCK : classes));
+    const int blk = classes == 0 ? 1
+                                 : (int)(opts->block > 0 ? (opts->block < classes ? opts->block : classes)
+                                                         : (UFO_COSFACE_BLOCK < classes ? UFO_COSFACE_BLOCK : classes));
     const float s = opts->s, m = opts->m;
     const int backward = df || dW;
     const float elo = train_fexp_lo();
@@ -218,6 +222,7 @@ int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, in
             }
         }
     }
+    if (df && C == 0) memset(dfn, 0, (size_t)n * D * sizeof(float));   // no column here: 0 to the sum
     // Sharded: d f_hat is the sum of every shard's columns.
     if (df && shard && ufo_comm_allreduce_sum_f32(shard, dfn, (size_t)n * D, "Partial-FC d feature")) goto done;
     if (df) {

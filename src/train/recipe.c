@@ -76,6 +76,8 @@ static const field fields[] = {
     FLD("run", "log_every", F_INT, log_every, NULL, "steps between log lines"),
     FLD("run", "checkpoint_every", F_INT, checkpoint_every, NULL, "steps between checkpoints (0: only at the end)"),
     FLD("run", "shard_classes_above", F_INT, shard_classes_above, NULL, "under mpirun: a classifier with more classes is split by class over the ranks (Partial-FC); 0: never"),
+    FLD("run", "pfc_sample_rate", F_DOUBLE, pfc_sample_rate, NULL, "Partial-FC class sampling of the classifiers above shard_classes_above (also in one process): each step's softmax over the batch's classes plus random others, max(positives, ceil(rate x classes)); rows not drawn are not updated; 1: off"),
+    FLD("run", "zero", F_INT, zero, NULL, "under mpirun, CPU: 1 = ZeRO stage 1, each rank keeps the SGD momentum of its slice of the model (gradients reduce-scattered, parameters all-gathered); 0: off"),
     FLD("run", "eval_every", F_INT, eval_every, NULL, "steps between evaluations (0: only at the end)"),
     FLD("run", "eval_datasets", F_STR, eval_datasets, NULL, "ufo eval sets to score, comma separated; empty: none"),
     FLD("run", "eval_root", F_STR, eval_root, NULL, "root of the evaluation sets; empty: the data root"),
@@ -93,7 +95,8 @@ void ufo_recipe_defaults(ufo_recipe *r) {
     snprintf(r->sets[3], UFO_RECIPE_STR, "SOP");
     r->batch[0] = 1024, r->batch[1] = 512, r->batch[2] = 512, r->batch[3] = 512;
     r->batch_scale = 1, r->instances = 4, r->workers = 2;
-    r->shard_classes_above = 50000;   // the seed's face head (MS1M-V3, 93,431 classes) shards; the others do not
+    r->shard_classes_above = 50000;
+    r->pfc_sample_rate = 1.0;   // the seed's face head (MS1M-V3, 93,431 classes) shards; the others do not
     snprintf(r->batch_mix, sizeof r->batch_mix, "heterogeneous");
     r->pad = 10, r->flip = 0.5, r->autoaugment = 0.5, r->random_erasing = 0.5;
     static const double s[4] = {50, 30, 20, 30}, m[4] = {0.3, 0.2, 0.2, 0.2};

@@ -40,6 +40,8 @@ typedef struct {
     int recompute;
     int log_every, checkpoint_every, eval_every;
     int shard_classes_above;   // mpirun: Partial-FC for classifiers with more classes (0: never)
+    double pfc_sample_rate;    // (0, 1]: Partial-FC class sampling of those classifiers (1: off)
+    int zero;                  // mpirun: 1 = ZeRO stage 1 (momentum sharded over the ranks), 0 = off
     char eval_datasets[UFO_RECIPE_STR];  // ufo eval names, "" = none
     char eval_root[UFO_RECIPE_STR];      // "" = the data root
     char eval_heads[UFO_RECIPE_STR];     // "DATASET=TASK,...": heads other than the released defaults

@@ -9,6 +9,7 @@
 #include "model/vit_io.h"
 #include "report/plot.h"
 #include "train/loader.h"
+#include "train/pfc.h"
 #include "train/trainer.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -108,6 +109,8 @@ static ufo_train_config trainer_config(const run_state *s) {
     for (int t = 0; t < UFO_NUM_TASKS; t++) c.batch_cap += s->count[t];
     c.comm = s->comm;
     c.shard_classes_above = r->shard_classes_above;
+    c.pfc_sample_rate = r->pfc_sample_rate;
+    c.zero = r->zero;
     if (s->o->cuda) c.backend = VIT_BACKEND_CUDA;
     c.dev_comm = s->o->dev_comm;
     // tests/cuda/gpu_fake.c's "device" memory is host memory: MPI can all-reduce it.
@@ -330,6 +333,9 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
     const char *root = r->root[0] ? r->root : getenv("FASTREID_DATASETS");
     if (!root || !*root) return ufo_errorf("no data root: set data.root in the recipe or FASTREID_DATASETS");
     snprintf(s.root, sizeof s.root, "%s", root);
+    if (!(r->pfc_sample_rate > 0 && r->pfc_sample_rate <= 1))
+        return ufo_errorf("run.pfc_sample_rate = %g: expected a rate in (0, 1] (1: no sampling)", r->pfc_sample_rate);
+    if (r->zero > 1) return ufo_errorf("run.zero = %d: expected 0 (off) or 1 (ZeRO stage 1)", r->zero);
     s.comm = ufo_comm_world();
     if (!s.comm) return -1;
     s.lead = s.comm->rank == 0;
@@ -380,6 +386,10 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
             for (int t = 0; t < UFO_NUM_TASKS; t++)
                 if (s.trainer.sharded[t]) fprintf(stderr, "; %s classifier sharded by class", vit_task_name(t));
             fprintf(stderr, "\n");
+            if (s.trainer.zero)   // tests/py/test_mpi_train.py reads the byte counts
+                fprintf(stderr, "train: ZeRO stage 1: SGD momentum of the model %zu bytes per rank (rank 0), "
+                                "instead of %zu\n", (s.trainer.zhi - s.trainer.zlo) * sizeof(float),
+                        s.model.n_floats * sizeof(float));
         }
         fprintf(stderr, "train: ViT dim %d depth %d at %d, %s, %ld steps from step %ld; batch", s.model.cfg.dim,
                 s.model.cfg.depth, s.model.cfg.img_size, r->precision, r->steps, s.trainer.step);
@@ -387,6 +397,11 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
             if (s.have[t]) fprintf(stderr, " %s %d (%d classes, %d images)", vit_task_name(t), s.count[t],
                                    s.sets[t].num_classes, s.sets[t].n);
         fprintf(stderr, ", %s\n", r->batch_mix);
+        for (int t = 0; t < UFO_NUM_TASKS; t++)
+            if (s.trainer.sampled[t])
+                fprintf(stderr, "train: %s classifier: Partial-FC sampling, %d of %d classes per step (at least)\n",
+                        vit_task_name(t), ufo_pfc_keep_count(s.sets[t].num_classes, r->pfc_sample_rate, 0),
+                        s.sets[t].num_classes);
         if (vit_train_device_of(&s.trainer.st))
             fprintf(stderr, "train: on the GPU (%s); losses and classifiers on the CPU\n",
                     vit_train_device_name(&s.trainer.st));

@@ -4,6 +4,7 @@
 #include "base/mem.h"
 #include "formats/safetensors.h"
 #include "model/vit_io.h"
+#include "train/pfc.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -59,18 +60,43 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
     if (cfg->backend == VIT_BACKEND_CUDA && t->comm && (!cfg->dev_comm || cfg->dev_comm->size != t->size))
         return ufo_errorf("data-parallel training on CUDA needs NCCL (this ufo was built without it): "
                           "run one process, or train with --device cpu under mpirun");
+    const double rate = cfg->pfc_sample_rate;
+    if (!(rate >= 0 && rate <= 1)) return ufo_errorf("Partial-FC sample rate %g is outside (0, 1]", rate);
+    if (cfg->zero < 0 || cfg->zero > 1) return ufo_errorf("ZeRO stage %d: only stage 1 (or 0, off) exists", cfg->zero);
+    int nkept_cap = UFO_NUM_TASKS;   // classifier update segments: at most one per kept row
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        t->sampled[k] = rate > 0 && rate < 1 && cfg->shard_classes_above > 0 && cfg->classes[k] > cfg->shard_classes_above;
+        nkept_cap += t->shard_hi[k] - t->shard_lo[k];
+    }
+    t->zero = t->comm && cfg->zero;
+    if (t->zero && cfg->backend == VIT_BACKEND_CUDA)
+        return ufo_errorf("run.zero = 1 (ZeRO stage 1) is for CPU training: the CUDA trainer keeps the momentum on the GPU");
+    size_t nf = m->n_floats;
+    t->zlo = t->zero ? nf * (size_t)t->rank / (size_t)t->size : 0;
+    t->zhi = t->zero ? nf * (size_t)(t->rank + 1) / (size_t)t->size : nf;
     if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
     t->st.comm = t->comm;
     t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
     t->cls_grad = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
     t->cls_mom = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
-    t->mom = ufo_calloc(m->n_floats * sizeof(float));
+    t->mom = ufo_calloc((t->zhi - t->zlo + 1) * sizeof(float));
     t->df = ufo_alloc((size_t)cap * D * sizeof(float));
     t->df_bn = ufo_alloc((size_t)cap * D * sizeof(float));
     t->drop = ufo_alloc((size_t)m->cfg.depth * 2 * cap * sizeof(float));
     t->seg = calloc((size_t)m->n_params, sizeof *t->seg);
     t->cls_seg = calloc(UFO_NUM_TASKS, sizeof *t->cls_seg);
     int dp_ok = 1;
+    for (int k = 0; k < UFO_NUM_TASKS; k++)
+        if (t->sampled[k]) dp_ok &= (t->kept[k] = malloc(sizeof(int) * (size_t)cfg->classes[k])) != NULL;
+    t->step_seg = calloc((size_t)nkept_cap, sizeof *t->step_seg);
+    t->step_given = calloc((size_t)nkept_cap, sizeof *t->step_given);
+    dp_ok &= t->step_seg && t->step_given;
+    if (t->zero) {
+        t->zgrad = ufo_alloc((t->zhi - t->zlo + 1) * sizeof(float));
+        t->zseg = calloc((size_t)m->n_params + 1, sizeof *t->zseg);
+        t->zseg_of = calloc((size_t)m->n_params + 1, sizeof *t->zseg_of);
+        dp_ok &= t->zgrad && t->zseg && t->zseg_of;
+    }
     if (t->comm) {
         t->gx = ufo_alloc((size_t)gcap * D * sizeof(float));
         t->gdx = ufo_alloc((size_t)gcap * D * sizeof(float));
@@ -88,6 +114,15 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
     for (int i = 0; i < m->n_params; i++)
         if (m->table[i].kind != P_BN_MEAN && m->table[i].kind != P_BN_VAR)
             t->seg[t->nseg++] = (ufo_sgd_segment){m->table[i].offset, m->table[i].numel, cfg->weight_decay, 1.0f};
+    // ZeRO: the parts of the segments inside this rank's slice.
+    for (int i = 0; t->zero && i < t->nseg; i++) {
+        size_t a = t->seg[i].offset, b = a + t->seg[i].size;
+        a = a > t->zlo ? a : t->zlo, b = b < t->zhi ? b : t->zhi;
+        if (a >= b) continue;
+        t->zseg[t->nzseg] = t->seg[i];
+        t->zseg[t->nzseg].offset = a - t->zlo, t->zseg[t->nzseg].size = b - a;
+        t->zseg_of[t->nzseg++] = i;
+    }
     for (int k = 0; k < UFO_NUM_TASKS; k++)
         if (cfg->classes[k]) {
             t->cls_seg_task[t->ncls_seg] = k;
@@ -120,12 +155,50 @@ void ufo_trainer_free(ufo_trainer *t) {
     float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop, t->gx, t->gdx, t->gdrop};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
     ufo_free(t->glab);
+    ufo_free(t->zgrad);
+    for (int k = 0; k < UFO_NUM_TASKS; k++) free(t->kept[k]);
+    free(t->step_seg);
+    free(t->step_given);
+    free(t->zseg);
+    free(t->zseg_of);
     free(t->seg);
     free(t->cls_seg);
     memset(t, 0, sizeof *t);
 }
 
 static double uniform(void *rng) { return ufo_rng_uniform(rng); }
+
+// ---- Partial-FC class sampling -------------------------------------------------
+
+// This step's kept classes of task k from the global batch's labels (pfc.h).
+// Test hook: UFO_TEST_PFC_DUMP=FILE makes rank 0 append "step task C: labels | kept".
+static int pfc_draw(ufo_trainer *t, int k, const int32_t *glabels, int G) {
+    int nk = ufo_pfc_sample(t->cfg.classes[k], t->cfg.pfc_sample_rate, glabels, G, t->cfg.seed, t->step, k, t->kept[k]);
+    if (nk < 0) return ufo_error_wrap("%s classifier", vit_task_name(k));
+    t->nkept[k] = nk;
+    const char *dump = getenv("UFO_TEST_PFC_DUMP");
+    FILE *f = dump && t->rank == 0 ? fopen(dump, "a") : NULL;
+    if (f) {
+        fprintf(f, "%ld %d %d:", t->step, k, t->cfg.classes[k]);
+        for (int i = 0; i < G; i++) fprintf(f, " %d", (int)glabels[i]);
+        fprintf(f, " |");
+        for (int i = 0; i < nk; i++) fprintf(f, " %d", t->kept[k][i]);
+        fprintf(f, "\n");
+        fclose(f);
+    }
+    return 0;
+}
+
+// Task k's CosFace on this rank's classifier rows (classes of them), over the
+// kept classes when sampled.
+static int task_cosface(ufo_trainer *t, int k, const float *f, const int32_t *lab, int n, int classes,
+                        const ufo_cosface_opts *co, float *df, ufo_cosface_result *cr) {
+    int D = t->model->cfg.dim;
+    const float *W = t->cls + t->cls_off[k];
+    float *dW = t->cls_grad + t->cls_off[k];
+    if (t->sampled[k]) return ufo_pfc_cosface(f, W, lab, n, D, classes, co, t->kept[k], t->nkept[k], df, dW, cr);
+    return ufo_cosface(f, W, lab, n, D, classes, co, df, dW, cr);
+}
 
 // ---- data parallel helpers -------------------------------------------------------
 
@@ -172,8 +245,33 @@ static void local_drop(ufo_trainer *t, const int counts[UFO_NUM_TASKS], const in
 
 #define GRAD_BUCKET ((size_t)1 << 23)   // floats per gradient all-reduce (32 MB)
 
-static void allreduce_grads(ufo_trainer *t) {
+// counts[r] = how many of [o, o + len) lie in rank r's ZeRO slice (times `unit`).
+static void slice_counts(const ufo_trainer *t, size_t o, size_t len, size_t unit, size_t *counts) {
     size_t n = t->model->n_floats;
+    for (int r = 0; r < t->size; r++) {
+        size_t a = n * (size_t)r / (size_t)t->size, b = n * (size_t)(r + 1) / (size_t)t->size;
+        a = a > o ? a : o, b = b < o + len ? b : o + len;
+        counts[r] = a < b ? (b - a) * unit : 0;
+    }
+}
+
+// ZeRO: zgrad = the sum over ranks of this rank's slice of the gradients,
+// bucket by bucket (MPI counts are ints).
+static void reduce_scatter_grads(ufo_trainer *t) {
+    size_t n = t->model->n_floats, *cnt = malloc(sizeof(size_t) * t->size);
+    if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
+    for (size_t o = 0; o < n; o += GRAD_BUCKET) {
+        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
+        slice_counts(t, o, len, 1, cnt);
+        ufo_comm_reduce_scatter_sum_f32(t->comm, t->st.grads + o, t->zgrad + (a - t->zlo), cnt,
+                                        "gradient reduce-scatter (ZeRO)");
+    }
+    free(cnt);
+}
+
+static void allreduce_grads(ufo_trainer *t) {
+    size_t n = t->zero ? 0 : t->model->n_floats;   // ZeRO: the model's part is reduce-scattered
+    if (t->zero) reduce_scatter_grads(t);
     const vit_train_device *dev = vit_train_device_of(&t->st);
     if (dev)   // CUDA: the device buffer, over the device group (NCCL), in one call
         ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, dev->grads, n, "gradient all-reduce (device)");
@@ -195,22 +293,22 @@ static int task_losses_dp(ufo_trainer *t, int k, int lo, int cnt, int Gk, int of
                           ufo_step_stats *stats, double *red) {
     const ufo_train_config *c = &t->cfg;
     int D = t->model->cfg.dim;
-    int need_gather = t->sharded[k] || c->triplet[k];
+    int need_gather = t->sharded[k] || c->triplet[k] || t->sampled[k];
     if (need_gather) gather_rows(t, labels + lo, sizeof(int32_t), Gk, t->glab, "task labels");
+    if (t->sampled[k] && pfc_draw(t, k, t->glab, Gk)) return -1;
     ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
     ufo_cosface_result cr;
     if (t->sharded[k]) {
         gather_rows(t, t->st.feat_bn + (size_t)lo * D, sizeof(float) * D, Gk, t->gx, "Partial-FC features");
         co.shard = t->comm, co.class_lo = t->shard_lo[k], co.total_classes = c->classes[k];
-        if (ufo_cosface(t->gx, t->cls + t->cls_off[k], t->glab, Gk, D, t->shard_hi[k] - t->shard_lo[k], &co, t->gdx,
-                        t->cls_grad + t->cls_off[k], &cr))
+        if (task_cosface(t, k, t->gx, t->glab, Gk, t->shard_hi[k] - t->shard_lo[k], &co, t->gdx, &cr))
             return ufo_error_wrap("%s CosFace (sharded)", vit_task_name(k));
         memcpy(t->df_bn + (size_t)lo * D, t->gdx + (size_t)off * D, (size_t)cnt * D * sizeof(float));
         stats->cosface[k] = cr.loss, stats->accuracy[k] = cr.accuracy;
     } else if (cnt > 0) {
         co.den = Gk;
-        if (ufo_cosface(t->st.feat_bn + (size_t)lo * D, t->cls + t->cls_off[k], labels + lo, cnt, D, c->classes[k],
-                        &co, t->df_bn + (size_t)lo * D, t->cls_grad + t->cls_off[k], &cr))
+        if (task_cosface(t, k, t->st.feat_bn + (size_t)lo * D, labels + lo, cnt, c->classes[k], &co,
+                         t->df_bn + (size_t)lo * D, &cr))
             return ufo_error_wrap("%s CosFace", vit_task_name(k));
         red[k] = cr.loss, red[UFO_NUM_TASKS + k] = cr.correct;
     }
@@ -266,6 +364,7 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     stats->step = t->step;
     vit_train_zero_grad(&t->st);
     memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    memset(t->nkept, 0, sizeof t->nkept);   // a task without rows this step keeps (updates) no class
     if (t->comm) return grad_dp(t, images, counts, labels, stats);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
         if (counts[k] && !c->classes[k])
@@ -283,8 +382,9 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
         if (!counts[k]) continue;
         ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
         ufo_cosface_result cr;
-        if (ufo_cosface(t->st.feat_bn + (size_t)lo * D, t->cls + t->cls_off[k], labels + lo, counts[k], D,
-                        c->classes[k], &co, t->df_bn + (size_t)lo * D, t->cls_grad + t->cls_off[k], &cr))
+        if (t->sampled[k] && pfc_draw(t, k, labels + lo, counts[k])) return -1;
+        if (task_cosface(t, k, t->st.feat_bn + (size_t)lo * D, labels + lo, counts[k], c->classes[k], &co,
+                         t->df_bn + (size_t)lo * D, &cr))
             return ufo_error_wrap("%s CosFace", vit_task_name(k));
         stats->cosface[k] = cr.loss;
         stats->accuracy[k] = cr.accuracy;
@@ -301,6 +401,73 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     return vit_train_backward(&t->st, t->df, t->df_bn);
 }
 
+// ZeRO: the update of this rank's slice, then every rank's slice to everyone.
+// A tensor that spans slices is clipped by the norm of the whole: its parts'
+// sums of squares are all-reduced (zeros from the ranks without a part).
+static int zero_step(ufo_trainer *t, float lr) {
+    double *sums = calloc((size_t)t->nseg + 1, sizeof(double)), *given = calloc((size_t)t->nzseg + 1, sizeof(double));
+    size_t *cnt = malloc(sizeof(size_t) * t->size), n = t->model->n_floats;
+    if (!sums || !given || !cnt) ufo_comm_abort(t->comm, 1, "out of memory (ZeRO step)");
+    for (int i = 0; i < t->nzseg; i++) sums[t->zseg_of[i]] += ufo_sgd_sumsq(t->zgrad + t->zseg[i].offset, t->zseg[i].size);
+    ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)t->nseg, "gradient norms (ZeRO)");
+    for (int i = 0; i < t->nzseg; i++) given[i] = sqrt(sums[t->zseg_of[i]]);
+    int rc = ufo_sgd_step_ex(t->model->params + t->zlo, t->zgrad, t->mom, t->zhi - t->zlo, t->zseg, t->nzseg, lr,
+                             &t->cfg.sgd, NULL, given);
+    // Every rank failed alike (the norms are global); the parameters stay whole.
+    if (rc == 0) {
+        memcpy(t->zgrad, t->model->params + t->zlo, (t->zhi - t->zlo) * sizeof(float));   // MPI: no aliasing
+        for (size_t o = 0; o < n; o += GRAD_BUCKET) {
+            size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
+            slice_counts(t, o, len, sizeof(float), cnt);
+            ufo_comm_allgatherv(t->comm, t->zgrad + (a - t->zlo), t->model->params + o, cnt, "parameter all-gather (ZeRO)");
+        }
+    }
+    free(sums);
+    free(given);
+    free(cnt);
+    return rc;
+}
+
+// Classifier update when some are sampled: only the kept rows of a sampled
+// classifier are segments (a row not drawn keeps weights and momentum, see
+// trainer.h), clipped by the norm of the task's whole gradient (its other rows
+// are 0). The others as in ufo_trainer_step.
+static int sampled_classifier_step(ufo_trainer *t, float lr) {
+    int D = t->model->cfg.dim, ns = 0, first[UFO_NUM_TASKS + 1], any_shard = 0;
+    double sums[UFO_NUM_TASKS] = {0};
+    for (int s = 0; s < t->ncls_seg; s++) {
+        int k = t->cls_seg_task[s];
+        first[s] = ns;
+        any_shard |= t->sharded[k];
+        if (!t->sampled[k]) {
+            t->step_seg[ns++] = t->cls_seg[s];
+            if (t->sharded[k]) sums[s] = ufo_sgd_sumsq(t->cls_grad + t->cls_seg[s].offset, t->cls_seg[s].size);
+            continue;
+        }
+        int klo, khi;
+        ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], &klo, &khi);
+        for (int j = klo; j < khi;) {   // runs of consecutive kept rows
+            int e = j + 1;
+            while (e < khi && t->kept[k][e] == t->kept[k][e - 1] + 1) e++;
+            ufo_sgd_segment g = t->cls_seg[s];
+            g.offset = t->cls_off[k] + (size_t)(t->kept[k][j] - t->shard_lo[k]) * D;
+            g.size = (size_t)(e - j) * D;
+            sums[s] += ufo_sgd_sumsq(t->cls_grad + g.offset, g.size);
+            t->step_seg[ns++] = g;
+            j = e;
+        }
+    }
+    first[t->ncls_seg] = ns;
+    if (t->comm && any_shard) ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)t->ncls_seg, "Partial-FC gradient norm");
+    for (int s = 0; s < t->ncls_seg; s++) {
+        int k = t->cls_seg_task[s];
+        double g = t->sampled[k] || t->sharded[k] ? sqrt(sums[s]) : -1;   // -1: the SGD's own norm
+        for (int i = first[s]; i < first[s + 1]; i++) t->step_given[i] = g;
+    }
+    return ufo_sgd_step_ex(t->cls, t->cls_grad, t->cls_mom, t->cls_off[UFO_NUM_TASKS], t->step_seg, ns, lr,
+                           &t->cfg.sgd, NULL, t->step_given);
+}
+
 int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats) {
     if (ufo_trainer_grad(t, images, counts, labels, stats)) return -1;
@@ -311,9 +478,18 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
         if (ufo_sgd_step_device(dev->g, dev->params, dev->grads, dev->mom, dev->part, dev->part_n,
                                 t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd, NULL))
             return ufo_error_wrap("step %ld", t->step);
+    } else if (t->zero) {
+        if (zero_step(t, lr)) return ufo_error_wrap("step %ld", t->step);
     } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
                             &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);
+    int any_sampled = 0;
+    for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
+    if (any_sampled) {
+        if (t->ncls_seg && sampled_classifier_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
+        t->step++;
+        return 0;
+    }
     // A sharded classifier is clipped by the norm of the whole tensor.
     double given[UFO_NUM_TASKS];
     int any = 0;
@@ -366,10 +542,26 @@ static int gather_shards(const ufo_trainer *t, int k, const float *shard, float 
     return 0;
 }
 
+// ZeRO: rank 0 gets the whole momentum buffer (NULL elsewhere). Every rank must call it.
+static float *gather_momentum(const ufo_trainer *t) {
+    size_t n = t->model->n_floats, *cnt = malloc(sizeof(size_t) * t->size);
+    float *full = t->rank == 0 ? ufo_alloc(n * sizeof(float)) : NULL;
+    if (!cnt || (t->rank == 0 && !full)) ufo_comm_abort(t->comm, 1, "out of memory gathering the momentum (ZeRO)");
+    for (size_t o = 0; o < n; o += GRAD_BUCKET) {
+        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
+        slice_counts(t, o, len, sizeof(float), cnt);
+        ufo_comm_gatherv(t->comm, t->mom + (a - t->zlo), full ? full + o : NULL, cnt, 0, "checkpoint momentum (ZeRO)");
+    }
+    free(cnt);
+    return full;
+}
+
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,
                      const char *const *extra_vals, int n_extra) {
     const vit_model *m = t->model;
     if (vit_train_to_host(&t->st, t->mom)) return -1;   // CUDA: the device holds the current values
+    float *zmom = t->zero ? gather_momentum(t) : NULL;
+    const float *mom = zmom ? zmom : t->mom;
     int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
     float *full[2 * UFO_NUM_TASKS] = {0};   // gathered shards (rank 0)
     for (int k = 0; k < UFO_NUM_TASKS; k++)
@@ -383,6 +575,7 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
     if (!e || !names) {
         free(e);
         free(names);
+        ufo_free(zmom);
         for (int k = 0; k < 2 * UFO_NUM_TASKS; k++) ufo_free(full[k]);
         return ufo_errorf("out of memory");
     }
@@ -398,7 +591,7 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
     for (int i = 0; i < m->n_params; i++) {
         const vit_param *p = &m->table[i];
         snprintf(names[n], 96, "optimizer.momentum.%s", p->name);
-        e[n] = entry(names[n], t->mom + p->offset, 0, 0, p->shape, p->ndim), n++;
+        e[n] = entry(names[n], mom + p->offset, 0, 0, p->shape, p->ndim), n++;
     }
     char vals[8][160];
     const char *keys[8 + 16];
@@ -415,6 +608,7 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
     free(e);
     free(names);
     for (int k = 0; k < 2 * UFO_NUM_TASKS; k++) ufo_free(full[k]);
+    ufo_free(zmom);
     return rc;
 }
 
@@ -428,10 +622,6 @@ static int restore_part(const ufo_tensor_file *f, const char *path, const char *
                           ufo_dtype_name(e->dtype), (long long)ufo_tensor_numel(e), numel);
     memcpy(dst, (const float *)e->data + from, n * sizeof(float));
     return 0;
-}
-
-static int restore(const ufo_tensor_file *f, const char *path, const char *name, float *dst, size_t numel) {
-    return restore_part(f, path, name, dst, numel, 0, numel);
 }
 
 int ufo_trainer_load(ufo_trainer *t, const char *path) {
@@ -473,7 +663,11 @@ int ufo_trainer_load(ufo_trainer *t, const char *path) {
     }
     for (int i = 0; rc == 0 && i < m->n_params; i++) {
         snprintf(name, sizeof name, "optimizer.momentum.%s", m->table[i].name);
-        rc = restore(&f, path, name, t->mom + m->table[i].offset, m->table[i].numel);
+        // ZeRO: this rank's part of the tensor (maybe none; the entry is checked all the same).
+        size_t a = m->table[i].offset, b = a + m->table[i].numel;
+        a = a < t->zlo ? t->zlo : a > t->zhi ? t->zhi : a;
+        b = b > t->zhi ? t->zhi : b < a ? a : b;
+        rc = restore_part(&f, path, name, t->mom + (a - t->zlo), m->table[i].numel, a - m->table[i].offset, b - a);
     }
     if (rc == 0) {
         t->step = strtol(step, NULL, 10);

@@ -18,6 +18,30 @@
 // more than cfg.shard_classes_above classes is split by class over the ranks
 // (Partial-FC, see cosface.h): each rank keeps, updates and checkpoints (via
 // rank 0) only classes [shard_lo, shard_hi).
+//
+// Partial-FC class sampling (cfg.pfc_sample_rate < 1, pfc.h): a classifier
+// with more than cfg.shard_classes_above classes (sharded or not, so one
+// process and N take the same steps) runs each step's CosFace over the kept
+// classes only: every label of the global batch plus uniform negatives,
+// drawn from (seed, step, task, global labels). Only kept rows are updated:
+// a row not drawn keeps its weights AND its momentum (no decay, no momentum
+// step), as insightface's PartialFC (v1) does by swapping the sampled rows and
+// their momentum in and out of the optimiser. (PartialFC_V2 indexes a dense
+// Parameter instead, so torch's SGD decays every row and moves it by its old
+// momentum although it had no gradient; we keep v1's rule: a class that was
+// not in the softmax has no evidence for any move, and the update costs
+// O(kept rows).) Its clipping norm is that of the whole (sparse) gradient.
+//
+// ZeRO stage 1 (cfg.zero, data parallel on the CPU): rank r holds the SGD
+// momentum of the model only for its slice [zlo, zhi) of the flat parameter
+// buffer (ufo_comm_split of n_floats, as size_t). The gradients are
+// reduce-scattered (each rank receives the sum of its slice, in zgrad), the
+// per-tensor clipping norms are the all-reduced sums of squares of each
+// tensor's parts in every slice (a tensor may span slices), each rank updates
+// its slice of the parameters, and the parameters are all-gathered. The
+// classifiers are not part of it (sharded ones are split already; replicated
+// ones are small). Checkpoints hold the full momentum (gathered by rank 0), so
+// a ZeRO run resumes under any process count with ZeRO on or off.
 #pragma once
 #include "base/rng.h"
 #include "dist/comm.h"
@@ -46,6 +70,9 @@ typedef struct {
     int shard_classes_above;         // data parallel: shard classifiers with more classes; 0: never
     ufo_comm *dev_comm;              // data parallel with CUDA: the same ranks over DEVICE buffers
                                      // (NCCL, src/dist/cuda): the model's gradient all-reduce
+    double pfc_sample_rate;          // < 1: Partial-FC class sampling (pfc.h) of the classifiers with
+                                     // more than shard_classes_above classes, in one process too; 0 = 1 = off
+    int zero;                        // 1: ZeRO stage 1 under mpirun (below); 0: off
 } ufo_train_config;
 
 // SPEC's recipe for the given tasks' class counts: s/m per head, triplet on all
@@ -58,7 +85,7 @@ typedef struct {
     vit_train_state st;
     float *cls, *cls_grad, *cls_mom; // classifiers, task t at cls_off[t]: [classes[t], D]
     size_t cls_off[UFO_NUM_TASKS + 1];
-    float *mom;                      // momentum of the model parameters [model->n_floats]
+    float *mom;                      // momentum of the model parameters [model->n_floats] (ZeRO: [zhi - zlo])
     ufo_sgd_segment *seg, *cls_seg;
     int nseg, ncls_seg;
     float *df, *df_bn, *drop;        // per-step scratch
@@ -71,6 +98,16 @@ typedef struct {
     int cls_seg_task[UFO_NUM_TASKS];
     float *gx, *gdx, *gdrop;         // gathered task features / their gradients, global drop-path scales
     int32_t *glab;
+    // Partial-FC sampling: sampled[k], this step's kept classes (global ids, ascending).
+    int sampled[UFO_NUM_TASKS], *kept[UFO_NUM_TASKS], nkept[UFO_NUM_TASKS];
+    ufo_sgd_segment *step_seg;       // the classifier update's segments (kept row runs)
+    double *step_given;
+    // ZeRO stage 1: mom holds [zlo, zhi) only; zgrad that slice's summed gradient.
+    int zero;
+    size_t zlo, zhi;
+    float *zgrad;
+    ufo_sgd_segment *zseg;           // t->seg cut to the slice (offsets from zlo)
+    int *zseg_of, nzseg;             // zseg[i] is a part of seg[zseg_of[i]]
 } ufo_trainer;
 
 typedef struct {
@@ -89,7 +126,8 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
                      ufo_step_stats *stats);
 // Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad,
 // all-reduced when data parallel; with CUDA the model's gradients are on the
-// device: vit_train_grads_to_host), no update.
+// device: vit_train_grads_to_host; with ZeRO only this rank's slice is summed,
+// in t->zgrad), no update.
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
 

@@ -17,6 +17,18 @@ a tiny ViT, with OMP_NUM_THREADS=1 per rank:
     unsharded ones (same checks); tests/test_dist.c checks the sharded
     CosFace alone, gradient by gradient;
   - homogeneous batches (one task per step) likewise (losses);
+  - Partial-FC class sampling (run.pfc_sample_rate=0.5 on the 10-class
+    face/person/vehicle heads): rate 1 is the unsampled run bit for bit;
+    np=2 (sharded) draws the same kept sets as np=1 (UFO_TEST_PFC_DUMP) and
+    takes the same steps (same checks as above); every kept set holds the
+    step's labels and max(positives, 5) classes; after one step the rows not
+    drawn are their initial values with zero momentum, the drawn ones moved;
+    resume np=2 (sampled) -> np=1;
+  - ZeRO stage 1 (run.zero=1): np=2 == np=2 without ZeRO == np=1 (same
+    checks, and the checkpoints' gathered momentum equals the unsharded one),
+    np=3 (uneven slices) == np=1, ZeRO with sampling and sharding == np=1
+    sampled, resume np=2 ZeRO -> np=1; the momentum bytes per rank are about
+    1/N of the model's;
   - resume with a different process count: 2 steps with np=2 (sharded),
     checkpoint, 2 more with np=1 == 4 steps with np=1; and np=1 -> np=2;
   - a rank that exits mid-run ends the job (non-zero, its message, within
@@ -62,10 +74,10 @@ def run(np_, args, env=None, timeout=120):
     return r
 
 
-def train(np_, out, root, *extra, resume=None):
+def train(np_, out, root, *extra, resume=None, env=None):
     args = ["train", "--resume", resume] if resume else ["train", "--config", RECIPE, "--out", out,
                                                          "data.root=" + root] + TINY
-    r = run(np_, args + list(extra))
+    r = run(np_, args + list(extra), env=env)
     if r.returncode != 0:
         print(r.stderr)
         raise RuntimeError("ufo train (np=%d) failed" % np_)
@@ -81,6 +93,22 @@ def log(path):
 def tensors(path):
     t = safetensors_io.read(path)[0]
     return {k: v.astype(np.float64) for k, v in t.items() if "running" not in k and "momentum" not in k}
+
+
+def momenta(path):
+    t = safetensors_io.read(path)[0]
+    return {k: v.astype(np.float64) for k, v in t.items() if k.startswith("optimizer.momentum.")}
+
+
+def pfc_dump(path):
+    """UFO_TEST_PFC_DUMP lines: 'step task C: labels | kept'."""
+    out = []
+    for line in open(path).read().splitlines():
+        head, rest = line.split(":")
+        step, task, classes = map(int, head.split())
+        labels, kept = rest.split("|")
+        out.append((step, task, classes, [int(x) for x in labels.split()], [int(x) for x in kept.split()]))
+    return out
 
 
 def compare(name, ref_dir, got_dir, init, steps=range(4)):
@@ -141,6 +169,69 @@ def main():
         shard_msg = "face classifier sharded" in rs.stderr and "product classifier sharded" not in rs.stderr
         C.check(shard_msg, "np=2, shard_classes_above=8: face/person/vehicle sharded, product (6 classes) not")
         compare("Partial-FC np=2 vs unsharded np=1", d("np1"), d("np2s"), init)
+
+        # Partial-FC class sampling.
+        sam = [lr, "run.shard_classes_above=8", "run.pfc_sample_rate=0.5"]
+        train(0, d("rate1"), root, lr, "run.shard_classes_above=8", "run.pfc_sample_rate=1")
+        ta, tb = safetensors_io.read(d("np1/last.safetensors"))[0], safetensors_io.read(d("rate1/last.safetensors"))[0]
+        cols = lambda p: [l.split(",")[:-3] for l in open(p).read().splitlines()]  # noqa: E731 (no timings)
+        C.check(cols(d("np1/log.csv")) == cols(d("rate1/log.csv")) and set(ta) == set(tb)
+                and all(np.array_equal(ta[k], tb[k]) for k in ta),
+                "pfc_sample_rate=1: losses, parameters, classifiers and momentum bit-identical to the unsampled run")
+        e1 = dict(ENV, UFO_TEST_PFC_DUMP=d("kept1.txt"))
+        e2 = dict(ENV, UFO_TEST_PFC_DUMP=d("kept2.txt"))
+        rs1 = train(0, d("pfc1"), root, *sam, env=e1)
+        train(2, d("pfc2"), root, *sam, env=e2)
+        k1, k2 = pfc_dump(d("kept1.txt")), pfc_dump(d("kept2.txt"))
+        C.check("face classifier: Partial-FC sampling, 5 of 10" in rs1.stderr and "product classifier: Partial" not in rs1.stderr,
+                "pfc_sample_rate=0.5: face/person/vehicle (10 classes) sampled, 5 per step, product (6) not")
+        C.check(len(k1) == 12 and k1 == k2, "np=2 (sharded) drew the kept sets of np=1: %d (step, task) draws" % len(k1))
+        ok = all(set(lab) <= set(kept) and len(kept) == max(len(set(lab)), 5) and kept == sorted(set(kept))
+                 and all(0 <= c < C_ for c in kept) for _, _, C_, lab, kept in k1)
+        smaller = sum(len(kept) < C_ for _, _, C_, _, kept in k1)
+        C.check(ok and smaller > 0, "every kept set holds the step's labels, max(positives, 5) classes, ascending "
+                "(%d of %d smaller than the head)" % (smaller, len(k1)))
+        la, lb = log(d("np1/log.csv")), log(d("pfc1/log.csv"))
+        C.check(la[0]["cosface_face"] != lb[0]["cosface_face"], "sampling changes the face CosFace (%.4f unsampled, %.4f sampled)"
+                % (la[0]["cosface_face"], lb[0]["cosface_face"]))
+        compare("Partial-FC sampling np=2 (sharded) vs np=1", d("pfc1"), d("pfc2"), init)
+        # Rows not drawn keep their weights and (zero) momentum.
+        train(0, d("pfc_one"), root, *sam, "optim.steps=1", env=dict(ENV, UFO_TEST_PFC_DUMP=d("kept_one.txt")))
+        t1 = safetensors_io.read(d("pfc_one/last.safetensors"))[0]
+        frozen, moved = True, True
+        for step, task, classes, lab, kept in pfc_dump(d("kept_one.txt")):
+            name = ["face", "person", "vehicle", "product"][task]
+            w, w0 = t1["classifier.%s.weight" % name], init["classifier.%s.weight" % name]
+            mo = t1["optimizer.momentum.classifier.%s.weight" % name]
+            other = [c for c in range(classes) if c not in kept]
+            frozen &= bool(np.array_equal(w[other], w0[other].astype(np.float32)) and not mo[other].any())
+            moved &= bool(all(np.abs(w[c] - w0[c]).max() > 0 and np.abs(mo[c]).max() > 0 for c in kept))
+        C.check(frozen and moved, "one sampled step: rows not drawn keep their initial weights and zero momentum, "
+                "drawn rows moved")
+        train(2, d("pfc21"), root, *sam, "--stop-after", "2")
+        train(0, None, root, resume=d("pfc21/last.safetensors"))
+        compare("resume np=2 (sampled, sharded) -> np=1", d("pfc1"), d("pfc21"), init)
+
+        # ZeRO stage 1.
+        rz = train(2, d("zero2"), root, lr, "run.zero=1")
+        mb = [l for l in rz.stderr.splitlines() if "ZeRO stage 1: SGD momentum" in l]
+        nums = [int(w) for w in mb[0].replace(",", " ").split() if w.isdigit()] if mb else [0, 1]
+        per, full = nums[-2], nums[-1]
+        print("  info  ZeRO np=2: SGD momentum %d bytes per rank instead of %d" % (per, full))
+        C.check(0 < per <= full // 2 + 4, "ZeRO np=2: momentum bytes per rank %d ~ half of %d" % (per, full))
+        compare("ZeRO np=2 vs np=2", d("np2"), d("zero2"), init)
+        compare("ZeRO np=2 vs np=1", d("np1"), d("zero2"), init)
+        ma, mz = momenta(d("np2/last.safetensors")), momenta(d("zero2/last.safetensors"))
+        merr = max(np.abs(ma[k] - mz[k]).max() for k in ma) / max(np.abs(ma[k]).max() for k in ma)
+        C.check(set(ma) == set(mz) and merr < 1e-5, "ZeRO checkpoint: the gathered momentum (%d tensors) equals the "
+                "unsharded one, max err / max %.2g < 1e-5" % (len(ma), merr))
+        train(3, d("zero3"), root, lr, "run.zero=1")
+        compare("ZeRO np=3 (uneven slices) vs np=1", d("np1"), d("zero3"), init)
+        train(2, d("zero_pfc"), root, *sam, "run.zero=1")
+        compare("ZeRO + sampling + sharding np=2 vs sampling np=1", d("pfc1"), d("zero_pfc"), init)
+        train(2, d("zero21"), root, lr, "run.zero=1", "--stop-after", "2")
+        train(0, None, root, "run.zero=0", resume=d("zero21/last.safetensors"))
+        compare("resume np=2 ZeRO -> np=1", d("np1"), d("zero21"), init)
 
         # Homogeneous batches (one task per step; the others have no rows anywhere).
         hom = ["data.batch_mix=homogeneous", "data.batch_face=8", "data.product=", lr]

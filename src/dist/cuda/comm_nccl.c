@@ -128,7 +128,7 @@ static void nccl_finalize(ufo_comm *c) {
 }
 
 static const ufo_comm_ops nccl_ops = {"nccl", nccl_allreduce, nccl_allgatherv, nccl_gatherv, nccl_bcast,
-                                     nccl_barrier, nccl_abort, nccl_finalize};
+                                     nccl_barrier, nccl_abort, nccl_finalize, NULL};   // reduce-scatter: the all-reduce fallback
 
 // A device group over the same ranks as `host`, on CUDA device `device`
 // (usually the node-local rank). Rank 0's ncclUniqueId travels over `host`.
