@@ -7,7 +7,8 @@
 #   3. peak memory of `ufo embed` at batch 1 on a real ViT-L file
 #   4. evaluation metrics at full benchmark scale vs numpy
 #   5. data-parallel training: 1 vs 2 processes (mpirun) on the demo recipe
-# Environment: BENCH_THREADS, BENCH_ITERS, BENCH_SKIP (words: infer train memory metrics mpi).
+#   6. ufo's bf16 matmul paths: our AMX tile matmul vs oneDNN's (UFO_GEMM=dnnl)
+# Environment: BENCH_THREADS, BENCH_ITERS, BENCH_SKIP (words: infer train memory metrics mpi gemm).
 set -euo pipefail
 UFO=${1:-build/ufo}
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ compare() {
   fi
   printf "%-9s %-12s %-5s %6s %10.4f %12.4f %9.2fx %12s %9s  %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
     "$(field "$u" s_per_image)" "$(field "$t" s_per_image)" \
-    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$tl" "$rl" "$(field "$u" isa), attention $(field "$u" attention)"
+    "$($PY -c "print($(field "$t" s_per_image) / $(field "$u" s_per_image))")" "$tl" "$rl" "$(field "$u" isa), attention $(field "$u" attention), matmul $(field "$u" matmul)"
 }
 
 echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)') (Debian)${LATEST:+ and $($LATEST -c 'import torch; print(torch.__version__)') (PyPI, newest)}, $THREADS threads, $ITERS timed iterations after a warm-up =="
@@ -45,6 +46,20 @@ if ! skip infer; then
 fi
 if ! skip train; then
   for preset in small base; do for prec in fp32 bf16; do compare train $preset 224 64 $prec; done; done
+fi
+
+if ! skip gemm; then
+  echo
+  echo "== ufo bf16 with our AMX matmul vs with oneDNN's (UFO_GEMM=dnnl), back to back =="
+  printf "%-9s %-12s %6s %12s %14s %8s\n" mode model batch "amx s/img" "onednn s/img" speedup
+  for spec in "inference large 384 8" "train small 224 64" "train base 224 64"; do
+    set -- $spec
+    extra=""; [ "$1" = train ] && extra=--train
+    args=(--preset "$2" --img-size "$3" --batch "$4" --iters "$ITERS" --threads "$THREADS" --precision bf16 --json)
+    a=$("$UFO" bench $extra "${args[@]}"); d=$(UFO_GEMM=dnnl "$UFO" bench $extra "${args[@]}")
+    printf "%-9s %-12s %6s %12.4f %14.4f %7.2fx\n" "$1" "ViT-$2/$3" "$4" "$(field "$a" s_per_image)" \
+      "$(field "$d" s_per_image)" "$($PY -c "print($(field "$d" s_per_image) / $(field "$a" s_per_image))")"
+  done
 fi
 
 if ! skip memory; then

@@ -15,7 +15,9 @@ static const char *usage =
     "usage: ufo bench [options]\n\n"
     "Times the inference forward pass (backbone + one head) on random inputs and prints\n"
     "images/s, seconds per image, and which CPU code path ran (oneDNN's ISA and the\n"
-    "attention path: sgemm, onednn or amx; UFO_ATTN=dnnl|amx|auto forces the bf16 one).\n"
+    "attention path: sgemm, onednn or amx; UFO_ATTN=dnnl|amx|auto forces the bf16 one;\n"
+    "the matmul path: amx (ours, bf16 where the CPU has AMX) or onednn; UFO_GEMM=dnnl\n"
+    "forces oneDNN's).\n"
     "  --preset P        tiny | small | base | large (default large)\n"
     "  --img-size S      input size (default 384)\n"
     "  --patch P         patch size (default 16)\n"
@@ -132,15 +134,16 @@ int cmd_bench(int argc, char **argv) {
     const char *attn = reference ? "reference"
                        : backend == VIT_BACKEND_CUDA ? "cuda"
                                                      : cpu_attention_path(vit_tokens(&c), c.dim / c.heads, p);
+    const char *mm = reference ? "reference" : backend == VIT_BACKEND_CUDA ? "cuda" : cpu_matmul_path(p);
     if (json)
         printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
                "\"threads\": %d, \"device\": \"%s\", \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\", "
-               "\"attention\": \"%s\"}\n",
+               "\"attention\": \"%s\", \"matmul\": \"%s\"}\n",
                train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), device_name, ips, 1 / ips,
-               isa, attn);
+               isa, attn, mm);
     else
-        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s, attention %s: %.3f images/s, %.3f s/image\n",
-               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, attn,
+        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s, attention %s, matmul %s: %.3f images/s, %.3f s/image\n",
+               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, attn, mm,
                ips, 1 / ips);
     return 0;
 }

@@ -39,6 +39,9 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
 // Which path cpu_attention takes for this shape: "sgemm" (fp32), "onednn" or
 // "amx" (bf16), or a short reason when UFO_ATTN asks for something impossible.
 const char *cpu_attention_path(int T, int hd, ufo_precision prec);
+// Which code path the matmuls of this precision take: "amx" (our tile matmul,
+// bf16 on CPUs with AMX, unless UFO_GEMM=dnnl) or "onednn".
+const char *cpu_matmul_path(ufo_precision prec);
 
 void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int n, int c, float eps);
 void cpu_gelu(float *y, const float *x, size_t n);

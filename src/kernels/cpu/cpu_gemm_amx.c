@@ -31,6 +31,7 @@
 // columns); each C element is summed by one thread in a fixed order, so the
 // result does not depend on the thread count.
 #include "kernels/cpu/cpu_gemm_amx.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/cpu_simd.h"
@@ -64,6 +65,10 @@ int cpu_gemm_amx_enabled(void) {
         __atomic_store_n(&g_enabled, v, __ATOMIC_RELAXED);
     }
     return v;
+}
+
+const char *cpu_matmul_path(ufo_precision prec) {
+    return prec == UFO_PREC_BF16 && cpu_gemm_amx_enabled() ? "amx" : "onednn";
 }
 
 // ---------------------------------------------------------------- packing
