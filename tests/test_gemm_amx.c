@@ -102,7 +102,8 @@ static void test_layouts(void) {
 
 // The epilogues at sizes that use every code path: several row blocks read in
 // place (bf16 rows, K a multiple of 32) plus a packed ragged last block, K
-// split in chunks (K = 320), a column panel, and bf16 / GELU outputs.
+// split in chunks (K = 320), a column panel, bf16 / GELU outputs, and K long
+// enough to go in panels (> 2,048) with partial sums parked in C.
 static void test_epilogues(void) {
     const gcase cs[] = {
         {100, 96, 320, 0, 1, 1, 0, 1, 0, 0, 0, 1},   // cpu_linear: bf16 rows in place, B packed ahead
@@ -110,6 +111,8 @@ static void test_epilogues(void) {
         {100, 96, 320, 0, 0, 1, 1, 0, 1, 0, 0, 0},   // residual sum
         {64, 48, 1024, 0, 1, 1, 0, 1, 0, 0, 0, 0},   // K = 1024: packed (stride a multiple of 2 KB)
         {33, 1000, 96, 1, 1, 1, 1, 0, 0, 1, 0, 0},   // ragged N, transposed A
+        {70, 50, 2500, 1, 0, 1, 1, 1, 1, 0, 0, 0},   // dW-like: long K in panels, summed into C, bias
+        {45, 96, 4400, 1, 0, 0, 1, 0, 0, 0, 0, 0},   // three K panels, C overwritten (streaming stores)
     };
     for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
         double w = run_case(&cs[i], 2, NULL);

@@ -194,11 +194,14 @@ static int gemm_locked(float *C, const void *A, const void *B, const float *bias
     return 0;
 }
 
-// Our AMX matmul where it is faster than oneDNN's: everything but A stored
-// transposed, i.e. the weight gradients dW = dY^T X, whose long reduction over
-// the batch's tokens (K = 12,608 at ViT-S/16 batch 64) it reads once per
-// column panel and packs through 16-bit transposes: about 2x slower there.
-static int amx_for(int transA) { return !transA && cpu_gemm_amx_enabled(); }
+// Our AMX matmul where it measured faster than oneDNN's: everything but the
+// small weight gradients. dW = dY^T X (A stored transposed) packs dY through
+// 16-bit transposes, a third of its time; at ViT-B/16 batch 64 (C of 1.8 to
+// 2.4 M elements) it still runs 1.25-1.4x oneDNN's, at ViT-S/16 (0.4 to 0.6 M)
+// 0.8-1.1x, so C below 2^20 elements stays on oneDNN.
+static int amx_for(int transA, int M, int N) {
+    return (!transA || (long)M * N >= (1l << 20)) && cpu_gemm_amx_enabled();
+}
 
 static int check_args(const char *fn, int M, int N, int K, ufo_precision prec) {
     if (M < 0 || N < 0 || K < 0) return ufo_errorf("%s: bad shape M=%d N=%d K=%d", fn, M, N, K);
@@ -224,7 +227,7 @@ int cpu_gemm_ex(float *C, const void *A, const void *B, const float *bias, int M
         gemm_k0(C, bias, M, N, beta, gelu);
         return 0;
     }
-    if (prec == UFO_PREC_BF16 && amx_for(transA))
+    if (prec == UFO_PREC_BF16 && amx_for(transA, M, N))
         return amx_gemm_simple(C, A, 1, transA, B, 1, transB, bias, M, N, K, beta, gelu);
     pthread_mutex_lock(&g_mu);
     int rc = gemm_locked(C, A, B, bias, M, N, K, !!transA, !!transB, beta, !!gelu, prec);
@@ -237,7 +240,7 @@ int cpu_gemm(float *C, const float *A, const float *B, int M, int N, int K, int 
     if (check_args("cpu_gemm", M, N, K, prec)) return -1;
     if (prec == UFO_PREC_FP32 || (long)M * N == 0 || K == 0)
         return cpu_gemm_ex(C, A, B, NULL, M, N, K, transA, transB, beta, 0, prec);
-    if (amx_for(transA))   // rounded while packing: no bf16 copies
+    if (amx_for(transA, M, N))   // rounded while packing: no bf16 copies
         return amx_gemm_simple(C, A, 0, transA, B, 0, transB, NULL, M, N, K, beta, 0);
     size_t na = (size_t)M * K, nb = (size_t)K * N;
     uint16_t *ab = cpu_train_scratch(0, na * sizeof(uint16_t));

@@ -46,6 +46,7 @@
 #define KC_MAX 8                // K steps per chunk: 32 rows x 256 bf16 = 16 KB of A
 #define B_PANEL (1l << 20)      // bytes of packed B a thread sweeps per row block
 #define NCP_MAX 16              // column pairs per panel (the parked blocks: 16 x 4 KB)
+#define KP_MAX 64               // K steps per K panel when K is long (2,048 of the reduction)
 
 static inline int blocks32(int x) { return (x + 31) / 32; }
 
@@ -135,16 +136,35 @@ __attribute__((target(AMX_TARGET))) static void pack_b_tile(uint16_t *dst, const
     for (int r = 0; r < 16; r++) _mm512_store_si512(dst + r * 32, v[r]);
 }
 
-// Tile number t of the packed A / B (t = (block * KB + kb) * 2 + h).
-static void pack_a_one(uint16_t *ap, const amx_operand *a, int M, int K, int KB, long t, int mb0) {
-    long blk = t / 2 / KB + mb0;
-    int kb = (int)(t / 2 % KB), h = (int)(t % 2);
-    pack_a_tile(ap + t * TILE, a, M, K, (int)blk * 32 + h * 16, kb * 32);
+// The u-th tile packed, of nblk row (A) or column (B) blocks. Tile (blk, kb, h)
+// lives at index (blk*KB + kb)*2 + h; the visiting order follows the storage:
+// a matrix stored with K along its rows (A transposed, B plain) is visited K
+// step by K step (32 stored rows at a time, read whole and in order), the
+// others block by block (32 stored rows of K each). Reading 32 bytes of every
+// stored row per tile instead meant a TLB miss per row.
+static long tile_index(int k_rows, long u, int nblk, int KB, long *blk, int *kb, int *h) {
+    if (k_rows) {
+        *kb = (int)(u / (2l * nblk));
+        *blk = u / 2 % nblk;
+    } else {
+        *blk = u / 2 / KB;
+        *kb = (int)(u / 2 % KB);
+    }
+    *h = (int)(u % 2);
+    return (*blk * KB + *kb) * 2 + *h;
 }
 
-static void pack_b_one(uint16_t *bp, const amx_operand *b, int K, int N, int KB, long t) {
-    long blk = t / 2 / KB;
-    int kb = (int)(t / 2 % KB), h = (int)(t % 2);
+static void pack_a_one(uint16_t *ap, const amx_operand *a, int M, int K, int KB, int nblk, long u, int mb0) {
+    long blk;
+    int kb, h;
+    long t = tile_index(a->trans, u, nblk, KB, &blk, &kb, &h);
+    pack_a_tile(ap + t * TILE, a, M, K, (int)(blk + mb0) * 32 + h * 16, kb * 32);
+}
+
+static void pack_b_one(uint16_t *bp, const amx_operand *b, int K, int N, int KB, long u) {
+    long blk;
+    int kb, h;
+    long t = tile_index(!b->trans, u, blocks32(N), KB, &blk, &kb, &h);
     pack_b_tile(bp + t * TILE, b, K, N, kb * 32, (int)blk * 32 + h * 16);
 }
 
@@ -211,14 +231,16 @@ __attribute__((target(AMX_TARGET))) static inline void block_steps(float *cb, co
 // with streaming stores when the job allows (j->stream): a matmul's output is
 // mostly far larger than the caches (ViT training keeps every layer's), and a
 // streaming store skips reading each line before overwriting it.
-__attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, const float *cb, int mb, int np) {
+// use_beta 0: C's old value is already in the block (K panels, below).
+__attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, const float *cb, int mb, int np,
+                                                        int use_beta) {
     const amx_epilogue *e = j->e;
     int m0 = mb * 32, rows = j->M - m0 < 32 ? j->M - m0 : 32, c0 = np * 32, left = j->N - c0;
     __mmask16 k0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
     __mmask16 k1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
-    const int full = left >= 32;
     const __m512 beta = _mm512_set1_ps(e->beta);
     __m512 b0 = _mm512_setzero_ps(), b1 = b0;
+    const int full = left >= 32;
     if (e->bias) {
         b0 = _mm512_maskz_loadu_ps(k0, e->bias + c0);
         b1 = _mm512_maskz_loadu_ps(k1, e->bias + c0 + 16);
@@ -227,7 +249,7 @@ __attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, cons
         __m512 v0 = _mm512_add_ps(_mm512_load_ps(cb + r * 32), b0);
         __m512 v1 = _mm512_add_ps(_mm512_load_ps(cb + r * 32 + 16), b1);
         size_t off = (size_t)(m0 + r) * e->ldc + c0;
-        if (e->beta != 0.0f) {
+        if (use_beta && e->beta != 0.0f) {
             const float *old = (const float *)j->C + off;
             v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k0, old), v0);
             v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k1, old + 16), v1);
@@ -254,6 +276,28 @@ __attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, cons
     }
 }
 
+// Block (mb, np) of the fp32 C to the park (to_park) or back, raw partial sums
+// (K panels, below).
+__attribute__((target(AMX_TARGET))) static void park_copy(const gemm_job *j, float *cb, int mb, int np, int to_park) {
+    int m0 = mb * 32, rows = j->M - m0 < 32 ? j->M - m0 : 32, c0 = np * 32, left = j->N - c0;
+    __mmask16 k0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+    __mmask16 k1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
+    for (int r = 0; r < 32; r++) {
+        float *c = (float *)j->C + (size_t)(m0 + r) * j->e->ldc + c0;
+        if (!to_park) {
+            if (r >= rows) break;
+            _mm512_mask_storeu_ps(c, k0, _mm512_load_ps(cb + r * 32));
+            _mm512_mask_storeu_ps(c + 16, k1, _mm512_load_ps(cb + r * 32 + 16));
+        } else if (r < rows) {
+            _mm512_store_ps(cb + r * 32, _mm512_maskz_loadu_ps(k0, c));
+            _mm512_store_ps(cb + r * 32 + 16, _mm512_maskz_loadu_ps(k1, c + 16));
+        } else {
+            _mm512_store_ps(cb + r * 32, _mm512_setzero_ps());
+            _mm512_store_ps(cb + r * 32 + 16, _mm512_setzero_ps());
+        }
+    }
+}
+
 // Row blocks [m_lo, m_hi) x column pairs [n_lo, n_hi) of C, on this thread.
 __attribute__((target(AMX_TARGET))) static void compute(const gemm_job *j, int m_lo, int m_hi, int n_lo, int n_hi) {
     if (m_lo >= m_hi || n_lo >= n_hi) return;
@@ -266,37 +310,53 @@ __attribute__((target(AMX_TARGET))) static void compute(const gemm_job *j, int m
         cfg.rows[i] = 16;
     }
     _tile_loadconfig(&cfg);
-    const int KB = j->KB, nck = (KB + KC_MAX - 1) / KC_MAX;
-    long ncp = B_PANEL / ((long)KB * STEP * 2);
-    ncp = ncp < 1 ? 1 : ncp > NCP_MAX ? NCP_MAX : ncp;
-    for (int n0 = n_lo; n0 < n_hi; n0 += (int)ncp) {
-        int n1 = n0 + (int)ncp < n_hi ? n0 + (int)ncp : n_hi;
-        for (int mb = m_lo; mb < m_hi; mb++) {
-            // Where this row block's A tiles are: in place, or packed.
-            int dir = mb < j->mb_direct;
-            const uint16_t *a = dir ? j->adir + (size_t)mb * 32 * j->lda : j->ap + (size_t)(mb - j->mb_direct) * KB * STEP;
-            long as = dir ? 32 : STEP, ah = dir ? 16 * j->lda : TILE, astride = dir ? j->lda * 2 : 64;
-            for (int c = 0; c < nck; c++) {
-                int kb0 = c * KB / nck, kb1 = (c + 1) * KB / nck;
-                // Prefetch into L1 the A chunk that comes next (this block's next K chunk,
-                // or the next block's first), a slice per column pair, when there are
-                // enough pairs to spread it over.
-                const uint16_t *an = NULL;
-                long rows = dir ? 32 : 1, nkn = 0;
-                if (c + 1 < nck) an = a + kb1 * as, nkn = (c + 2) * KB / nck - kb1;
-                else if (mb + 1 < m_hi && (mb + 1 < j->mb_direct) == dir) an = a + (dir ? 32 * j->lda : (long)KB * STEP), nkn = KB / nck;
-                long rbytes = dir ? nkn * 64 : nkn * STEP * 2, lpr = rbytes / 64, lines = rows * lpr;
-                long per = n1 - n0 >= 4 ? (lines + (n1 - n0) - 1) / (n1 - n0) : 0;
-                for (int np = n0; np < n1; np++) {
-                    if (per && an) {
-                        for (long l = (np - n0) * per; l < (np - n0 + 1) * per && l < lines; l++)
-                            _mm_prefetch((const char *)an + l / lpr * astride + l % lpr * 64, _MM_HINT_T0);
+    const int KB = j->KB;
+    // A long reduction (dW = dY^T X: K = the batch's tokens) goes in K panels of
+    // at most KP_MAX steps, so that a column panel of B stays several pairs wide
+    // and A is read fewer times; the blocks' partial sums wait in C between
+    // panels. Only for a plain fp32 C (beta 0 or 1, no GELU).
+    const int panels = KB > KP_MAX && !j->e->c_bf16 && !j->e->gelu && (j->e->beta == 0.0f || j->e->beta == 1.0f);
+    const int nkp = panels ? (KB + KP_MAX - 1) / KP_MAX : 1;
+    for (int kp = 0; kp < nkp; kp++) {
+        const int kpb0 = kp * KB / nkp, kpb1 = (kp + 1) * KB / nkp, kpn = kpb1 - kpb0;
+        const int nck = (kpn + KC_MAX - 1) / KC_MAX;
+        // C's old value enters through the park when there are panels
+        const int from_c = nkp > 1 && (kp > 0 || j->e->beta != 0.0f), last = kp == nkp - 1;
+        long ncp = B_PANEL / ((long)kpn * STEP * 2);
+        ncp = ncp < 1 ? 1 : ncp > NCP_MAX ? NCP_MAX : ncp;
+        for (int n0 = n_lo; n0 < n_hi; n0 += (int)ncp) {
+            int n1 = n0 + (int)ncp < n_hi ? n0 + (int)ncp : n_hi;
+            for (int mb = m_lo; mb < m_hi; mb++) {
+                // Where this row block's A tiles are: in place, or packed.
+                int dir = mb < j->mb_direct;
+                const uint16_t *a = dir ? j->adir + (size_t)mb * 32 * j->lda : j->ap + (size_t)(mb - j->mb_direct) * KB * STEP;
+                long as = dir ? 32 : STEP, ah = dir ? 16 * j->lda : TILE, astride = dir ? j->lda * 2 : 64;
+                for (int c = 0; c < nck; c++) {
+                    int kb0 = kpb0 + c * kpn / nck, kb1 = kpb0 + (c + 1) * kpn / nck;
+                    // Prefetch into L1 the A chunk that comes next (this block's next K
+                    // chunk, or the next block's first), a slice per column pair, when
+                    // there are enough pairs to spread it over.
+                    const uint16_t *an = NULL;
+                    long rows = dir ? 32 : 1, nkn = 0;
+                    if (c + 1 < nck) an = a + kb1 * as, nkn = kpb0 + (c + 2) * kpn / nck - kb1;
+                    else if (mb + 1 < m_hi && (mb + 1 < j->mb_direct) == dir)
+                        an = a + (dir ? 32 * j->lda : (long)KB * STEP) + kpb0 * as, nkn = kpn / nck;
+                    long rbytes = dir ? nkn * 64 : nkn * STEP * 2, lpr = rbytes / 64, lines = rows * lpr;
+                    long per = n1 - n0 >= 4 ? (lines + (n1 - n0) - 1) / (n1 - n0) : 0;
+                    for (int np = n0; np < n1; np++) {
+                        if (per && an) {
+                            for (long l = (np - n0) * per; l < (np - n0 + 1) * per && l < lines; l++)
+                                _mm_prefetch((const char *)an + l / lpr * astride + l % lpr * 64, _MM_HINT_T0);
+                        }
+                        float *cb = park + (size_t)(np - n0) * 1024;
+                        if (c == 0 && from_c) park_copy(j, cb, mb, np, 1);
+                        block_steps(cb, a + kb0 * as, as, ah, astride, j->bp + ((size_t)np * KB + kb0) * STEP,
+                                    kb1 - kb0, c > 0 || from_c);
+                        if (c == nck - 1) {
+                            if (last) epilogue(j, cb, mb, np, nkp == 1);
+                            else park_copy(j, cb, mb, np, 0);
+                        }
                     }
-                    float *cb = park + (size_t)(np - n0) * 1024;
-                    block_steps(cb, a + kb0 * as, as, ah, astride, j->bp + ((size_t)np * KB + kb0) * STEP, kb1 - kb0,
-                                c > 0);
-                    if (c == nck - 1) epilogue(j, cb, mb, np);
-
                 }
             }
         }
@@ -350,7 +410,7 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static)
-        for (long t = 0; t < na; t++) pack_a_one(ap, &a, M, K, KB, t, mb_direct);
+        for (long t = 0; t < na; t++) pack_a_one(ap, &a, M, K, KB, MB - mb_direct, t, mb_direct);
 #pragma omp for schedule(static)
         for (long t = 0; t < nb; t++) pack_b_one(bpk, &b, K, N, KB, t);
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
