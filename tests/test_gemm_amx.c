@@ -44,7 +44,9 @@ static double run_case(const gcase *g, int threads, float *out_copy) {
     uint16_t *C16 = calloc((size_t)M * N + 1, sizeof *C16);
     amx_operand a = {g->a16 ? (void *)A16 : (void *)A, lda, g->ta, g->a16};
     amx_operand b = {g->b16 ? (void *)B16 : (void *)B, ldb, g->tb, g->b16};
-    amx_epilogue e = {g->bias ? bias : NULL, g->beta ? 1.0f : 0.0f, g->gelu, g->c16, N};
+    uint16_t *D16 = calloc((size_t)M * N + 1, sizeof *D16);
+    int dg = g->gelu && g->c16;   // GELU' too, as the bf16 training forward of fc1 asks
+    amx_epilogue e = {g->bias ? bias : NULL, g->beta ? 1.0f : 0.0f, g->gelu, g->c16, N, dg ? D16 : NULL};
     uint16_t *bp = NULL;
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -66,6 +68,12 @@ static double run_case(const gcase *g, int threads, float *out_copy) {
             }
             double v = acc + (g->bias ? bias[j] : 0) + (g->beta ? C0[(size_t)i * N + j] : 0);
             if (g->gelu) v = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+            if (dg) {   // gelu'(u) = Phi(u) + u phi(u) of the pre-activation u, one bf16 rounding
+                double u = acc + (g->bias ? bias[j] : 0);
+                double d = 0.5 * (1.0 + erf(u / sqrt(2.0))) + u * exp(-0.5 * u * u) / sqrt(2.0 * M_PI);
+                double derr = fabs(ufo_bf16_to_f32(D16[(size_t)i * N + j]) - d) / (fabs(d) / 128 + 1e-6 * (mag + 1));
+                if (!(derr <= worst)) worst = derr != derr ? INFINITY : derr;
+            }
             double got = g->c16 ? ufo_bf16_to_f32(C16[(size_t)i * N + j]) : C[(size_t)i * N + j];
             // fp32 accumulation: a few ulps of the magnitudes summed; bf16 out: one rounding
             double tol = 1e-6 * (mag + 1) + (g->c16 ? fabs(v) / 128 : 1e-6 * fabs(v)) + (g->gelu ? 2e-7 * (fabs(v) + 1) : 0);
@@ -75,7 +83,7 @@ static double run_case(const gcase *g, int threads, float *out_copy) {
     if (out_copy) {
         for (size_t i = 0; i < (size_t)M * N; i++) out_copy[i] = g->c16 ? ufo_bf16_to_f32(C16[i]) : C[i];
     }
-    free(A), free(B), free(bias), free(C0), free(A16), free(B16), free(C), free(C16), free(bp);
+    free(A), free(B), free(bias), free(C0), free(A16), free(B16), free(C), free(C16), free(D16), free(bp);
     return worst;   // in units of the tolerance: <= 1 passes
 }
 

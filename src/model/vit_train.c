@@ -265,8 +265,7 @@ static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout,
     }
     if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
     // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
-    if (cpu_linear_train_forward_bf16(v.df1, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE)) return -1;
-    cpu_gelu_bf16(a.gb, a.gd, v.df1, (size_t)rows * Hd);
+    if (cpu_linear_gelu_train_forward_bf16(a.gb, a.gd, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, v.df1)) return -1;
     if (s2) {
         if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
         add_scaled_to(xout, a.x_mid, v.tmp, s2, n, per);

@@ -287,3 +287,16 @@ int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, 
     }
     return cpu_gemm_ex(y, xb, wb, b, n, out, in, 0, 1, beta, gelu, UFO_PREC_BF16);
 }
+
+int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_t *xb, const float *w, const float *b,
+                                       int n, int in, int out, float *scratch) {
+    if (check_args("cpu_linear_gelu_train_forward_bf16", n, out, in, UFO_PREC_BF16)) return -1;
+    if (amx_for(0, n, out)) {
+        amx_epilogue e = {b, 0.0f, 1, 1, out, gd};
+        amx_operand a = {xb, in, 0, 1}, wt = {w, in, 1, 0};   // B = W^T, stored as W [out, in]
+        return amx_gemm(gb, &e, a, wt, NULL, n, out, in);
+    }
+    if (cpu_linear_train_forward_bf16(scratch, xb, w, b, n, in, out, CPU_POST_NONE)) return -1;
+    cpu_gelu_bf16(gb, gd, scratch, (size_t)n * out);
+    return 0;
+}

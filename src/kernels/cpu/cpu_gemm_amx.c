@@ -254,6 +254,12 @@ __attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, cons
             v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k0, old), v0);
             v1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k1, old + 16), v1);
         }
+        if (e->dgelu) {
+            __m512i d = (__m512i)_mm512_cvtne2ps_pbh(gelu_grad512(v1), gelu_grad512(v0));
+            uint16_t *dst = e->dgelu + off;
+            if (full && j->stream) _mm512_stream_si512((__m512i *)dst, d);
+            else _mm512_mask_storeu_epi16(dst, full ? 0xffffffffu : (__mmask32)k0 | (__mmask32)k1 << 16, d);
+        }
         if (e->gelu) {
             v0 = gelu512(v0);
             v1 = gelu512(v1);
@@ -386,6 +392,7 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
              int K) {
     if (M < 0 || N < 0 || K < 0) return ufo_errorf("amx_gemm: bad shape M=%d N=%d K=%d", M, N, K);
     if (e->c_bf16 && e->beta != 0.0f) return ufo_errorf("amx_gemm: a bf16 output cannot be summed into");
+    if (e->dgelu && !(e->gelu && e->c_bf16)) return ufo_errorf("amx_gemm: GELU' goes with a bf16 GELU output");
     if ((long)M * N == 0) return 0;
     const int KB = blocks32(K) ? blocks32(K) : 1, MB = blocks32(M), NP = blocks32(N);
     // bf16 rows with K a multiple of 32 are read in place, unless their stride
@@ -402,7 +409,8 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
     uint16_t *bpk = (uint16_t *)bp;
     if (!bp && !(bpk = scratch(1, amx_packed_b_bytes(K, N)))) return -1;
     size_t esz = e->c_bf16 ? 2 : 4;
-    int stream = e->beta == 0.0f && (uintptr_t)C % 64 == 0 && (size_t)e->ldc * esz % 64 == 0;
+    int stream = e->beta == 0.0f && (uintptr_t)C % 64 == 0 && (size_t)e->ldc * esz % 64 == 0 &&
+                 (uintptr_t)e->dgelu % 64 == 0;
     gemm_job job = {C, e, ap, bpk, M, N, KB, MB, NP, stream, a.p, a.ld, mb_direct};
     const long na = (long)(MB - mb_direct) * KB * 2, nb = bp ? 0 : (long)NP * KB * 2;
     // Under ~4 MFLOP the fork/join costs more than a second thread saves.
@@ -422,7 +430,7 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
 
 int amx_gemm_simple(float *C, const void *A, int a_bf16, int transA, const void *B, int b_bf16, int transB,
                     const float *bias, int M, int N, int K, float beta, int gelu) {
-    amx_epilogue e = {bias, beta, gelu, 0, N};
+    amx_epilogue e = {bias, beta, gelu, 0, N, NULL};
     amx_operand a = {A, transA ? M : K, !!transA, !!a_bf16}, b = {B, transB ? K : N, !!transB, !!b_bf16};
     return amx_gemm(C, &e, a, b, NULL, M, N, K);
 }

@@ -21,11 +21,14 @@ typedef struct {
 //   v = acc + bias[j] (bias may be NULL) + beta * C[i, j] (beta 0: C not read),
 //   v = gelu(v) if gelu (exact erf form), C[i, j] = v (bf16 when c_bf16,
 //   rounded to nearest even; then beta must be 0). Row i of C at C + i*ldc.
+//   dgelu (with gelu and c_bf16; else NULL): also dgelu[i, j] = bf16(gelu'(v
+//   before the GELU)), laid out like C: the bf16 training forward of fc1.
 typedef struct {
     const float *bias;
     float beta;
     int gelu, c_bf16;
     long ldc;
+    uint16_t *dgelu;
 } amx_epilogue;
 
 // True when the AMX path runs: the CPU has AMX (cpu_has_amx) and UFO_GEMM is

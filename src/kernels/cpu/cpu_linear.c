@@ -226,7 +226,7 @@ int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post
         return ufo_errorf("cpu_linear_forward: a residual sum needs an fp32 output");
     if (l->amx) {
         amx_epilogue e = {l->b_buf, post == CPU_POST_RESIDUAL ? 1.0f : 0.0f, post == CPU_POST_GELU,
-                          !!(io & CPU_LINEAR_DST_BF16), l->out};
+                          !!(io & CPU_LINEAR_DST_BF16), l->out, NULL};
         amx_operand a = {x, l->in, 0, !!(io & CPU_LINEAR_SRC_BF16)};
         return amx_gemm(y, &e, a, (amx_operand){0}, l->w_buf, n, l->out, l->in);
     }

@@ -47,6 +47,14 @@ int cpu_linear_train_forward(float *y, const float *x, const float *w, const flo
 int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, const float *b, int n, int in,
                                   int out, cpu_post_op post);
 
+// fc1 of the bf16 training forward with its GELU: gb = bf16(gelu(xb W^T + b)),
+// gd = bf16(gelu'(xb W^T + b)) ([n, out] each), the results of
+// cpu_linear_train_forward_bf16 followed by cpu_gelu_bf16. On the AMX path in
+// one pass (the pre-activation never reaches memory); elsewhere through
+// scratch [n, out] fp32, which the caller provides.
+int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_t *xb, const float *w, const float *b,
+                                       int n, int in, int out, float *scratch);
+
 // cpu_linear_backward with prec BF16, the input already rounded (xb [n, in]),
 // and the output gradient given either as fp32 dy [n, out] (rounded here; each
 // row i times rowscale[i / per_scale] first when rowscale is not NULL: drop
