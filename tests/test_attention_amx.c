@@ -133,6 +133,24 @@ static void test_concurrent(void) {
     free(q1), free(q2), free(w1), free(w2), free(g1), free(g2);
 }
 
+// bf16 qkv in and bf16 out (cpu_attention_io, the model's bf16 forward) must
+// give exactly the bits of the fp32 call rounded afterwards: the kernel rounds
+// q, k, v to bf16 itself, and the output rounding is the same nearest-even.
+static void test_io(int B, int T, int H, int hd) {
+    size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
+    float *qkv = rand_qkv(nq, 1.5f), *ref = malloc(no * sizeof *ref);
+    uint16_t *qb = malloc(nq * 2), *ob = malloc(no * 2), *rb = malloc(no * 2);
+    float *of = malloc(no * sizeof *of);
+    cpu_f32_to_bf16(qb, qkv, nq);
+    CHECK(cpu_attention(ref, qkv, B, T, H, hd, UFO_PREC_BF16) == 0, "%s", ufo_error());
+    cpu_f32_to_bf16(rb, ref, no);
+    CHECK(cpu_attention_io(ob, qb, B, T, H, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16) == 0, "%s", ufo_error());
+    CHECK(!memcmp(ob, rb, no * 2), "bf16 in/out differs from fp32 rounded (T=%d hd=%d)", T, hd);
+    CHECK(cpu_attention_io(of, qb, B, T, H, hd, CPU_ATTN_QKV_BF16) == 0, "%s", ufo_error());
+    CHECK(!memcmp(of, ref, no * 4), "bf16 in, fp32 out differs (T=%d hd=%d)", T, hd);
+    free(qkv), free(ref), free(qb), free(ob), free(rb), free(of);
+}
+
 int main(void) {
     int amx = cpu_has_amx();
     if (amx) printf("AMX: yes (oneDNN ISA %s); testing the AMX kernel and the oneDNN fallback\n", cpu_isa_name());
@@ -148,6 +166,12 @@ int main(void) {
     test_shape(1, 577, 1, 64, 4.0f, amx);    // peaked softmax rows
     test_shape(1, 1025, 1, 64, 1.5f, amx);   // ViT-L/16 at 512
     test_concurrent();                        // whichever path "auto" takes here
+    if (amx) {
+        test_io(2, 197, 3, 64);
+        test_io(1, 33, 2, 96);
+    } else {
+        CHECK(!cpu_attention_io_ok(197, 64), "bf16 attention I/O offered without AMX");
+    }
 
     // Shapes AMX cannot take go to oneDNN under "auto", and forcing "amx" on
     // them is an error, not a silent fallback.

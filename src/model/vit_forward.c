@@ -73,10 +73,20 @@ static int block_forward_bf16(vit_model *m, int l, vit_acts *a, int n) {
     uint16_t *hb = (uint16_t *)a->h, *mb = (uint16_t *)a->mlp;
     const int in = CPU_LINEAR_SRC_BF16;
 
+    const int T = vit_tokens(c), hd = D / c->heads;
+
     if (cpu_layernorm_bf16(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
-    if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
-    if (cpu_attention(a->att, a->qkv, n, vit_tokens(c), c->heads, D / c->heads, m->prec)) return -1;
-    if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
+    if (cpu_linear_is_amx(m->qkv[l]) && cpu_attention_io_ok(T, hd)) {
+        // AMX matmuls and attention: q, k, v and the attention output in bf16 too
+        // (each rounded where it is made instead of where it is read: same values)
+        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in | CPU_LINEAR_DST_BF16)) return -1;
+        if (cpu_attention_io(a->att, a->qkv, n, T, c->heads, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16)) return -1;
+        if (cpu_linear_forward_io(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL, in)) return -1;
+    } else {
+        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
+        if (cpu_attention(a->att, a->qkv, n, T, c->heads, hd, m->prec)) return -1;
+        if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
+    }
     if (cpu_layernorm_bf16(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
     if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, in | CPU_LINEAR_DST_BF16)) return -1;
     return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, in);

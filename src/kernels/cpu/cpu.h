@@ -39,6 +39,17 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
 // Which path cpu_attention takes for this shape: "sgemm" (fp32), "onednn" or
 // "amx" (bf16), or a short reason when UFO_ATTN asks for something impossible.
 const char *cpu_attention_path(int T, int hd, ufo_precision prec);
+// cpu_attention at bf16 with the qkv input and/or the output in bf16 (the
+// qkv matmul then writes bf16, and the proj matmul reads it), on the fused
+// AMX path only: call when cpu_attention_io_ok(T, hd). The results are those
+// of cpu_attention given the same values (it rounds q, k, v to bf16 first,
+// and the matmul after it rounds its input).
+enum { CPU_ATTN_QKV_BF16 = 1, CPU_ATTN_OUT_BF16 = 2 };
+int cpu_attention_io_ok(int T, int hd);
+int cpu_attention_io(void *out, const void *qkv, int B, int T, int H, int hd, int io);
+// True when l runs on the AMX matmul (bf16 on a CPU with AMX).
+int cpu_linear_is_amx(const cpu_linear *l);
+
 // Which code path the matmuls of this precision take: "amx" (our tile matmul,
 // bf16 on CPUs with AMX, unless UFO_GEMM=dnnl) or "onednn".
 const char *cpu_matmul_path(ufo_precision prec);

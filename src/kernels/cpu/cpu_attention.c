@@ -230,7 +230,7 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
     attn_path path = requested_path();
     if (path == PATH_BAD)
         return ufo_errorf("cpu_attention: UFO_ATTN must be auto, dnnl or amx, got '%s'", getenv("UFO_ATTN"));
-    if (path != PATH_DNNL && amx_attention_ok(T, hd)) return amx_attention(out, qkv, B, T, H, hd);
+    if (path != PATH_DNNL && amx_attention_ok(T, hd)) return amx_attention(out, qkv, B, T, H, hd, 0);
     if (path == PATH_AMX && !cpu_has_amx())
         return ufo_errorf("cpu_attention: UFO_ATTN=amx but this CPU or OS has no AMX");
     if (path == PATH_AMX)
@@ -239,4 +239,16 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
     int rc = attention_bf16_locked(out, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);
     return rc;
+}
+
+int cpu_attention_io_ok(int T, int hd) { return requested_path() != PATH_DNNL && requested_path() != PATH_BAD && amx_attention_ok(T, hd); }
+
+int cpu_attention_io(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
+    if (B < 0 || T < 0 || H < 0 || hd <= 0)
+        return ufo_errorf("cpu_attention_io: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
+    if (io & ~(CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16)) return ufo_errorf("cpu_attention_io: bad io flags %d", io);
+    if (!cpu_attention_io_ok(T, hd))
+        return ufo_errorf("cpu_attention_io: bf16 input/output needs the AMX attention path (T=%d hd=%d)", T, hd);
+    if ((long)B * T * H == 0) return 0;
+    return amx_attention(out, qkv, B, T, H, hd, io);
 }

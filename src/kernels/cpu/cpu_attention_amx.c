@@ -99,18 +99,24 @@ typedef struct {
 
 // Packs tokens [j0, j0+16) of one image (rows past T as zeros). stage: per-thread
 // [2][16][H*hd] bf16 for the k and v rows, so that the transposes read L1/L2.
-__attribute__((target(AMX_TARGET), noinline)) static void pack_tokens(const amx_image *im, const float *x, int T,
-                                                                       int Tp, int H, int hd, int j0,
+// x: fp32 rows, or bf16 rows when x_bf16 (already rounded by the qkv matmul).
+__attribute__((target(AMX_TARGET), noinline)) static void pack_tokens(const amx_image *im, const void *x, int x_bf16,
+                                                                       int T, int Tp, int H, int hd, int j0,
                                                                        uint16_t *stage) {
     const int C = H * hd, hp = hd / 2;
     const size_t head = (size_t)Tp * hd;   // one head's qb, kp or vp, in bf16 elements
     uint16_t *sk = stage, *sv = stage + (size_t)16 * C;
     for (int t = 0; t < 16; t++) {
         int j = j0 + t;
-        const float *row = x + (size_t)j * 3 * C;
+        const float *row = (const float *)x + (size_t)j * 3 * C;
+        const uint16_t *rowb = (const uint16_t *)x + (size_t)j * 3 * C;
         for (int c = 0; c < C; c += 32) {
             __m512i q = _mm512_setzero_si512(), k = q, v = q;
-            if (j < T) {
+            if (j < T && x_bf16) {
+                q = _mm512_loadu_si512(rowb + c);
+                k = _mm512_loadu_si512(rowb + C + c);
+                v = _mm512_loadu_si512(rowb + 2 * C + c);
+            } else if (j < T) {
                 q = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + c + 16), _mm512_loadu_ps(row + c));
                 k = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + C + c + 16), _mm512_loadu_ps(row + C + c));
                 v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 2 * C + c + 16),
@@ -274,8 +280,9 @@ __attribute__((target(AMX_TARGET), noinline)) static float softmax_row(const flo
 // ---------------------------------------------------------------- driver
 
 typedef struct {
-    float *out;
-    const float *qkv;
+    void *out;
+    const void *qkv;
+    int qkv_bf16, out_bf16;   // CPU_ATTN_QKV_BF16, CPU_ATTN_OUT_BF16
     int B, T, H, hd, Tp, nqb;
     float scale;
     amx_image im[2];  // packed images, shared: image b in im[b % 2]
@@ -303,11 +310,15 @@ __attribute__((target(AMX_TARGET))) static void run_item(const amx_job *jb, int 
     for (int i = 0; i < rows; i++) inv[i] = softmax_row(s + (size_t)i * Tp, p + (size_t)i * Tp, T, jb->scale);
     tiles_pv(o, p, im->vp + (size_t)h * head, Tp, hd, two);
     const long orow = (long)jb->H * hd;
-    float *dst = jb->out + ((size_t)b * T + i0) * orow + (size_t)h * hd;
+    const size_t at = ((size_t)b * T + i0) * orow + (size_t)h * hd;
     for (int i = 0; i < rows; i++) {
         const __m512 vi = _mm512_set1_ps(inv[i]);
-        for (int d = 0; d < hd; d += 16)
-            _mm512_storeu_ps(dst + (size_t)i * orow + d, _mm512_mul_ps(vi, _mm512_loadu_ps(o + (size_t)i * hd + d)));
+        for (int d = 0; d < hd; d += 16) {
+            __m512 y = _mm512_mul_ps(vi, _mm512_loadu_ps(o + (size_t)i * hd + d));
+            if (jb->out_bf16)
+                _mm256_storeu_si256((__m256i *)((uint16_t *)jb->out + at + (size_t)i * orow + d), (__m256i)_mm512_cvtneps_pbh(y));
+            else _mm512_storeu_ps((float *)jb->out + at + (size_t)i * orow + d, y);
+        }
     }
 }
 
@@ -330,9 +341,9 @@ __attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb) {
     // k and v in its L2, and a thread slowed by other load takes fewer.
     const int chunk = nqb >= 8 ? nqb / 4 : 1;
     for (int b = 0; b < jb->B; b++) {
-        const float *x = jb->qkv + (size_t)b * T * 3 * H * hd;
+        const char *x = (const char *)jb->qkv + (size_t)b * T * 3 * H * hd * (jb->qkv_bf16 ? 2 : 4);
 #pragma omp for schedule(dynamic)   // early finishers of image b-1 take more
-        for (int j0 = 0; j0 < Tp; j0 += 16) pack_tokens(&jb->im[b % 2], x, T, Tp, H, hd, j0, stage);
+        for (int j0 = 0; j0 < Tp; j0 += 16) pack_tokens(&jb->im[b % 2], x, jb->qkv_bf16, T, Tp, H, hd, j0, stage);
         // (implicit barrier: image b is packed)
 #pragma omp for schedule(dynamic, chunk) nowait
         for (int it = 0; it < H * nqb; it++) run_item(jb, b, it / nqb, it % nqb, s, p, o);
@@ -349,9 +360,10 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *g_buf;
 static size_t g_buf_size;
 
-int amx_attention(float *out, const float *qkv, int B, int T, int H, int hd) {
+int amx_attention(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
     const int Tp = (T + KB - 1) / KB * KB, nqb = (T + QB - 1) / QB;
-    amx_job jb = {.out = out, .qkv = qkv, .B = B, .T = T, .H = H, .hd = hd, .Tp = Tp, .nqb = nqb,
+    amx_job jb = {.out = out, .qkv = qkv, .qkv_bf16 = !!(io & CPU_ATTN_QKV_BF16), .out_bf16 = !!(io & CPU_ATTN_OUT_BF16),
+                  .B = B, .T = T, .H = H, .hd = hd, .Tp = Tp, .nqb = nqb,
                   .scale = (float)(1.0 / sqrt((double)hd))};
     int nthr = omp_get_max_threads();
     if (nthr > H * nqb) nthr = H * nqb;

@@ -259,6 +259,8 @@ int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post
     return 0;
 }
 
+int cpu_linear_is_amx(const cpu_linear *l) { return l && l->amx; }
+
 void cpu_linear_free(cpu_linear *l) {
     if (!l) return;
     for (int i = 0; i < CACHE_MAX; i++) entry_clear(&l->cache[i]);
