@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/cpu_train.h"
 #include "tensor/dtype.h"
+#include "base/error.h"
 #include "check.h"
 #include "rand_buf.h"
 #include <math.h>
@@ -42,11 +43,11 @@ static double run_case(const gcase *g, int threads, float *out_copy) {
     uint16_t *A16 = to_bf16(A, (size_t)M * K), *B16 = to_bf16(B, (size_t)K * N);
     float *C = copy_buf(C0, (size_t)M * N);
     uint16_t *C16 = calloc((size_t)M * N + 1, sizeof *C16);
-    amx_operand a = {g->a16 ? (void *)A16 : (void *)A, lda, g->ta, g->a16};
-    amx_operand b = {g->b16 ? (void *)B16 : (void *)B, ldb, g->tb, g->b16};
+    amx_operand a = {g->a16 ? (void *)A16 : (void *)A, lda, g->ta, g->a16, 0};
+    amx_operand b = {g->b16 ? (void *)B16 : (void *)B, ldb, g->tb, g->b16, 0};
     uint16_t *D16 = calloc((size_t)M * N + 1, sizeof *D16);
     int dg = g->gelu && g->c16;   // GELU' too, as the bf16 training forward of fc1 asks
-    amx_epilogue e = {g->bias ? bias : NULL, g->beta ? 1.0f : 0.0f, g->gelu, g->c16, N, dg ? D16 : NULL};
+    amx_epilogue e = {g->bias ? bias : NULL, g->beta ? 1.0f : 0.0f, g->gelu, g->c16, N, dg ? D16 : NULL, 0};
     uint16_t *bp = NULL;
     int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -165,6 +166,50 @@ static void test_dispatch(void) {
     free(x), free(w), free(b), free(dy);
 }
 
+// Element (i, k) of the packed layout (cpu.h), written from its definition.
+static size_t packed_at(int i, int k, int c) { return ((size_t)(i / 32) * ((c + 31) / 32) + k / 32) * 1024 + i % 32 * 32 + k % 32; }
+
+// The packed layout in and out (LayerNorm writes it, cpu_linear reads and
+// writes it): exactly the values of the row-major bf16 path, and zeros in the
+// padded columns of a packed output.
+static void test_packed(void) {
+    const int n = 70, in = 96, out = 80;   // 70 rows: a padded last block; 80 columns: a padded block
+    float *x = rand_buf((size_t)n * in, 1.0f, 0.0f), *w = rand_buf((size_t)out * in, 0.1f, 0.0f);
+    float *g = rand_buf(in, 0.2f, 1.0f), *be = rand_buf(in, 0.1f, 0.0f), *b = rand_buf(out, 0.1f, 0.0f);
+    uint16_t *h = calloc((size_t)n * in, 2), *hp = calloc(cpu_packed_bytes(n, in), 1);
+    uint16_t *y = calloc((size_t)n * out, 2), *yp = calloc(cpu_packed_bytes(n, out), 1);
+    float *z = zeros((size_t)n * out), *zp = zeros((size_t)n * out);
+    CHECK(cpu_layernorm_bf16(h, x, g, be, n, in, 1e-6f) == 0);
+    CHECK(cpu_layernorm_bf16_ex(hp, x, g, be, n, in, 1e-6f, 1) == 0);
+    int same = 1;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < in; k++) same &= h[(size_t)i * in + k] == hp[packed_at(i, k, in)];
+    CHECK(same, "packed LayerNorm differs from the row-major one");
+    cpu_debug_gemm_path("amx");
+    cpu_linear *l = cpu_linear_create(w, b, in, out, UFO_PREC_BF16);
+    CHECK(l && cpu_linear_is_amx(l));
+    CHECK(cpu_linear_forward_io(l, y, h, n, CPU_POST_GELU, CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16) == 0);
+    CHECK(cpu_linear_forward_io(l, yp, hp, n, CPU_POST_GELU, CPU_LINEAR_SRC_PACKED | CPU_LINEAR_DST_PACKED) == 0);
+    same = 1;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < out; j++) same &= y[(size_t)i * out + j] == yp[packed_at(i, j, out)];
+        for (int j = out; j < (out + 31) / 32 * 32; j++) same &= yp[packed_at(i, j, out)] == 0;
+    }
+    CHECK(same, "packed in/out linear differs from the row-major one (or padding not zero)");
+    CHECK(cpu_linear_forward_io(l, z, h, n, CPU_POST_RESIDUAL, CPU_LINEAR_SRC_BF16) == 0);
+    CHECK(cpu_linear_forward_io(l, zp, hp, n, CPU_POST_RESIDUAL, CPU_LINEAR_SRC_PACKED) == 0);
+    CHECK(!memcmp(z, zp, (size_t)n * out * sizeof *z), "packed input, fp32 residual output differs");
+    cpu_linear_free(l);
+    cpu_debug_gemm_path("dnnl");
+    l = cpu_linear_create(w, b, in, out, UFO_PREC_BF16);
+    ufo_error_clear();
+    CHECK(l && cpu_linear_forward_io(l, yp, hp, n, CPU_POST_NONE, CPU_LINEAR_SRC_PACKED) == -1,
+          "packed input accepted on the oneDNN path");
+    cpu_linear_free(l);
+    cpu_debug_gemm_path(NULL);
+    free(x), free(w), free(g), free(be), free(b), free(h), free(hp), free(y), free(yp), free(z), free(zp);
+}
+
 int main(void) {
     if (!cpu_has_amx()) {
         printf("SKIP: this CPU (or OS) has no AMX; the oneDNN path is what runs here\n");
@@ -174,5 +219,6 @@ int main(void) {
     test_epilogues();
     test_threads();
     test_dispatch();
+    test_packed();
     return check_summary("test_gemm_amx");
 }

@@ -15,7 +15,13 @@ typedef struct {
 static int ensure_acts(vit_model *m, int n, vit_acts *a) {
     const vit_config *c = &m->cfg;
     size_t rows = (size_t)n * vit_tokens(c), D = c->dim;
-    size_t x = rows * D, h = rows * D, qkv = rows * 3 * D, att = rows * D, mlp = rows * c->mlp_hidden;
+    // h, att and mlp may hold bf16 in the packed layout (rows and columns padded to 32);
+    // every part a whole number of 64-byte lines, for the streaming stores.
+    size_t r32 = (rows + 31) / 32 * 32, Dp = ((size_t)D + 31) / 32 * 32, Hp = ((size_t)c->mlp_hidden + 31) / 32 * 32;
+#define FIT(fp32, packed) ((((fp32) > (packed) / 2 ? (fp32) : (packed) / 2) + 15) / 16 * 16)
+    size_t x = FIT(rows * D, 0), h = FIT(rows * D, r32 * Dp), qkv = FIT(rows * 3 * D, 0), att = FIT(rows * D, r32 * Dp);
+    size_t mlp = FIT(rows * c->mlp_hidden, r32 * Hp);
+#undef FIT
     if (n > m->act_batch) {
         ufo_free(m->act);
         m->act = ufo_alloc((x + h + qkv + att + mlp) * sizeof(float));
@@ -75,18 +81,23 @@ static int block_forward_bf16(vit_model *m, int l, vit_acts *a, int n) {
 
     const int T = vit_tokens(c), hd = D / c->heads;
 
-    if (cpu_layernorm_bf16(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
     if (cpu_linear_is_amx(m->qkv[l]) && cpu_attention_io_ok(T, hd)) {
-        // AMX matmuls and attention: q, k, v and the attention output in bf16 too
-        // (each rounded where it is made instead of where it is read: same values)
-        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in | CPU_LINEAR_DST_BF16)) return -1;
-        if (cpu_attention_io(a->att, a->qkv, n, T, c->heads, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16)) return -1;
-        if (cpu_linear_forward_io(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL, in)) return -1;
-    } else {
-        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
-        if (cpu_attention(a->att, a->qkv, n, T, c->heads, hd, m->prec)) return -1;
-        if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
+        // AMX matmuls and attention: every matmul input in the packed layout its
+        // producer writes (LayerNorm, attention, fc1), q, k, v in bf16 (each value
+        // rounded where it is made instead of where it is read: the same values)
+        const int pin = CPU_LINEAR_SRC_PACKED;
+        if (cpu_layernorm_bf16_ex(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps, 1)) return -1;
+        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, pin | CPU_LINEAR_DST_BF16)) return -1;
+        if (cpu_attention_io(a->att, a->qkv, n, T, c->heads, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_PACKED)) return -1;
+        if (cpu_linear_forward_io(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL, pin)) return -1;
+        if (cpu_layernorm_bf16_ex(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps, 1)) return -1;
+        if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, pin | CPU_LINEAR_DST_PACKED)) return -1;
+        return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, pin);
     }
+    if (cpu_layernorm_bf16(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
+    if (cpu_attention(a->att, a->qkv, n, T, c->heads, hd, m->prec)) return -1;
+    if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
     if (cpu_layernorm_bf16(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
     if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, in | CPU_LINEAR_DST_BF16)) return -1;
     return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, in);

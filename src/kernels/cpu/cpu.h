@@ -24,7 +24,15 @@ int cpu_linear_forward(cpu_linear *l, float *y, const float *x, int n, cpu_post_
 // matmul) saves the rounding pass: CPU_LINEAR_SRC_BF16: x is uint16_t bf16
 // [n, in]; CPU_LINEAR_DST_BF16: y is bf16 [n, out], the fp32 result (after
 // bias and GELU) rounded to nearest even (not with CPU_POST_RESIDUAL).
-enum { CPU_LINEAR_SRC_BF16 = 1, CPU_LINEAR_DST_BF16 = 2 };
+enum { CPU_LINEAR_SRC_BF16 = 1, CPU_LINEAR_DST_BF16 = 2, CPU_LINEAR_SRC_PACKED = 4, CPU_LINEAR_DST_PACKED = 8 };
+// "Packed" bf16 activations: the AMX matmul's blocked layout of a bf16 [n, c]
+// matrix, 32 x 32 blocks, block (i/32, k/32) at element ((i/32) * ceil(c/32) +
+// k/32) * 1024, row-major inside; rows and columns padded to 32 (padded
+// columns are zero; padded rows hold whatever, they only make padded rows).
+// A packed input is read with no packing pass, and a packed output is written
+// as whole 2 KB blocks. CPU_LINEAR_SRC_PACKED / DST_PACKED (each implying the
+// bf16 flag) need cpu_linear_is_amx(l). cpu_packed_bytes: the buffer size.
+size_t cpu_packed_bytes(int n, int c);
 int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post_op post, int io);
 void cpu_linear_free(cpu_linear *l);
 
@@ -43,8 +51,9 @@ const char *cpu_attention_path(int T, int hd, ufo_precision prec);
 // qkv matmul then writes bf16, and the proj matmul reads it), on the fused
 // AMX path only: call when cpu_attention_io_ok(T, hd). The results are those
 // of cpu_attention given the same values (it rounds q, k, v to bf16 first,
-// and the matmul after it rounds its input).
-enum { CPU_ATTN_QKV_BF16 = 1, CPU_ATTN_OUT_BF16 = 2 };
+// and the matmul after it rounds its input). CPU_ATTN_OUT_PACKED: the output
+// in bf16 in the packed layout below, for proj.
+enum { CPU_ATTN_QKV_BF16 = 1, CPU_ATTN_OUT_BF16 = 2, CPU_ATTN_OUT_PACKED = 4 };
 int cpu_attention_io_ok(int T, int hd);
 int cpu_attention_io(void *out, const void *qkv, int B, int T, int H, int hd, int io);
 // True when l runs on the AMX matmul (bf16 on a CPU with AMX).

@@ -246,7 +246,7 @@ int cpu_attention_io_ok(int T, int hd) { return requested_path() != PATH_DNNL &&
 int cpu_attention_io(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
     if (B < 0 || T < 0 || H < 0 || hd <= 0)
         return ufo_errorf("cpu_attention_io: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
-    if (io & ~(CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16)) return ufo_errorf("cpu_attention_io: bad io flags %d", io);
+    if (io & ~(CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16 | CPU_ATTN_OUT_PACKED)) return ufo_errorf("cpu_attention_io: bad io flags %d", io);
     if (!cpu_attention_io_ok(T, hd))
         return ufo_errorf("cpu_attention_io: bf16 input/output needs the AMX attention path (T=%d hd=%d)", T, hd);
     if ((long)B * T * H == 0) return 0;

@@ -282,7 +282,7 @@ __attribute__((target(AMX_TARGET), noinline)) static float softmax_row(const flo
 typedef struct {
     void *out;
     const void *qkv;
-    int qkv_bf16, out_bf16;   // CPU_ATTN_QKV_BF16, CPU_ATTN_OUT_BF16
+    int qkv_bf16, out_bf16, out_packed;   // CPU_ATTN_QKV_BF16, CPU_ATTN_OUT_BF16, CPU_ATTN_OUT_PACKED
     int B, T, H, hd, Tp, nqb;
     float scale;
     amx_image im[2];  // packed images, shared: image b in im[b % 2]
@@ -315,7 +315,11 @@ __attribute__((target(AMX_TARGET))) static void run_item(const amx_job *jb, int 
         const __m512 vi = _mm512_set1_ps(inv[i]);
         for (int d = 0; d < hd; d += 16) {
             __m512 y = _mm512_mul_ps(vi, _mm512_loadu_ps(o + (size_t)i * hd + d));
-            if (jb->out_bf16)
+            if (jb->out_packed) {   // the AMX matmul's blocked layout (cpu.h), 32 x 32 blocks
+                size_t row = (size_t)b * T + i0 + i, col = (size_t)h * hd + d;
+                size_t off = (row / 32 * (size_t)((orow + 31) / 32) + col / 32) * 1024 + row % 32 * 32 + col % 32;
+                _mm256_storeu_si256((__m256i *)((uint16_t *)jb->out + off), (__m256i)_mm512_cvtneps_pbh(y));
+            } else if (jb->out_bf16)
                 _mm256_storeu_si256((__m256i *)((uint16_t *)jb->out + at + (size_t)i * orow + d), (__m256i)_mm512_cvtneps_pbh(y));
             else _mm512_storeu_ps((float *)jb->out + at + (size_t)i * orow + d, y);
         }
@@ -363,6 +367,7 @@ static size_t g_buf_size;
 int amx_attention(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
     const int Tp = (T + KB - 1) / KB * KB, nqb = (T + QB - 1) / QB;
     amx_job jb = {.out = out, .qkv = qkv, .qkv_bf16 = !!(io & CPU_ATTN_QKV_BF16), .out_bf16 = !!(io & CPU_ATTN_OUT_BF16),
+                  .out_packed = !!(io & CPU_ATTN_OUT_PACKED),
                   .B = B, .T = T, .H = H, .hd = hd, .Tp = Tp, .nqb = nqb,
                   .scale = (float)(1.0 / sqrt((double)hd))};
     int nthr = omp_get_max_threads();

@@ -4,6 +4,7 @@
 // library is built for x86-64-v3, so that code gets AVX2).
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_train.h"
 #include "base/mem.h"
 #include <immintrin.h>
 #include <math.h>
@@ -251,7 +252,24 @@ void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int
 
 // LayerNorm straight to bf16: in bf16 training a LayerNorm output only feeds a
 // matmul (and its weight gradient), so the fp32 row lives in L1 only.
+// Row i of a packed [n, c] bf16 matrix (cpu.h): its 32-column pieces are 1,024
+// elements apart; the padded columns of the last piece are written as zeros.
+static void store_row_packed(uint16_t *y, const float *row, int i, int c) {
+    const int kb = (c + 31) / 32;
+    uint16_t *dst = y + (size_t)(i / 32) * kb * 1024 + (size_t)(i % 32) * 32;
+    for (int k = 0; k < kb; k++, dst += 1024) {
+        int len = c - k * 32 < 32 ? c - k * 32 : 32;
+        cpu_f32_to_bf16_serial(dst, row + k * 32, (size_t)len);
+        if (len < 32) memset(dst + len, 0, (size_t)(32 - len) * sizeof *dst);
+    }
+}
+
 int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
+    return cpu_layernorm_bf16_ex(y, x, g, b, n, c, eps, 0);
+}
+
+int cpu_layernorm_bf16_ex(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps,
+                          int packed) {
     enum { ROW = 2048 };
     float *heap = NULL;   // rows wider than any ViT's: one heap row per thread
     int nthr = omp_get_max_threads();
@@ -263,7 +281,8 @@ int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float 
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++) {
             layernorm_row(row, x + (size_t)i * c, g, b, c, eps);
-            cpu_f32_to_bf16_serial(y + (size_t)i * c, row, (size_t)c);
+            if (packed) store_row_packed(y, row, i, c);
+            else cpu_f32_to_bf16_serial(y + (size_t)i * c, row, (size_t)c);
         }
     }
     ufo_free(heap);

@@ -292,8 +292,8 @@ int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_
                                        int n, int in, int out, float *scratch) {
     if (check_args("cpu_linear_gelu_train_forward_bf16", n, out, in, UFO_PREC_BF16)) return -1;
     if (amx_for(0, n, out)) {
-        amx_epilogue e = {b, 0.0f, 1, 1, out, gd};
-        amx_operand a = {xb, in, 0, 1}, wt = {w, in, 1, 0};   // B = W^T, stored as W [out, in]
+        amx_epilogue e = {b, 0.0f, 1, 1, out, gd, 0};
+        amx_operand a = {xb, in, 0, 1, 0}, wt = {w, in, 1, 0, 0};   // B = W^T, stored as W [out, in]
         return amx_gemm(gb, &e, a, wt, NULL, n, out, in);
     }
     if (cpu_linear_train_forward_bf16(scratch, xb, w, b, n, in, out, CPU_POST_NONE)) return -1;

@@ -68,6 +68,8 @@ int cpu_gemm_amx_enabled(void) {
     return v;
 }
 
+size_t cpu_packed_bytes(int n, int c) { return (size_t)blocks32(n) * blocks32(c) * 1024 * sizeof(uint16_t); }
+
 const char *cpu_matmul_path(ufo_precision prec) {
     return prec == UFO_PREC_BF16 && cpu_gemm_amx_enabled() ? "amx" : "onednn";
 }
@@ -245,10 +247,11 @@ __attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, cons
         b0 = _mm512_maskz_loadu_ps(k0, e->bias + c0);
         b1 = _mm512_maskz_loadu_ps(k1, e->bias + c0 + 16);
     }
+    if (e->c_packed) rows = 32;   // whole blocks (padded rows come from padded A rows)
     for (int r = 0; r < rows; r++) {
         __m512 v0 = _mm512_add_ps(_mm512_load_ps(cb + r * 32), b0);
         __m512 v1 = _mm512_add_ps(_mm512_load_ps(cb + r * 32 + 16), b1);
-        size_t off = (size_t)(m0 + r) * e->ldc + c0;
+        size_t off = e->c_packed ? ((size_t)mb * j->NP + np) * 1024 + (size_t)r * 32 : (size_t)(m0 + r) * e->ldc + c0;
         if (use_beta && e->beta != 0.0f) {
             const float *old = (const float *)j->C + off;
             v0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k0, old), v0);
@@ -264,7 +267,12 @@ __attribute__((target(AMX_TARGET))) static void epilogue(const gemm_job *j, cons
             v0 = gelu512(v0);
             v1 = gelu512(v1);
         }
-        if (e->c_bf16) {
+        if (e->c_packed) {   // pad columns: zero B columns and bias, gelu(0) = 0
+            uint16_t *dst = (uint16_t *)j->C + off;
+            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_mov_ps(k1, v1), _mm512_maskz_mov_ps(k0, v0));
+            if (j->stream) _mm512_stream_si512((__m512i *)dst, h);
+            else _mm512_storeu_si512(dst, h);
+        } else if (e->c_bf16) {
             uint16_t *dst = (uint16_t *)j->C + off;
             __m512i h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
             if (full && j->stream) _mm512_stream_si512((__m512i *)dst, h);
@@ -393,18 +401,21 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
     if (M < 0 || N < 0 || K < 0) return ufo_errorf("amx_gemm: bad shape M=%d N=%d K=%d", M, N, K);
     if (e->c_bf16 && e->beta != 0.0f) return ufo_errorf("amx_gemm: a bf16 output cannot be summed into");
     if (e->dgelu && !(e->gelu && e->c_bf16)) return ufo_errorf("amx_gemm: GELU' goes with a bf16 GELU output");
+    if (e->c_packed && (!e->c_bf16 || e->dgelu)) return ufo_errorf("amx_gemm: a packed output is bf16, without GELU'");
     if ((long)M * N == 0) return 0;
     const int KB = blocks32(K) ? blocks32(K) : 1, MB = blocks32(M), NP = blocks32(N);
     // bf16 rows with K a multiple of 32 are read in place, unless their stride
     // sends the 32 rows of a block to fewer than 4 groups of L1 sets (strides
     // that are multiples of 2 KB: K = 1024, 2048, 4096 get packed).
     int mb_direct = 0;
-    if (a.bf16 && !a.trans && K % 32 == 0 && K > 0) {
+    if (a.packed) {   // the packed layout is the scratch layout: read it as the scratch
+        a.bf16 = 1;
+    } else if (a.bf16 && !a.trans && K % 32 == 0 && K > 0) {
         long lines = a.ld * 2 % 64 ? 1 : a.ld * 2 / 64 % 64, g = 64;
         for (long x = lines; x; ) { long t = g % x; g = x; x = t; }   // gcd(lines, 64)
         if (lines == 1 || 64 / g >= 4) mb_direct = M / 32;
     }
-    uint16_t *ap = scratch(0, (size_t)(MB - mb_direct + 1) * KB * STEP * sizeof(uint16_t));
+    uint16_t *ap = a.packed ? (uint16_t *)a.p : scratch(0, (size_t)(MB - mb_direct + 1) * KB * STEP * sizeof(uint16_t));
     if (!ap) return -1;
     uint16_t *bpk = (uint16_t *)bp;
     if (!bp && !(bpk = scratch(1, amx_packed_b_bytes(K, N)))) return -1;
@@ -412,7 +423,7 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
     int stream = e->beta == 0.0f && (uintptr_t)C % 64 == 0 && (size_t)e->ldc * esz % 64 == 0 &&
                  (uintptr_t)e->dgelu % 64 == 0;
     gemm_job job = {C, e, ap, bpk, M, N, KB, MB, NP, stream, a.p, a.ld, mb_direct};
-    const long na = (long)(MB - mb_direct) * KB * 2, nb = bp ? 0 : (long)NP * KB * 2;
+    const long na = a.packed ? 0 : (long)(MB - mb_direct) * KB * 2, nb = bp ? 0 : (long)NP * KB * 2;
     // Under ~4 MFLOP the fork/join costs more than a second thread saves.
     int par = (double)M * N * K > 4e6 && omp_get_max_threads() > 1;
 #pragma omp parallel if (par)
@@ -430,7 +441,7 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
 
 int amx_gemm_simple(float *C, const void *A, int a_bf16, int transA, const void *B, int b_bf16, int transB,
                     const float *bias, int M, int N, int K, float beta, int gelu) {
-    amx_epilogue e = {bias, beta, gelu, 0, N, NULL};
-    amx_operand a = {A, transA ? M : K, !!transA, !!a_bf16}, b = {B, transB ? K : N, !!transB, !!b_bf16};
+    amx_epilogue e = {bias, beta, gelu, 0, N, NULL, 0};
+    amx_operand a = {A, transA ? M : K, !!transA, !!a_bf16, 0}, b = {B, transB ? K : N, !!transB, !!b_bf16, 0};
     return amx_gemm(C, &e, a, b, NULL, M, N, K);
 }

@@ -11,10 +11,11 @@
 // trans 0: stored as that matrix, row r at p + r*ld; trans 1: stored
 // transposed (A as [K, M], B as [N, K]). bf16 1: uint16_t bf16 elements;
 // 0: float, rounded to bf16 (nearest even) while packing.
+// packed 1 (A only): bf16 in the packed layout of cpu.h (ld, trans ignored).
 typedef struct {
     const void *p;
     long ld;
-    int trans, bf16;
+    int trans, bf16, packed;
 } amx_operand;
 
 // What is done to the fp32 accumulator acc[i, j] on the way out:
@@ -23,12 +24,14 @@ typedef struct {
 //   rounded to nearest even; then beta must be 0). Row i of C at C + i*ldc.
 //   dgelu (with gelu and c_bf16; else NULL): also dgelu[i, j] = bf16(gelu'(v
 //   before the GELU)), laid out like C: the bf16 training forward of fc1.
+//   c_packed (with c_bf16, beta 0): C in the packed layout of cpu.h (ldc ignored).
 typedef struct {
     const float *bias;
     float beta;
     int gelu, c_bf16;
     long ldc;
     uint16_t *dgelu;
+    int c_packed;
 } amx_epilogue;
 
 // True when the AMX path runs: the CPU has AMX (cpu_has_amx) and UFO_GEMM is

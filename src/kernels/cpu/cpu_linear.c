@@ -116,7 +116,7 @@ cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, u
         l->amx = 1;
         l->w_buf = ufo_alloc(amx_packed_b_bytes(in, out));
         if (!l->w_buf) goto fail;
-        amx_pack_b(l->w_buf, (amx_operand){w, in, 1, 0}, in, out);   // B = W^T, stored as W [out, in]
+        amx_pack_b(l->w_buf, (amx_operand){w, in, 1, 0, 0}, in, out);   // B = W^T, stored as W [out, in]
         return l;
     }
 
@@ -220,14 +220,19 @@ int cpu_linear_forward_io(cpu_linear *l, void *y, const void *x, int n, cpu_post
     if (n == 0) return 0;
     if (post != CPU_POST_NONE && post != CPU_POST_GELU && post != CPU_POST_RESIDUAL)
         return ufo_errorf("cpu_linear_forward: bad post-op %d", (int)post);
-    if (io & ~(CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16)) return ufo_errorf("cpu_linear_forward: bad io flags %d", io);
+    if (io & ~(CPU_LINEAR_SRC_BF16 | CPU_LINEAR_DST_BF16 | CPU_LINEAR_SRC_PACKED | CPU_LINEAR_DST_PACKED))
+        return ufo_errorf("cpu_linear_forward: bad io flags %d", io);
+    if ((io & (CPU_LINEAR_SRC_PACKED | CPU_LINEAR_DST_PACKED)) && !l->amx)
+        return ufo_errorf("cpu_linear_forward: the packed layout needs the AMX matmul");
+    if (io & CPU_LINEAR_SRC_PACKED) io |= CPU_LINEAR_SRC_BF16;
+    if (io & CPU_LINEAR_DST_PACKED) io |= CPU_LINEAR_DST_BF16;
     if (io && l->prec != UFO_PREC_BF16) return ufo_errorf("cpu_linear_forward: bf16 input/output on an fp32 layer");
     if ((io & CPU_LINEAR_DST_BF16) && post == CPU_POST_RESIDUAL)
         return ufo_errorf("cpu_linear_forward: a residual sum needs an fp32 output");
     if (l->amx) {
         amx_epilogue e = {l->b_buf, post == CPU_POST_RESIDUAL ? 1.0f : 0.0f, post == CPU_POST_GELU,
-                          !!(io & CPU_LINEAR_DST_BF16), l->out, NULL};
-        amx_operand a = {x, l->in, 0, !!(io & CPU_LINEAR_SRC_BF16)};
+                          !!(io & CPU_LINEAR_DST_BF16), l->out, NULL, !!(io & CPU_LINEAR_DST_PACKED)};
+        amx_operand a = {x, l->in, 0, !!(io & CPU_LINEAR_SRC_BF16), !!(io & CPU_LINEAR_SRC_PACKED)};
         return amx_gemm(y, &e, a, (amx_operand){0}, l->w_buf, n, l->out, l->in);
     }
     dnnl_stream_t strm = cpu_stream();

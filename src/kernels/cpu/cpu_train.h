@@ -77,6 +77,9 @@ int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy,
 void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 // y = bf16(LayerNorm(x)) (cpu_layernorm's arithmetic, rounded; no fp32 output).
 int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps);
+// The same, written in the packed layout when packed is 1 (cpu.h).
+int cpu_layernorm_bf16_ex(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps,
+                          int packed);
 // y = bf16(gelu(x)) (cpu_gelu's arithmetic, rounded) and, if dgelu is not
 // NULL, dgelu = bf16(gelu'(x)) (cpu_gelu_backward's derivative, rounded).
 void cpu_gelu_bf16(uint16_t *y, uint16_t *dgelu, const float *x, size_t n);
