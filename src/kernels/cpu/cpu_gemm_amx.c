@@ -4,10 +4,11 @@
 // per thread on ViT-L's linears (4616 x 1024 x 3072 and friends), under a
 // fifth of the 3.8 TFLOP/s a core's tile unit does here (measured with a
 // loop of independent tile multiplies). The blocking below does the same
-// matmul in 13.8 ms on 2 threads against oneDNN's 22 ms (bench_gemm).
+// matmul in 10.7 ms on 2 threads against oneDNN's 22 ms (docs/performance.md).
 //
-// Layouts. Every tile is 16 rows x 64 bytes. Both operands are packed first,
-// so the hot loop reads whole 1 KB tiles from contiguous memory:
+// Layouts. Every tile is 16 rows x 64 bytes. Both operands are packed first
+// (or come packed: cpu.h's packed layout is A's below, and bf16 rows whose
+// stride suits L1 are read in place), so the hot loop reads whole 1 KB tiles:
 //   A [M, K] -> tiles (mb, kb, h): rows mb*32 + h*16 .. +15, columns (k)
 //     kb*32 .. +31, at ap + ((mb*KB + kb)*2 + h) * 512 elements;
 //   B [K, N] -> tiles (np, kb, h) in VNNI form: row r holds, for the 16
@@ -25,7 +26,10 @@
 // tile is used twice). K is cut into chunks of at most 8 steps (a 16 KB A
 // chunk), the partial block parked in an L1 buffer between chunks. A thread
 // sweeps a panel of at most ~1 MB of packed B (16 column pairs at K = 1024)
-// for every 32-row block, so B stays in L2 while A streams.
+// for every 32-row block, so B stays in L2 while A streams. A long K (weight
+// gradients) goes in panels of 64 steps, partial sums parked in C between.
+// Outputs go out with streaming stores where C is not read: they are mostly
+// far larger than the caches.
 //
 // Threads split the column pairs (or the row blocks when there are few
 // columns); each C element is summed by one thread in a fixed order, so the
