@@ -84,6 +84,20 @@ typedef struct {
     int rc, lo, hi;
 } rank_out;
 
+// Runs fn on R threads, one rank each, over the shared in-process transport.
+static void run_ranks(rank_out out[R], void *(*fn)(void *)) {
+    shared sh;
+    pthread_barrier_init(&sh.bar, NULL, R);
+    pthread_t th[R];
+    for (int r = 0; r < R; r++) {
+        memset(&out[r], 0, sizeof out[r]);
+        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
+        pthread_create(&th[r], NULL, fn, &out[r]);
+    }
+    for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&sh.bar);
+}
+
 static void *rank_main(void *arg) {
     rank_out *o = arg;
     ufo_comm_split(NC, R, o->comm.rank, &o->lo, &o->hi);
@@ -108,17 +122,8 @@ static void partial_fc(void) {
         ufo_cosface_opts o = {.s = 50, .m = 0.3f, .block = block};
         memset(dW_ref, 0, sizeof dW_ref);
         CHECK(ufo_cosface(f, W, y, N, D, NC, &o, df_ref, dW_ref, &ref_res) == 0, "%s", ufo_error());
-        shared sh;
-        pthread_barrier_init(&sh.bar, NULL, R);
         static rank_out out[R];
-        pthread_t th[R];
-        for (int r = 0; r < R; r++) {
-            memset(&out[r], 0, sizeof out[r]);
-            out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
-            pthread_create(&th[r], NULL, rank_main, &out[r]);
-        }
-        for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
-        pthread_barrier_destroy(&sh.bar);
+        run_ranks(out, rank_main);
         for (int r = 0; r < R; r++) {
             rank_out *q = &out[r];
             CHECK(q->rc == 0, "rank %d: %s", r, ufo_error());
@@ -155,17 +160,8 @@ static void partial_fc_sampled(void) {
     ufo_cosface_result ref;
     memset(dW_ref, 0, sizeof dW_ref);
     CHECK(ufo_pfc_cosface(f, W, ys, N, D, NC, &o, kept_s, 5, df_ref, dW_ref, &ref) == 0, "%s", ufo_error());
-    shared sh;
-    pthread_barrier_init(&sh.bar, NULL, R);
     static rank_out out[R];
-    pthread_t th[R];
-    for (int r = 0; r < R; r++) {
-        memset(&out[r], 0, sizeof out[r]);
-        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
-        pthread_create(&th[r], NULL, rank_sampled, &out[r]);
-    }
-    for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
-    pthread_barrier_destroy(&sh.bar);
+    run_ranks(out, rank_sampled);
     for (int r = 0; r < R; r++) {
         rank_out *q = &out[r];
         CHECK(q->rc == 0, "sampled rank %d: %s", r, ufo_error());

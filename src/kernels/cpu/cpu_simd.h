@@ -28,48 +28,40 @@ __attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-// gelu'(x) = Phi(x) + x phi(x) for the exact erf GELU. With z = |x|/sqrt2,
-// e = exp(-z^2) = exp(-x^2/2) and erfc(z) = poly(t) e (Abramowitz & Stegun
-// 7.1.26, |error| <= 1.5e-7):
-//   Phi(x) = 1 - erfc(z)/2 (x >= 0), erfc(z)/2 (x < 0);  phi(x) = e / sqrt(2 pi).
-__attribute__((target("avx512f"))) static inline __m512 gelu_grad512(__m512 xv) {
-    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
-    const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
-    const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
-    const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
-    const __m512 a5 = _mm512_set1_ps(1.061405429f), isq2pi = _mm512_set1_ps(0.39894228040143268f);
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
-    __m512 t = recip512(_mm512_fmadd_ps(p, z, one));
-    __m512 q = _mm512_fmadd_ps(a5, t, a4);
-    q = _mm512_fmadd_ps(q, t, a3);
-    q = _mm512_fmadd_ps(q, t, a2);
-    q = _mm512_fmadd_ps(q, t, a1);
-    q = _mm512_mul_ps(q, t);
-    __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
-    __m512 hc = _mm512_mul_ps(half, _mm512_mul_ps(q, e));   // erfc(z) / 2
-    __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
-    __m512 cdf = _mm512_mask_sub_ps(hc, pos, one, hc);
-    return _mm512_fmadd_ps(_mm512_mul_ps(xv, isq2pi), e, cdf);
-}
-
-// gelu(x) = x/2 (1 + erf(x/sqrt2)), exact-erf GELU. With z = |x|/sqrt2 and
-// erfc(z) from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7):
-//   x >= 0: x - x/2 erfc(z);   x < 0: x/2 erfc(z)   (no cancellation for x < 0).
-__attribute__((target("avx512f"))) static inline __m512 gelu512(__m512 xv) {
-    const __m512 rs2 = _mm512_set1_ps(0.70710678118654752f), half = _mm512_set1_ps(0.5f);
+// erfc(z) for z >= 0 as poly(t) exp(-z^2), t = 1/(1 + p z) (Abramowitz &
+// Stegun 7.1.26, |error| <= 1.5e-7), returning poly(t) and exp(-z^2) apart:
+// the exact-erf GELU and its derivative share them.
+__attribute__((target("avx512f"))) static inline __m512 erfc_poly512(__m512 z, __m512 *e) {
     const __m512 one = _mm512_set1_ps(1.0f), p = _mm512_set1_ps(0.3275911f);
     const __m512 a1 = _mm512_set1_ps(0.254829592f), a2 = _mm512_set1_ps(-0.284496736f);
     const __m512 a3 = _mm512_set1_ps(1.421413741f), a4 = _mm512_set1_ps(-1.453152027f);
     const __m512 a5 = _mm512_set1_ps(1.061405429f);
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(xv), rs2);
     __m512 t = recip512(_mm512_fmadd_ps(p, z, one));
     __m512 q = _mm512_fmadd_ps(a5, t, a4);
     q = _mm512_fmadd_ps(q, t, a3);
     q = _mm512_fmadd_ps(q, t, a2);
     q = _mm512_fmadd_ps(q, t, a1);
-    q = _mm512_mul_ps(q, t);
-    __m512 erfc = _mm512_mul_ps(q, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)));
-    __m512 neg = _mm512_mul_ps(_mm512_mul_ps(xv, half), erfc);
+    *e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
+    return _mm512_mul_ps(q, t);
+}
+
+// gelu'(x) = Phi(x) + x phi(x) for the exact erf GELU. With z = |x|/sqrt2 and
+// e = exp(-z^2) = exp(-x^2/2):
+//   Phi(x) = 1 - erfc(z)/2 (x >= 0), erfc(z)/2 (x < 0);  phi(x) = e / sqrt(2 pi).
+__attribute__((target("avx512f"))) static inline __m512 gelu_grad512(__m512 xv) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    __m512 e, q = erfc_poly512(_mm512_mul_ps(_mm512_abs_ps(xv), _mm512_set1_ps(0.70710678118654752f)), &e);
+    __m512 hc = _mm512_mul_ps(half, _mm512_mul_ps(q, e));   // erfc(z) / 2
+    __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
+    __m512 cdf = _mm512_mask_sub_ps(hc, pos, one, hc);
+    return _mm512_fmadd_ps(_mm512_mul_ps(xv, _mm512_set1_ps(0.39894228040143268f)), e, cdf);
+}
+
+// gelu(x) = x/2 (1 + erf(x/sqrt2)), exact-erf GELU, with z = |x|/sqrt2:
+//   x >= 0: x - x/2 erfc(z);   x < 0: x/2 erfc(z)   (no cancellation for x < 0).
+__attribute__((target("avx512f"))) static inline __m512 gelu512(__m512 xv) {
+    __m512 e, q = erfc_poly512(_mm512_mul_ps(_mm512_abs_ps(xv), _mm512_set1_ps(0.70710678118654752f)), &e);
+    __m512 neg = _mm512_mul_ps(_mm512_mul_ps(xv, _mm512_set1_ps(0.5f)), _mm512_mul_ps(q, e));
     __mmask16 pos = _mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OQ);
     return _mm512_mask_sub_ps(neg, pos, xv, neg);
 }
