@@ -220,5 +220,11 @@ int main(void) {
     test_threads();
     test_dispatch();
     test_packed();
+    // A misspelt UFO_GEMM is refused, not taken for "auto".
+    cpu_debug_gemm_path("amxx");
+    ufo_error_clear();
+    CHECK(cpu_linear_create((const float[]){1, 2}, NULL, 2, 1, UFO_PREC_BF16) == NULL && strstr(ufo_error(), "UFO_GEMM"),
+          "UFO_GEMM=amxx accepted");
+    cpu_debug_gemm_path(NULL);
     return check_summary("test_gemm_amx");
 }

@@ -227,6 +227,7 @@ int cpu_gemm_ex(float *C, const void *A, const void *B, const float *bias, int M
         gemm_k0(C, bias, M, N, beta, gelu);
         return 0;
     }
+    if (prec == UFO_PREC_BF16 && cpu_gemm_env_check()) return -1;
     if (prec == UFO_PREC_BF16 && amx_for(transA, M, N))
         return amx_gemm_simple(C, A, 1, transA, B, 1, transB, bias, M, N, K, beta, gelu);
     pthread_mutex_lock(&g_mu);

@@ -61,20 +61,36 @@ static const char *g_forced;     // tests: cpu_debug_gemm_path
 
 void cpu_debug_gemm_path(const char *name) { g_forced = name; }
 
+// 0 auto, 1 amx, 2 dnnl, -1 anything else
+static int requested(void) {
+    const char *e = g_forced ? g_forced : getenv("UFO_GEMM");
+    if (!e || !*e || !strcmp(e, "auto")) return 0;
+    if (!strcmp(e, "amx")) return 1;
+    if (!strcmp(e, "dnnl")) return 2;
+    return -1;
+}
+
 int cpu_gemm_amx_enabled(void) {
-    if (g_forced) return strcmp(g_forced, "dnnl") != 0 && cpu_has_amx();
+    if (g_forced) return requested() >= 0 && requested() < 2 && cpu_has_amx();
     int v = __atomic_load_n(&g_enabled, __ATOMIC_RELAXED);
     if (v < 0) {
-        const char *e = getenv("UFO_GEMM");
-        v = !(e && !strcmp(e, "dnnl")) && cpu_has_amx();
+        v = requested() >= 0 && requested() < 2 && cpu_has_amx();
         __atomic_store_n(&g_enabled, v, __ATOMIC_RELAXED);
     }
     return v;
 }
 
+int cpu_gemm_env_check(void) {
+    int r = requested();
+    if (r < 0) return ufo_errorf("UFO_GEMM must be auto, amx or dnnl, got '%s'", g_forced ? g_forced : getenv("UFO_GEMM"));
+    if (r == 1 && !cpu_has_amx()) return ufo_errorf("UFO_GEMM=amx but this CPU or OS has no AMX");
+    return 0;
+}
+
 size_t cpu_packed_bytes(int n, int c) { return (size_t)blocks32(n) * blocks32(c) * 1024 * sizeof(uint16_t); }
 
 const char *cpu_matmul_path(ufo_precision prec) {
+    if (prec == UFO_PREC_BF16 && requested() < 0) return "invalid UFO_GEMM";
     return prec == UFO_PREC_BF16 && cpu_gemm_amx_enabled() ? "amx" : "onednn";
 }
 

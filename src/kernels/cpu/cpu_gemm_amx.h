@@ -35,9 +35,14 @@ typedef struct {
 } amx_epilogue;
 
 // True when the AMX path runs: the CPU has AMX (cpu_has_amx) and UFO_GEMM is
-// unset, "auto" or "amx" ("dnnl" keeps oneDNN's matmul). Read once per process;
-// cpu_debug_gemm_path overrides it for tests.
+// unset, "auto" or "amx" ("dnnl" keeps oneDNN's matmul; anything else is
+// refused by cpu_gemm_env_check). Read once per process; cpu_debug_gemm_path
+// overrides it for tests.
 int cpu_gemm_amx_enabled(void);
+// 0, or -1 with ufo_error set when UFO_GEMM is not auto/amx/dnnl, or is amx
+// where AMX is missing (then the bf16 entry points refuse to run rather than
+// quietly take another path).
+int cpu_gemm_env_check(void);
 
 // B [K, N] in the tile layout: bytes needed, and packing (OpenMP-parallel).
 size_t amx_packed_b_bytes(int K, int N);

@@ -112,6 +112,7 @@ cpu_linear *cpu_linear_create(const float *w, const float *b, int in, int out, u
         }
     }
 
+    if (prec == UFO_PREC_BF16 && cpu_gemm_env_check()) goto fail;
     if (prec == UFO_PREC_BF16 && cpu_gemm_amx_enabled()) {
         l->amx = 1;
         l->w_buf = ufo_alloc(amx_packed_b_bytes(in, out));
