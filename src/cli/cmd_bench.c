@@ -8,8 +8,35 @@
 #include "model/vit.h"
 #include "train/trainer.h"
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+// On a CPU already busy with other work the numbers mean little: OpenMP
+// threads spin at every barrier waiting for a thread that lost its core
+// (5-10x slower on this project's 2-core machine with one other busy
+// process, 200x with two). Say so, on stderr. Busy: another task runnable in
+// most of 5 samples 10 ms apart (/proc/loadavg's running count includes us),
+// or a 1-minute load average near the core count.
+static void warn_if_loaded(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double load = 0;
+    int busy = 0;
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        int running = 0;
+        if (!f) return;
+        int ok = fscanf(f, "%lf %*f %*f %d", &load, &running) == 2;
+        fclose(f);
+        if (!ok) return;
+        busy += running > 1;
+        usleep(10000);
+    }
+    if (cores > 0 && (busy >= 3 || load > (double)cores - 0.5))
+        fprintf(stderr, "note: other work is running (load average %.2f on %ld cores): timings will be slower "
+                        "than on a quiet machine\n", load, cores);
+}
 
 static const char *usage =
     "usage: ufo bench [options]\n\n"
@@ -17,7 +44,8 @@ static const char *usage =
     "images/s, seconds per image, and which CPU code path ran (oneDNN's ISA and the\n"
     "attention path: sgemm, onednn or amx; UFO_ATTN=dnnl|amx|auto forces the bf16 one;\n"
     "the matmul path: amx (ours, bf16 where the CPU has AMX) or onednn; UFO_GEMM=dnnl\n"
-    "forces oneDNN's).\n"
+    "forces oneDNN's). Says so on stderr when other work is running on the CPU: spinning\n"
+    "OpenMP threads make a shared CPU several times slower, so such timings mean little.\n"
     "  --preset P        tiny | small | base | large (default large)\n"
     "  --img-size S      input size (default 384)\n"
     "  --patch P         patch size (default 16)\n"
@@ -68,6 +96,7 @@ int cmd_bench(int argc, char **argv) {
     if (device == UFO_DEVICE_CUDA && reference)
         return cli_usage_error("bench", "--reference runs on the CPU (not with --device cuda)");
     if (ufo_device_check(device)) return cli_fail();
+    if (device != UFO_DEVICE_CUDA) warn_if_loaded();
     vit_backend backend = device == UFO_DEVICE_CUDA ? VIT_BACKEND_CUDA : reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU;
     vit_config c;
     if (vit_config_preset(preset, img, patch, &c)) return cli_fail();
