@@ -257,7 +257,10 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
     return rc;
 }
 
-int cpu_attention_io_ok(int T, int hd) { return requested_path() != PATH_DNNL && requested_path() != PATH_BAD && amx_attention_ok(T, hd); }
+int cpu_attention_io_ok(int T, int hd) {
+    attn_path p = requested_path();
+    return p != PATH_DNNL && p != PATH_BAD && amx_attention_ok(T, hd);
+}
 
 int cpu_attention_io(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
     if (B < 0 || T < 0 || H < 0 || hd <= 0)

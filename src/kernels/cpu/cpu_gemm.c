@@ -292,7 +292,7 @@ int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, 
 int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_t *xb, const float *w, const float *b,
                                        int n, int in, int out, float *scratch) {
     if (check_args("cpu_linear_gelu_train_forward_bf16", n, out, in, UFO_PREC_BF16)) return -1;
-    if (amx_for(0, n, out)) {
+    if (cpu_gemm_amx_enabled()) {
         amx_epilogue e = {b, 0.0f, 1, 1, out, gd, 0};
         amx_operand a = {xb, in, 0, 1, 0}, wt = {w, in, 1, 0, 0};   // B = W^T, stored as W [out, in]
         return amx_gemm(gb, &e, a, wt, NULL, n, out, in);

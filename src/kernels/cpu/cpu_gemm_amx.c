@@ -56,28 +56,32 @@ static inline int blocks32(int x) { return (x + 31) / 32; }
 
 // ---------------------------------------------------------------- path
 
-static int g_enabled = -1;       // -1: UFO_GEMM not read yet
+static int g_request = -2;       // -2: UFO_GEMM not read yet
 static const char *g_forced;     // tests: cpu_debug_gemm_path
 
 void cpu_debug_gemm_path(const char *name) { g_forced = name; }
 
-// 0 auto, 1 amx, 2 dnnl, -1 anything else
-static int requested(void) {
-    const char *e = g_forced ? g_forced : getenv("UFO_GEMM");
+static int parse_request(const char *e) {   // 0 auto, 1 amx, 2 dnnl, -1 anything else
     if (!e || !*e || !strcmp(e, "auto")) return 0;
     if (!strcmp(e, "amx")) return 1;
     if (!strcmp(e, "dnnl")) return 2;
     return -1;
 }
 
-int cpu_gemm_amx_enabled(void) {
-    if (g_forced) return requested() >= 0 && requested() < 2 && cpu_has_amx();
-    int v = __atomic_load_n(&g_enabled, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = requested() >= 0 && requested() < 2 && cpu_has_amx();
-        __atomic_store_n(&g_enabled, v, __ATOMIC_RELAXED);
+// UFO_GEMM, read once per process (every bf16 matmul asks), or the tests' override.
+static int requested(void) {
+    if (g_forced) return parse_request(g_forced);
+    int v = __atomic_load_n(&g_request, __ATOMIC_RELAXED);
+    if (v == -2) {
+        v = parse_request(getenv("UFO_GEMM"));
+        __atomic_store_n(&g_request, v, __ATOMIC_RELAXED);
     }
     return v;
+}
+
+int cpu_gemm_amx_enabled(void) {
+    int r = requested();
+    return (r == 0 || r == 1) && cpu_has_amx();
 }
 
 int cpu_gemm_env_check(void) {
@@ -132,62 +136,34 @@ __attribute__((target(AMX_TARGET))) static inline __m512i load_pairs16(const amx
     return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1));
 }
 
-// Tile (rows m0 .. m0+15, columns k0 .. k0+31) of A [M, K].
-__attribute__((target(AMX_TARGET))) static void pack_a_tile(uint16_t *dst, const amx_operand *a, int M, int K, int m0,
-                                                           int k0) {
+// One tile of an operand whose other (non-K) dimension has R entries, in A's
+// form (16 rows of that dimension, 32 k each: a = 1) or in B's VNNI form (16
+// rows of k pairs, 16 entries of that dimension each: a = 0), from entry r0
+// and k0. Stored with K along its rows (A transposed, B plain), 16 pair
+// vectors load directly; otherwise 16 stored rows of 32 k do. A 16 x 16
+// transpose of 32-bit words turns one form into the other where needed.
+__attribute__((target(AMX_TARGET))) static void pack_tile(uint16_t *dst, const amx_operand *o, int k_rows, int a,
+                                                         int R, int K, int r0, int k0) {
     __m512i v[16];
-    if (!a->trans) {
-        for (int r = 0; r < 16; r++) v[r] = m0 + r < M ? load_row32(a, m0 + r, k0, K) : _mm512_setzero_si512();
-    } else {   // stored [K, M]: pairs of stored rows k, k+1 over 16 columns m, transposed
-        for (int p = 0; p < 16; p++) v[p] = load_pairs16(a, k0 + 2 * p, K, m0, M);
-        transpose16x16(v);
-    }
+    for (int i = 0; i < 16; i++)
+        v[i] = k_rows ? load_pairs16(o, k0 + 2 * i, K, r0, R)
+                      : r0 + i < R ? load_row32(o, r0 + i, k0, K) : _mm512_setzero_si512();
+    if (k_rows == a) transpose16x16(v);
     for (int r = 0; r < 16; r++) _mm512_store_si512(dst + r * 32, v[r]);
 }
 
-// Tile (rows k0 .. k0+31 as 16 pairs, columns n0 .. n0+15) of B [K, N], VNNI form.
-__attribute__((target(AMX_TARGET))) static void pack_b_tile(uint16_t *dst, const amx_operand *b, int K, int N, int k0,
-                                                           int n0) {
-    __m512i v[16];
-    if (!b->trans) {
-        for (int r = 0; r < 16; r++) v[r] = load_pairs16(b, k0 + 2 * r, K, n0, N);
-    } else {   // stored [N, K]: 32 consecutive k of 16 columns n, transposed
-        for (int c = 0; c < 16; c++) v[c] = n0 + c < N ? load_row32(b, n0 + c, k0, K) : _mm512_setzero_si512();
-        transpose16x16(v);
-    }
-    for (int r = 0; r < 16; r++) _mm512_store_si512(dst + r * 32, v[r]);
-}
-
-// The u-th tile packed, of nblk row (A) or column (B) blocks. Tile (blk, kb, h)
-// lives at index (blk*KB + kb)*2 + h; the visiting order follows the storage:
-// a matrix stored with K along its rows (A transposed, B plain) is visited K
-// step by K step (32 stored rows at a time, read whole and in order), the
-// others block by block (32 stored rows of K each). Reading 32 bytes of every
-// stored row per tile instead meant a TLB miss per row.
-static long tile_index(int k_rows, long u, int nblk, int KB, long *blk, int *kb, int *h) {
-    if (k_rows) {
-        *kb = (int)(u / (2l * nblk));
-        *blk = u / 2 % nblk;
-    } else {
-        *blk = u / 2 / KB;
-        *kb = (int)(u / 2 % KB);
-    }
-    *h = (int)(u % 2);
-    return (*blk * KB + *kb) * 2 + *h;
-}
-
-static void pack_a_one(uint16_t *ap, const amx_operand *a, int M, int K, int KB, int nblk, long u, int mb0) {
-    long blk;
-    int kb, h;
-    long t = tile_index(a->trans, u, nblk, KB, &blk, &kb, &h);
-    pack_a_tile(ap + t * TILE, a, M, K, (int)(blk + mb0) * 32 + h * 16, kb * 32);
-}
-
-static void pack_b_one(uint16_t *bp, const amx_operand *b, int K, int N, int KB, long u) {
-    long blk;
-    int kb, h;
-    long t = tile_index(!b->trans, u, blocks32(N), KB, &blk, &kb, &h);
-    pack_b_tile(bp + t * TILE, b, K, N, kb * 32, (int)blk * 32 + h * 16);
+// The u-th tile packed, of nblk blocks of 32 along the other dimension (R
+// entries), starting at block blk0. Tile (blk, kb, h) lives at index
+// (blk*KB + kb)*2 + h; the visiting order follows the storage: a matrix
+// stored with K along its rows is visited K step by K step (32 stored rows at
+// a time, read whole and in order), the others block by block (32 stored rows
+// of K each). Reading 32 bytes of every stored row per tile instead meant a
+// TLB miss per row.
+static void pack_one(uint16_t *dst, const amx_operand *o, int a, int R, int K, int KB, int nblk, int blk0, long u) {
+    const int k_rows = a ? o->trans : !o->trans;
+    long blk = k_rows ? u / 2 % nblk : u / 2 / KB;
+    int kb = (int)(k_rows ? u / (2l * nblk) : u / 2 % KB), h = (int)(u % 2);
+    pack_tile(dst + ((blk * KB + kb) * 2 + h) * TILE, o, k_rows, a, R, K, (int)(blk + blk0) * 32 + h * 16, kb * 32);
 }
 
 size_t amx_packed_b_bytes(int K, int N) {
@@ -199,7 +175,7 @@ void amx_pack_b(uint16_t *bp, amx_operand b, int K, int N) {
     int KB = blocks32(K) ? blocks32(K) : 1;
     long nt = (long)blocks32(N) * KB * 2;
 #pragma omp parallel for schedule(static) if (nt > 64)
-    for (long t = 0; t < nt; t++) pack_b_one(bp, &b, K, N, KB, t);
+    for (long t = 0; t < nt; t++) pack_one(bp, &b, 0, N, K, KB, blocks32(N), 0, t);
 }
 
 // ---------------------------------------------------------------- compute
@@ -449,9 +425,9 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static)
-        for (long t = 0; t < na; t++) pack_a_one(ap, &a, M, K, KB, MB - mb_direct, t, mb_direct);
+        for (long t = 0; t < na; t++) pack_one(ap, &a, 1, M, K, KB, MB - mb_direct, mb_direct, t);
 #pragma omp for schedule(static)
-        for (long t = 0; t < nb; t++) pack_b_one(bpk, &b, K, N, KB, t);
+        for (long t = 0; t < nb; t++) pack_one(bpk, &b, 0, N, K, KB, NP, 0, t);
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
         if (NP >= 2 * nt) compute(&job, 0, MB, (int)((long)NP * id / nt), (int)((long)NP * (id + 1) / nt));
         else compute(&job, (int)((long)MB * id / nt), (int)((long)MB * (id + 1) / nt), 0, NP);
