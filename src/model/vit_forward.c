@@ -71,35 +71,28 @@ static void assemble_tokens(const vit_model *m, float *x, const float *patches, 
 // bf16 on the CPU: LayerNorm writes the bf16 rows the next matmul reads, and
 // fc1 + GELU writes bf16 straight for fc2, so no activation is rounded in a
 // pass of its own (the values are those of the fp32-in path: the same roundings,
-// made by the producer). The bf16 rows live in the fp32 h and mlp buffers.
+// made by the producer). The bf16 rows live in the fp32 h, att and mlp buffers.
+// With the AMX matmul and attention (amx), every matmul input travels in the
+// packed layout its producer writes (LayerNorm, attention, fc1), and q, k, v
+// and the attention output are bf16 too: the same values again.
 static int block_forward_bf16(vit_model *m, int l, vit_acts *a, int n) {
     const vit_config *c = &m->cfg;
     const vit_block_weights *w = &m->w.blocks[l];
-    int rows = n * vit_tokens(c), D = c->dim;
+    const int rows = n * vit_tokens(c), D = c->dim, T = vit_tokens(c), hd = D / c->heads;
     uint16_t *hb = (uint16_t *)a->h, *mb = (uint16_t *)a->mlp;
-    const int in = CPU_LINEAR_SRC_BF16;
+    const int amx = cpu_linear_is_amx(m->qkv[l]) && cpu_attention_io_ok(T, hd);
+    const int in = amx ? CPU_LINEAR_SRC_PACKED : CPU_LINEAR_SRC_BF16;
 
-    const int T = vit_tokens(c), hd = D / c->heads;
-
-    if (cpu_linear_is_amx(m->qkv[l]) && cpu_attention_io_ok(T, hd)) {
-        // AMX matmuls and attention: every matmul input in the packed layout its
-        // producer writes (LayerNorm, attention, fc1), q, k, v in bf16 (each value
-        // rounded where it is made instead of where it is read: the same values)
-        const int pin = CPU_LINEAR_SRC_PACKED;
-        if (cpu_layernorm_bf16_ex(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps, 1)) return -1;
-        if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, pin | CPU_LINEAR_DST_BF16)) return -1;
-        if (cpu_attention_io(a->att, a->qkv, n, T, c->heads, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_PACKED)) return -1;
-        if (cpu_linear_forward_io(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL, pin)) return -1;
-        if (cpu_layernorm_bf16_ex(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps, 1)) return -1;
-        if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, pin | CPU_LINEAR_DST_PACKED)) return -1;
-        return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, pin);
-    }
-    if (cpu_layernorm_bf16(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
-    if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in)) return -1;
-    if (cpu_attention(a->att, a->qkv, n, T, c->heads, hd, m->prec)) return -1;
-    if (cpu_linear_forward(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL)) return -1;
-    if (cpu_layernorm_bf16(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
-    if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, in | CPU_LINEAR_DST_BF16)) return -1;
+    if (cpu_layernorm_bf16_ex(hb, a->x, w->ln1_w, w->ln1_b, rows, D, c->ln_eps, amx)) return -1;
+    if (cpu_linear_forward_io(m->qkv[l], a->qkv, hb, rows, CPU_POST_NONE, in | (amx ? CPU_LINEAR_DST_BF16 : 0)))
+        return -1;
+    if (amx ? cpu_attention_io(a->att, a->qkv, n, T, c->heads, hd, CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_PACKED)
+            : cpu_attention(a->att, a->qkv, n, T, c->heads, hd, m->prec))
+        return -1;
+    if (cpu_linear_forward_io(m->proj[l], a->x, a->att, rows, CPU_POST_RESIDUAL, amx ? in : 0)) return -1;
+    if (cpu_layernorm_bf16_ex(hb, a->x, w->ln2_w, w->ln2_b, rows, D, c->ln_eps, amx)) return -1;
+    int mlp_out = amx ? CPU_LINEAR_DST_PACKED : CPU_LINEAR_DST_BF16;
+    if (cpu_linear_forward_io(m->fc1[l], mb, hb, rows, CPU_POST_GELU, in | mlp_out)) return -1;
     return cpu_linear_forward_io(m->fc2[l], a->x, mb, rows, CPU_POST_RESIDUAL, in);
 }
 
