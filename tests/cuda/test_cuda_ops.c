@@ -27,6 +27,7 @@ static gpu_ctx *G;
 
 #define TEST_RNG_SEED 0x2545f4914f6cdd1dull
 #include "rand_buf.h"
+#include "vit_random.h"
 static double cosine(const float *a, const float *b, size_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
@@ -467,23 +468,6 @@ static void test_training_glue(void) {
 // --- the whole forward -------------------------------------------------------
 #ifndef UFO_CUDA_OPS_ONLY
 
-// Weights large enough that every op matters (timm's 0.02 init makes blocks
-// nearly the identity), norms and BNNecks away from identity.
-static void randomize(vit_model *m) {
-    for (int i = 0; i < m->n_params; i++) {
-        const vit_param *p = &m->table[i];
-        float *d = m->params + p->offset;
-        for (size_t k = 0; k < p->numel; k++) {
-            float r = frand();
-            switch (p->kind) {
-            case P_LN1_W: case P_LN2_W: case P_NORM_W: case P_BN_W: d[k] = 1.0f + 0.2f * r; break;
-            case P_BN_VAR: d[k] = 0.6f + 0.4f * r; break;
-            case P_CLS_TOKEN: case P_POS_EMBED: d[k] = 0.5f * r; break;
-            default: d[k] = 0.08f * r;
-            }
-        }
-    }
-}
 
 static void test_forward(const char *name, int img, int patch, int dim, int depth, int heads) {
     vit_config c = {.img_size = img, .patch_size = patch, .dim = dim, .depth = depth, .heads = heads,
@@ -494,7 +478,7 @@ static void test_forward(const char *name, int img, int patch, int dim, int dept
         CHECK(0, "vit_alloc: %s", ufo_error());
         return;
     }
-    randomize(&m);
+    randomize_vit(&m, 0.08f);
     const int batches[] = {3, 5, 2};  // grow, then shrink: activations reused
     const int tasks[] = {UFO_TASK_BACKBONE, UFO_TASK_VEHICLE, UFO_TASK_FACE};
     for (int mode = 0; mode < 3; mode++) {  // fp32, bf16, bf16 with flash attention (where hd is 64)
@@ -543,7 +527,7 @@ static void test_forward_vitl_shapes(void) {
         CHECK(0, "vit_alloc: %s", ufo_error());
         return;
     }
-    randomize(&m);
+    randomize_vit(&m, 0.08f);
     int n = 3;
     size_t ni = (size_t)n * 3 * 384 * 384, no = (size_t)n * c.dim;
     float *x = rand_buf(ni, 1.0f, 0.0f), *ref = zeros(no), *got = zeros(no);

@@ -27,6 +27,8 @@
 #include "base/error.h"
 #include "base/mem.h"
 #include "check.h"
+#include "rand_buf.h"
+#include "vit_random.h"
 #include "train/trainer.h"
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,11 +57,6 @@ static const int CLASSES[UFO_NUM_TASKS] = {5, 2, 3, 3};
 
 static vit_backend DUT = VIT_BACKEND_CUDA;   // the backend under test
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float frand(void) {  // uniform [-1, 1)
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
 
 static double cosine(const float *a, const float *b, size_t n) {
     double ab = 0, aa = 0, bb = 0;
@@ -79,19 +76,7 @@ static void make_model(vit_model *m) {
     }
     uint64_t keep = rng_state;
     rng_state = 0x243f6a8885a308d3ull;   // the same model every call
-    for (int i = 0; i < m->n_params; i++) {
-        const vit_param *p = &m->table[i];
-        float *d = m->params + p->offset;
-        for (size_t k = 0; k < p->numel; k++) {
-            float r = frand();
-            switch (p->kind) {
-            case P_LN1_W: case P_LN2_W: case P_NORM_W: case P_BN_W: d[k] = 1.0f + 0.2f * r; break;
-            case P_BN_VAR: d[k] = 0.6f + 0.4f * r; break;
-            case P_CLS_TOKEN: case P_POS_EMBED: d[k] = 0.5f * r; break;
-            default: d[k] = WSCALE * r;
-            }
-        }
-    }
+    randomize_vit(m, WSCALE);
     rng_state = keep;
 }
 
