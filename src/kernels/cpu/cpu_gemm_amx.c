@@ -39,6 +39,7 @@
 #include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/cpu_simd.h"
+#include "kernels/cpu/cpu_train.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include <omp.h>
@@ -377,21 +378,6 @@ __attribute__((target(AMX_TARGET))) static void compute(const gemm_job *j, int m
 
 // ---------------------------------------------------------------- driver
 
-// Grow-only packing buffers of the calling thread.
-static _Thread_local uint16_t *tl_buf[2];
-static _Thread_local size_t tl_cap[2];
-
-static uint16_t *scratch(int i, size_t bytes) {
-    if (bytes > tl_cap[i]) {
-        ufo_free(tl_buf[i]);
-        tl_cap[i] = 0;
-        tl_buf[i] = ufo_alloc(bytes);
-        if (!tl_buf[i]) return NULL;
-        tl_cap[i] = bytes;
-    }
-    return tl_buf[i];
-}
-
 int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const uint16_t *bp, int M, int N,
              int K) {
     if (M < 0 || N < 0 || K < 0) return ufo_errorf("amx_gemm: bad shape M=%d N=%d K=%d", M, N, K);
@@ -411,10 +397,11 @@ int amx_gemm(void *C, const amx_epilogue *e, amx_operand a, amx_operand b, const
         for (long x = lines; x; ) { long t = g % x; g = x; x = t; }   // gcd(lines, 64)
         if (lines == 1 || 64 / g >= 4) mb_direct = M / 32;
     }
-    uint16_t *ap = a.packed ? (uint16_t *)a.p : scratch(0, (size_t)(MB - mb_direct + 1) * KB * STEP * sizeof(uint16_t));
+    size_t a_bytes = (size_t)(MB - mb_direct + 1) * KB * STEP * sizeof(uint16_t);
+    uint16_t *ap = a.packed ? (uint16_t *)a.p : cpu_train_scratch(CPU_SCRATCH_AMX_A, a_bytes);
     if (!ap) return -1;
     uint16_t *bpk = (uint16_t *)bp;
-    if (!bp && !(bpk = scratch(1, amx_packed_b_bytes(K, N)))) return -1;
+    if (!bp && !(bpk = cpu_train_scratch(CPU_SCRATCH_AMX_B, amx_packed_b_bytes(K, N)))) return -1;
     size_t esz = e->c_bf16 ? 2 : 4;
     int stream = e->beta == 0.0f && (uintptr_t)C % 64 == 0 && (size_t)e->ldc * esz % 64 == 0 &&
                  (uintptr_t)e->dgelu % 64 == 0;

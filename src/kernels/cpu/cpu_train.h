@@ -117,12 +117,15 @@ void cpu_batchnorm_backward(float *dx, float *dg, float *db, const float *dy, co
 int cpu_patch_embed_backward(float *dw, float *db, const float *dy, const float *img, int B, int H, int W, int p,
                              int C, ufo_precision prec);
 
-// ---- Internals shared by cpu_gemm.c and cpu_backward.c.
+// ---- Internals shared by cpu_gemm.c, cpu_backward.c and cpu_gemm_amx.c.
 
 // A grow-only scratch buffer of the calling thread (slots 0..CPU_TRAIN_SLOTS-1),
 // 64-byte aligned, contents undefined; valid until the same slot is asked for
-// again on this thread. NULL (ufo_error set) when allocation fails.
-#define CPU_TRAIN_SLOTS 6
+// again on this thread. NULL (ufo_error set) when allocation fails. Slots 0-5
+// hold the training kernels' bf16 copies (live across the matmuls they feed);
+// CPU_SCRATCH_AMX_A and _B are the AMX matmul's packed operands.
+#define CPU_TRAIN_SLOTS 8
+enum { CPU_SCRATCH_AMX_A = 6, CPU_SCRATCH_AMX_B = 7 };
 void *cpu_train_scratch(int slot, size_t bytes);
 // db[j] += sum_i dy[i, j] over dy [n, c] (OpenMP; deterministic for a given thread count).
 int cpu_colsum_acc(float *db, const float *dy, long n, int c);
