@@ -289,8 +289,6 @@ void cpu_layernorm(float *y, const float *x, const float *g, const float *b, int
     for (int i = 0; i < n; i++) layernorm_row(y + (size_t)i * c, x + (size_t)i * c, g, b, c, eps);
 }
 
-// LayerNorm straight to bf16: in bf16 training a LayerNorm output only feeds a
-// matmul (and its weight gradient), so the fp32 row lives in L1 only.
 // Row i of a packed [n, c] bf16 matrix (cpu.h): its 32-column pieces are 1,024
 // elements apart; the padded columns of the last piece are written as zeros.
 __attribute__((target("avx512f,avx512bf16"))) static void store_pieces_native(uint16_t *dst, const float *row, int n32) {
@@ -312,6 +310,8 @@ static void store_row_packed(uint16_t *y, const float *row, int i, int c) {
     }
 }
 
+// LayerNorm straight to bf16: in bf16 training a LayerNorm output only feeds a
+// matmul (and its weight gradient), so the fp32 row lives in L1 only.
 int cpu_layernorm_bf16(uint16_t *y, const float *x, const float *g, const float *b, int n, int c, float eps) {
     return cpu_layernorm_bf16_ex(y, x, g, b, n, c, eps, 0);
 }
