@@ -1,7 +1,7 @@
 // Attention forward per call, every available path on the same inputs, in
 // interleaved rounds so that load from other processes hits all paths alike:
 //   bench_attention [B T H hd [rounds [PATH]]]   (default 8 577 16 64 7: ViT-L/16 at 384)
-// PATH (sgemm, onednn or amx) times that path alone, e.g. under perf.
+// PATH (sgemm, avx512, onednn or amx) times that path alone, e.g. under perf.
 // Prints, per path, the min and median seconds per call and TFLOP/s at the
 // min (4 B H T^2 hd flops: two matmuls; the softmax is not counted), and the
 // min CPU time per call (all threads): on a machine shared with other work,
@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
     if (argc >= 6) rounds = atoi(argv[5]);
     const char *only = argc >= 7 ? argv[6] : NULL;
     if (B < 1 || T < 1 || H < 1 || hd < 1 || rounds < 1 || rounds > 1000) {
-        fprintf(stderr, "usage: bench_attention [B T H hd [rounds [sgemm|onednn|amx]]]\n");
+        fprintf(stderr, "usage: bench_attention [B T H hd [rounds [sgemm|avx512|onednn|amx]]]\n");
         return 2;
     }
     size_t nin = (size_t)B * T * 3 * H * hd, nout = (size_t)B * T * H * hd;
@@ -48,8 +48,9 @@ int main(int argc, char **argv) {
         qkv[i] = (float)((s >> 40) * (1.0 / (1 << 23)) - 1.0) * 1.5f;
     }
     struct { const char *name, *force; ufo_precision prec; } paths[] = {
-        {"fp32 sgemm", NULL, UFO_PREC_FP32}, {"bf16 onednn", "dnnl", UFO_PREC_BF16}, {"bf16 amx", "amx", UFO_PREC_BF16}};
-    enum { NP = 3 };
+        {"fp32 sgemm", "dnnl", UFO_PREC_FP32}, {"fp32 avx512", "auto", UFO_PREC_FP32},
+        {"bf16 onednn", "dnnl", UFO_PREC_BF16}, {"bf16 amx", "amx", UFO_PREC_BF16}};
+    enum { NP = 4 };
     double *t = calloc((size_t)NP * rounds, sizeof *t), cpu[NP];
     int ok[NP];
     for (int p = 0; p < NP; p++) {   // warm-up: primitives, pages; drop paths that cannot run here

@@ -177,7 +177,7 @@ int main(void) {
     // them is an error, not a silent fallback.
     CHECK(!strcmp(cpu_attention_path(50, 24, UFO_PREC_BF16), "onednn"), "hd=24 path %s",
           cpu_attention_path(50, 24, UFO_PREC_BF16));
-    CHECK(!strcmp(cpu_attention_path(50, 64, UFO_PREC_FP32), "sgemm"), "fp32 path");
+    CHECK(!strcmp(cpu_attention_path(50, 24, UFO_PREC_FP32), "sgemm"), "fp32 path, hd=24");
     {
         float qkv[3 * 24] = {0}, out[24];
         cpu_debug_attention_path("amx");

@@ -371,10 +371,27 @@ int main(void) {
         test_attention(3, 17, 3, 24, prec);
         test_attention(2, 50, 5, 16, prec);
         test_attention(2, 577, 2, 64, prec);
+        // The fused fp32 kernel's edges: strips of 14 queries, blocks of 32
+        // keys, hd 32 / 96, T past its 1024 limit (then the sgemm path).
+        test_attention(3, 15, 2, 32, prec);
+        test_attention(1, 33, 3, 96, prec);
+        test_attention(2, 197, 3, 64, prec);
+        if (prec == UFO_PREC_FP32) test_attention(1, 1030, 1, 32, prec);
 
         test_patch_embed(2, 32, 32, 16, 64, prec);
         test_patch_embed(1, 24, 40, 8, 37, prec);
     }
+
+    // The per-head sgemm attention, the fp32 path where the fused one cannot run.
+    cpu_debug_attention_path("dnnl");
+    CHECK(!strcmp(cpu_attention_path(577, 64, UFO_PREC_FP32), "sgemm"), "UFO_ATTN=dnnl keeps fp32 on sgemm");
+    test_attention(2, 577, 2, 64, UFO_PREC_FP32);
+    test_attention(3, 15, 2, 32, UFO_PREC_FP32);
+    cpu_debug_attention_path(NULL);
+    if (cpu_has_avx512())
+        CHECK(!strcmp(cpu_attention_path(577, 64, UFO_PREC_FP32), "avx512"), "fp32 attention path %s",
+              cpu_attention_path(577, 64, UFO_PREC_FP32));
+    CHECK(!strcmp(cpu_attention_path(577, 48, UFO_PREC_FP32), "sgemm"), "hd 48 takes the sgemm path");
 
     test_linear_bf16_io(577, 192, 768);
     test_bf16_rounding();

@@ -22,8 +22,9 @@ typedef struct {
 // In-register transpose of a 16 x 16 matrix of 32-bit words: r[i] holds row i
 // on entry and column i on exit. Interleaves 32-bit then 64-bit elements
 // within 128-bit lanes (r[4g+k] lane L: column 4L+k, rows 4g..4g+3), then
-// moves 128-bit lanes in two rounds.
-__attribute__((target(AMX_TARGET))) static inline void transpose16x16(__m512i r[16]) {
+// moves 128-bit lanes in two rounds. AVX-512F only, so that the fp32
+// kernels (cpu_attention_fma.c) inline it too.
+__attribute__((target("avx512f"))) static inline void transpose16x16(__m512i r[16]) {
     __m512i t[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);

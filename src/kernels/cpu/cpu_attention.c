@@ -20,6 +20,7 @@
 // cpu_attention_path says which one runs.
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_attention_amx.h"
+#include "kernels/cpu/cpu_attention_fma.h"
 #include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "base/error.h"
@@ -230,9 +231,9 @@ static attn_path requested_path(void) {
 }
 
 const char *cpu_attention_path(int T, int hd, ufo_precision prec) {
-    if (prec != UFO_PREC_BF16) return "sgemm";
     attn_path p = requested_path();
     if (p == PATH_BAD) return "invalid UFO_ATTN";
+    if (prec != UFO_PREC_BF16) return p != PATH_DNNL && fma_attention_ok(T, hd) ? "avx512" : "sgemm";
     if (p == PATH_DNNL) return "onednn";
     if (amx_attention_ok(T, hd)) return "amx";
     return p == PATH_AMX ? "unavailable (UFO_ATTN=amx)" : "onednn";
@@ -242,10 +243,13 @@ int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo
     if (B < 0 || T < 0 || H < 0 || hd <= 0)
         return ufo_errorf("cpu_attention: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
     if ((long)B * T * H == 0) return 0;
-    if (prec != UFO_PREC_BF16) return attention_f32(out, qkv, B, T, H, hd);
     attn_path path = requested_path();
     if (path == PATH_BAD)
         return ufo_errorf("cpu_attention: UFO_ATTN must be auto, dnnl or amx, got '%s'", getenv("UFO_ATTN"));
+    if (prec != UFO_PREC_BF16) {   // UFO_ATTN=dnnl keeps the per-head sgemm path; amx is a bf16 kernel
+        if (path != PATH_DNNL && fma_attention_ok(T, hd)) return fma_attention(out, qkv, B, T, H, hd);
+        return attention_f32(out, qkv, B, T, H, hd);
+    }
     if (path != PATH_DNNL && amx_attention_ok(T, hd)) return amx_attention(out, qkv, B, T, H, hd, 0);
     if (path == PATH_AMX && !cpu_has_amx())
         return ufo_errorf("cpu_attention: UFO_ATTN=amx but this CPU or OS has no AMX");
