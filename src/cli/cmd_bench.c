@@ -17,25 +17,24 @@
 // threads spin at every barrier waiting for a thread that lost its core
 // (5-10x slower on this project's 2-core machine with one other busy
 // process, 200x with two). Say so, on stderr. Busy: another task runnable in
-// most of 5 samples 10 ms apart (/proc/loadavg's running count includes us),
-// or a 1-minute load average near the core count.
+// most of 5 samples 10 ms apart (/proc/loadavg's running count includes us).
+// Not the 1-minute load average: it stays high for a minute after work that
+// has ended, such as the previous contender in `make bench`.
 static void warn_if_loaded(void) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    double load = 0;
     int busy = 0;
     for (int i = 0; i < 5; i++) {
         FILE *f = fopen("/proc/loadavg", "r");
         int running = 0;
         if (!f) return;
-        int ok = fscanf(f, "%lf %*f %*f %d", &load, &running) == 2;
+        int ok = fscanf(f, "%*f %*f %*f %d", &running) == 1;
         fclose(f);
         if (!ok) return;
         busy += running > 1;
         usleep(10000);
     }
-    if (cores > 0 && (busy >= 3 || load > (double)cores - 0.5))
-        fprintf(stderr, "note: other work is running (load average %.2f on %ld cores): timings will be slower "
-                        "than on a quiet machine\n", load, cores);
+    if (busy >= 3)
+        fprintf(stderr, "note: other work is running (another task was runnable in %d of 5 samples): timings will "
+                        "be slower than on a quiet machine\n", busy);
 }
 
 static const char *usage =

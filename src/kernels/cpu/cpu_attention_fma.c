@@ -91,21 +91,29 @@ __attribute__((target("avx512f"))) static void pack_kv(const head_bufs *hb, cons
             memcpy(hb->vp + ((size_t)dp * T + t) * NR, v + (size_t)t * ld + (size_t)dp * NR, NR * sizeof(float));
 }
 
+// acc[i][:] = sum_k a(i, k) b[k][0..32) for i < 14, k < kc: a(i, k) at
+// a[k * a_k + i * a_i], b rows 32 floats apart. Always inlined with constant
+// strides, so the 14 broadcasts address a from one register.
+__attribute__((target("avx512f"), always_inline)) static inline void block_14x32(__m512 acc[MR][2], const float *a,
+                                                                                 long a_k, long a_i, const float *b,
+                                                                                 int kc) {
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b + (size_t)k * NR), b1 = _mm512_load_ps(b + (size_t)k * NR + 16);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++) {
+            __m512 x = _mm512_set1_ps(a[k * a_k + i * a_i]);
+            acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+        }
+    }
+}
+
 // Scores of the strip against key panel p: S[i][32p ..] = q_i . k_j, and the
 // running row maxima over the keys that exist (mask m0/m1 on the last panel).
 __attribute__((target("avx512f"))) static void qk_block(const head_bufs *hb, int p) {
-    const float *qp = hb->qp, *kt = hb->kt + (size_t)p * hb->hd * NR;
     __m512 acc[MR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int d = 0; d < hb->hd; d++) {
-        __m512 b0 = _mm512_load_ps(kt + (size_t)d * NR), b1 = _mm512_load_ps(kt + (size_t)d * NR + 16);
-#pragma GCC unroll 14
-        for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(qp[(size_t)d * MR + i]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-        }
-    }
+    block_14x32(acc, hb->qp, MR, 1, hb->kt + (size_t)p * hb->hd * NR, hb->hd);
     int nk = hb->T - p * NR < NR ? hb->T - p * NR : NR;
     __mmask16 m0 = nk >= 16 ? 0xffff : (__mmask16)((1u << nk) - 1u);
     __mmask16 m1 = nk >= 32 ? 0xffff : nk <= 16 ? 0 : (__mmask16)((1u << (nk - 16)) - 1u);
@@ -149,18 +157,8 @@ __attribute__((target("avx512f"))) static float softmax_exp_row(const head_bufs 
 // Output columns [32 dp, 32 dp + 32) of the strip's mr rows: o_i = inv_i sum_t e_it v_t.
 __attribute__((target("avx512f"))) static void pv_block(const head_bufs *hb, int dp, float *o, long orow,
                                                           const float *inv, int mr) {
-    const float *s = hb->s, *vp = hb->vp + (size_t)dp * hb->T * NR;
     __m512 acc[MR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int t = 0; t < hb->T; t++) {
-        __m512 b0 = _mm512_load_ps(vp + (size_t)t * NR), b1 = _mm512_load_ps(vp + (size_t)t * NR + 16);
-#pragma GCC unroll 14
-        for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(s[i * SLD + t]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-        }
-    }
+    block_14x32(acc, hb->s, 1, SLD, hb->vp + (size_t)dp * hb->T * NR, hb->T);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
