@@ -52,13 +52,15 @@ compare() {
     tl=$(printf "%.4f" "$l")
     rl=$($PY -c "print('%.2fx' % ($l / $u))")
   fi
-  printf "%-9s %-12s %-5s %6s %10.4f %12.4f %9.2fx %12s %9s  %-13s %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
-    "$u" "$t" "$($PY -c "print($t / $u)")" "$tl" "$rl" "$rounds: $(srange "${us[@]}")" \
+  local spread="$rounds: $(srange "${us[@]}")"
+  [ -n "$LATEST" ] && spread="$spread / $(srange "${ls[@]}")"
+  printf "%-9s %-12s %-5s %6s %10.4f %12.4f %9.2fx %12s %9s  %-27s %s\n" "$mode" "ViT-$preset/$img" "$prec" "$batch" \
+    "$u" "$t" "$($PY -c "print($t / $u)")" "$tl" "$rl" "$spread" \
     "$(field "${us[0]}" isa), attention $(field "${us[0]}" attention), matmul $(field "${us[0]}" matmul)"
 }
 
 echo "== ufo vs PyTorch $($PY -c 'import torch; print(torch.__version__)') (Debian)${LATEST:+ and $($LATEST -c 'import torch; print(torch.__version__)') (PyPI, newest)}, $THREADS threads, $ITERS timed iterations after a warm-up; each side's fastest of the rounds, run in turn =="
-printf "%-9s %-12s %-5s %6s %10s %12s %10s %12s %9s  %-13s %s\n" mode model prec batch "ufo s/img" "deb s/img" "vs deb" "newest s/img" "vs newest" "rounds: ufo" "ufo path"
+printf "%-9s %-12s %-5s %6s %10s %12s %10s %12s %9s  %-27s %s\n" mode model prec batch "ufo s/img" "deb s/img" "vs deb" "newest s/img" "vs newest" "rounds: ufo / newest range" "ufo path"
 if ! skip infer; then
   for prec in fp32 bf16; do compare inference large 384 8 $prec "$ROUNDS"; done
 fi
