@@ -85,14 +85,17 @@ typedef struct {
 } rank_out;
 
 // Runs fn on R threads, one rank each, over the shared in-process transport.
-static void run_ranks(rank_out out[R], void *(*fn)(void *)) {
+// outs: R structs of `each` bytes whose first member is the rank's ufo_comm
+// (zeroed, then the comm filled in, before fn gets the struct).
+static void run_ranks(void *outs, size_t each, void *(*fn)(void *)) {
     shared sh;
     pthread_barrier_init(&sh.bar, NULL, R);
     pthread_t th[R];
     for (int r = 0; r < R; r++) {
-        memset(&out[r], 0, sizeof out[r]);
-        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
-        pthread_create(&th[r], NULL, fn, &out[r]);
+        char *o = (char *)outs + (size_t)r * each;
+        memset(o, 0, each);
+        *(ufo_comm *)o = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
+        pthread_create(&th[r], NULL, fn, o);
     }
     for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
     pthread_barrier_destroy(&sh.bar);
@@ -123,7 +126,7 @@ static void partial_fc(void) {
         memset(dW_ref, 0, sizeof dW_ref);
         CHECK(ufo_cosface(f, W, y, N, D, NC, &o, df_ref, dW_ref, &ref_res) == 0, "%s", ufo_error());
         static rank_out out[R];
-        run_ranks(out, rank_main);
+        run_ranks(out, sizeof *out, rank_main);
         for (int r = 0; r < R; r++) {
             rank_out *q = &out[r];
             CHECK(q->rc == 0, "rank %d: %s", r, ufo_error());
@@ -161,7 +164,7 @@ static void partial_fc_sampled(void) {
     memset(dW_ref, 0, sizeof dW_ref);
     CHECK(ufo_pfc_cosface(f, W, ys, N, D, NC, &o, kept_s, 5, df_ref, dW_ref, &ref) == 0, "%s", ufo_error());
     static rank_out out[R];
-    run_ranks(out, rank_sampled);
+    run_ranks(out, sizeof *out, rank_sampled);
     for (int r = 0; r < R; r++) {
         rank_out *q = &out[r];
         CHECK(q->rc == 0, "sampled rank %d: %s", r, ufo_error());
@@ -193,17 +196,8 @@ static void *rank_rs(void *arg) {
 }
 
 static void reduce_scatter(void) {
-    shared sh;
-    pthread_barrier_init(&sh.bar, NULL, R);
     static rs_out out[R];
-    pthread_t th[R];
-    for (int r = 0; r < R; r++) {
-        memset(&out[r], 0, sizeof out[r]);
-        out[r].comm = (ufo_comm){.rank = r, .size = R, .timeout_s = 60, .ops = &test_ops, .impl = &sh};
-        pthread_create(&th[r], NULL, rank_rs, &out[r]);
-    }
-    for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
-    pthread_barrier_destroy(&sh.bar);
+    run_ranks(out, sizeof *out, rank_rs);
     // sum over ranks of (i + 1) (r + 1) = 6 (i + 1); rank 0 gets i = 0, 1; rank 2 i = 2..5.
     CHECK(out[0].got[0] == 6 && out[0].got[1] == 12 && out[2].got[0] == 18 && out[2].got[3] == 36 &&
               out[1].got[0] == 0,
