@@ -40,12 +40,15 @@ void cpu_linear_free(cpu_linear *l);
 // with fp32 accumulation and an fp32 softmax.
 // On CPUs with AMX (and an OS that grants it) bf16 runs a fused AMX kernel
 // for head dims that are multiples of 32 up to 256; elsewhere batched oneDNN
-// matmuls.
-// The environment variable UFO_ATTN=auto|dnnl|amx forces a bf16 path (amx
-// where it cannot run is an error).
+// matmuls. fp32 on CPUs with AVX-512 runs a fused kernel for head dims that
+// are multiples of 32 and T <= 1024; elsewhere two sgemms per head.
+// The environment variable UFO_ATTN=auto|dnnl|amx forces a path: dnnl the
+// oneDNN ones in both precisions, amx the bf16 AMX kernel (where it cannot
+// run, an error).
 int cpu_attention(float *out, const float *qkv, int B, int T, int H, int hd, ufo_precision prec);
-// Which path cpu_attention takes for this shape: "sgemm" (fp32), "onednn" or
-// "amx" (bf16), or a short reason when UFO_ATTN asks for something impossible.
+// Which path cpu_attention takes for this shape: "avx512" or "sgemm" (fp32),
+// "amx" or "onednn" (bf16), or a short reason when UFO_ATTN asks for
+// something impossible.
 const char *cpu_attention_path(int T, int hd, ufo_precision prec);
 // cpu_attention at bf16 with the qkv input and/or the output in bf16 (the
 // qkv matmul then writes bf16, and the proj matmul reads it), on the fused

@@ -1,10 +1,13 @@
 // cpu_attention: softmax(q k^T / sqrt(hd)) v for every (batch, head).
 //
-// fp32: one (batch, head) per OpenMP iteration. dnnl_sgemm reads q, k and v
-// in place from the qkv rows (leading dimension 3*H*hd; oneDNN's gemm runs
-// single-threaded inside our parallel region), S = T x T lives in a
-// per-thread buffer (1.3 MB at T = 577, cache resident), an AVX-512 softmax
-// normalises it, and the second sgemm writes straight into `out`.
+// fp32 on CPUs with AVX-512: the fused kernel in cpu_attention_fma.c (the
+// scores of 14 queries at a time in L1, a one-pass softmax).
+//
+// fp32 elsewhere (and under UFO_ATTN=dnnl): per image, q, k and v copied
+// head-major, then one head per OpenMP iteration: dnnl_sgemm (single-threaded
+// inside our parallel region) gives S = T x T in a per-thread buffer (1.3 MB
+// at T = 577, cache resident), an AVX-512 softmax normalises it, and the
+// second sgemm writes straight into `out`.
 //
 // bf16: (batch, head) pairs go in groups of G. A group's q, k, v are gathered
 // and rounded to bf16 as [G, T, hd]; a batched oneDNN matmul (AMX where the
@@ -21,7 +24,6 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_attention_amx.h"
 #include "kernels/cpu/cpu_attention_fma.h"
-#include "kernels/cpu/cpu_amx.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "base/error.h"
 #include "base/mem.h"

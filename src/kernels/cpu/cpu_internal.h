@@ -46,8 +46,8 @@ dnnl_status_t cpu_head_probs_f32(float *P, const float *q, const float *k, int T
 // The same, with the normalised row written as bf16 to p (v is clobbered).
 void cpu_softmax_row_bf16(float *v, uint16_t *p, int n, float scale);
 
-// Tests only: force cpu_attention's bf16 path ("dnnl", "amx", "auto") over
-// UFO_ATTN; NULL follows UFO_ATTN again.
+// Tests only: force cpu_attention's path ("dnnl", "amx", "auto", as UFO_ATTN
+// does) over UFO_ATTN; NULL follows UFO_ATTN again.
 void cpu_debug_attention_path(const char *name);
 
 // Tests only: force the bf16 matmul path ("dnnl", "amx", "auto") over
