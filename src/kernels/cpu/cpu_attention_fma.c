@@ -29,7 +29,6 @@
 #include "base/mem.h"
 #include <math.h>
 #include <omp.h>
-#include <stdint.h>
 #include <string.h>
 
 #define MR 14      // queries per strip
