@@ -31,6 +31,16 @@ cc $FLAGS tests/cuda/test_cuda_train.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/
 cc $FLAGS -DUFO_VERSION='"fake-gpu"' src/cli/*.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/ufo_fake"
 "$B/test_cuda_train_fake"
 echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in"
+if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
+    # test_nccl's checks, with MPI in NCCL's place on the stand-in's host "device" buffers.
+    # shellcheck disable=SC2086
+    cc $FLAGS -DUFO_TEST_NCCL_AS_MPI tests/cuda/test_nccl.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/test_nccl_mpi"
+    for np in 2 3; do
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np $np --oversubscribe "$B/test_nccl_mpi" \
+            >"$B/test_nccl_mpi.log" 2>&1 || { cat "$B/test_nccl_mpi.log"; exit 1; }
+    done
+    echo "cuda_fake_check: test_nccl's collectives checks pass with MPI in NCCL's place (np 2, 3)"
+fi
 
 # --- the CLI ---------------------------------------------------------------------------
 PY=/usr/bin/python3
@@ -60,6 +70,19 @@ print(f"cuda_fake_check: {sys.argv[1]} vs {sys.argv[2]}: worst loss rel err {wor
 sys.exit(0 if ok else 1)
 PYEOF
 }
+same_checkpoints() {   # a.safetensors b.safetensors tolerance: every tensor (model, classifiers, momentum)
+    PYTHONPATH=tools "$PY" - "$@" <<'PYEOF'
+import sys
+import numpy as np
+from safetensors_io import read
+a, b = read(sys.argv[1])[0], read(sys.argv[2])[0]
+assert sorted(a) == sorted(b), "different tensor names"
+worst = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(b[k]))), 1e-30)) for k in a)
+ok = worst <= float(sys.argv[3])
+print(f"cuda_fake_check: {sys.argv[1]} vs {sys.argv[2]}: {len(a)} tensors, worst rel err {worst:.2e} ({'ok' if ok else 'FAIL'})")
+sys.exit(0 if ok else 1)
+PYEOF
+}
 same_losses "$D/gpu/log.csv" "$D/cpu/log.csv" 1e-4
 if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     # shellcheck disable=SC2086
@@ -67,6 +90,15 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
         mpirun -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS -np 2 --oversubscribe \
         "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/np2" --device cuda $TINY
     same_losses "$D/np2/log.csv" "$D/gpu/log.csv" 1e-4
+    # ZeRO stage 1 on the device buffers: same losses and model as np=2 without it.
+    # shellcheck disable=SC2086
+    UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        mpirun -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS -np 2 --oversubscribe \
+        "$B/ufo_fake" train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \
+        2>"$D/zero2.err" || { cat "$D/zero2.err"; exit 1; }
+    grep -q "ZeRO stage 1" "$D/zero2.err" || { echo "cuda_fake_check: ZeRO did not run"; cat "$D/zero2.err"; exit 1; }
+    same_losses "$D/zero2/log.csv" "$D/np2/log.csv" 1e-5
+    same_checkpoints "$D/zero2/last.safetensors" "$D/np2/last.safetensors" 1e-5
 else
     echo "cuda_fake_check: no MPI in $B: data parallel skipped"
 fi

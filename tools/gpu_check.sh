@@ -7,7 +7,8 @@
 #      the op checks alone with nvcc + cc from the CUDA and reference sources
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
 #      reference), test_cuda_train (the training pass, SGD and checkpoints vs
-#      the reference trainer), test_device, and py_test_cuda_cli (vs PyTorch,
+#      the reference trainer), test_device, test_nccl (the NCCL transport's
+#      collectives on device buffers, one rank), and py_test_cuda_cli (vs PyTorch,
 #      and `ufo train --device cuda` vs --device cpu, when /usr/bin/python3 has
 #      torch + numpy + PIL)
 #   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
@@ -108,6 +109,12 @@ if [ "$MODE" = full ]; then
     while read -r l; do note "  $l"; done < <(grep -E "vs ref fp32 .*(tensors|one vector)|after 6 steps|resumed" \
         "$OUT/test_cuda_train.log")
     run test_device 60 "$BUILD/test_device"
+    if [ -x "$BUILD/test_nccl" ]; then   # the NCCL transport, one rank (#9)
+        run test_nccl 120 "$BUILD/test_nccl"
+        grep -q "^SKIP" "$OUT/test_nccl.log" && { note "FAIL test_nccl skipped: no GPU visible to CUDA"; FAILED=1; }
+    else
+        note "SKIP test_nccl: this build found no NCCL"
+    fi
     if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
         run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
             /usr/bin/python3 tests/py/test_cuda_cli.py

@@ -41,7 +41,7 @@ static const char *usage =
     "                    batch's classes plus random others, max(positives, ceil(R x classes));\n"
     "                    rows not drawn keep their weights and momentum. The draw depends on\n"
     "                    the seed, the step and the labels only (same under any N, on resume).\n"
-    "  run.zero=1        ZeRO stage 1 (CPU, under mpirun): each rank keeps the SGD momentum\n"
+    "  run.zero=1        ZeRO stage 1 (under mpirun, CPU or CUDA): each rank keeps the SGD momentum\n"
     "                    of 1/N of the model; gradients reduce-scattered, parameters\n"
     "                    all-gathered; checkpoints hold the whole momentum (resume anywhere).\n"
     "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n"

@@ -33,7 +33,7 @@ typedef struct {
     void (*finalize)(ufo_comm *c);
     // Element-wise sum of every rank's send [sum of counts] floats; recv gets
     // block r (counts[r] floats, after counts[0..r)) on rank r. NULL: the
-    // wrapper all-reduces a copy and keeps its block.
+    // wrapper all-reduces a copy and keeps its block (host buffers only).
     int (*reduce_scatter)(ufo_comm *c, const float *send, float *recv, const size_t *counts, const char *what);
 } ufo_comm_ops;
 
@@ -63,6 +63,7 @@ int ufo_comm_allreduce_sum_f32(ufo_comm *c, float *buf, size_t n, const char *wh
 int ufo_comm_allreduce_sum_f64(ufo_comm *c, double *buf, size_t n, const char *what);
 int ufo_comm_allreduce_max_f64(ufo_comm *c, double *buf, size_t n, const char *what);
 // Variable-size all-gather: rank r contributes counts[r] bytes (counts known to all).
+// In place: send may be exactly recv + counts[0] + ... + counts[rank - 1].
 int ufo_comm_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, const char *what);
 // Same, only `root` receives (recv may be NULL elsewhere).
 int ufo_comm_gatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, int root, const char *what);

@@ -78,8 +78,10 @@ static int mpi_allgatherv(ufo_comm *c, const void *send, void *recv, const size_
     if (!cnt) ufo_comm_abort(c, 1, "out of memory");
     displs_of(c, counts, cnt, cnt + c->size, "MPI_Allgatherv", what);
     MPI_Request req;
+    // MPI forbids send inside recv unless it says MPI_IN_PLACE (comm.h: in place).
+    const void *src = send == (const char *)recv + cnt[c->size + c->rank] ? MPI_IN_PLACE : send;
     CHECK(c, "MPI_Allgatherv", what,
-          MPI_Iallgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, cnt + c->size, MPI_BYTE, MPI_COMM_WORLD, &req));
+          MPI_Iallgatherv(src, cnt[c->rank], MPI_BYTE, recv, cnt, cnt + c->size, MPI_BYTE, MPI_COMM_WORLD, &req));
     wait_req(c, &req, "MPI_Allgatherv", what);
     free(cnt);
     return 0;

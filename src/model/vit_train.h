@@ -22,6 +22,8 @@
 // sync BN runs on the host (the [n, D] features are there anyway; the
 // BNNecks' parameters come down and their running statistics go back up each
 // step); the trainer all-reduces the device gradients over a device group.
+// The optimiser's state on the device is made by vit_train_optimizer_init,
+// for the whole model or (ZeRO stage 1) for one rank's slice of it.
 #pragma once
 #include "dist/comm.h"
 #include "model/vit.h"
@@ -56,11 +58,15 @@ typedef struct {
 } vit_train_state;
 
 // The CUDA backend's device buffers, for the optimiser (train/sgd.h's
-// ufo_sgd_step_device) and the tests. params, grads, mom: [m->n_floats] in the
-// layout of m->params; part: part_n doubles of scratch for gradient norms.
+// ufo_sgd_step_device) and the tests. params, grads: [m->n_floats] in the
+// layout of m->params; mom: the momentum of params [mom_lo, mom_hi) (all of
+// them unless ZeRO); grad_slice: ZeRO only (else NULL), the summed gradients
+// of that slice, which the trainer's reduce-scatter writes; part: part_n
+// doubles of scratch for gradient norms.
 typedef struct {
     struct gpu_ctx *g;
-    float *params, *grads, *mom;
+    float *params, *grads, *mom, *grad_slice;
+    size_t mom_lo, mom_hi;
     double *part;
     size_t part_n;
 } vit_train_device;
@@ -94,9 +100,14 @@ const vit_train_device *vit_train_device_of(const vit_train_state *st);
 int vit_train_cuda_local_device(void);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" ("" on the CPU backends).
 const char *vit_train_device_name(const vit_train_state *st);
-// Device parameters -> m->params, and device momentum -> mom [m->n_floats] unless NULL.
+// CUDA backend: the device momentum (zeroed) of parameters [lo, hi) of the
+// flat buffer, [0, m->n_floats) for the whole model; a proper slice (ZeRO
+// stage 1) also gets grad_slice. Call once, after vit_train_init and before
+// the first step; the CPU backends keep no optimiser state: a no-op.
+int vit_train_optimizer_init(vit_train_state *st, size_t lo, size_t hi);
+// Device parameters -> m->params, and device momentum -> mom [mom_hi - mom_lo] unless NULL.
 int vit_train_to_host(const vit_train_state *st, float *mom);
-// m->params -> device parameters, and mom -> device momentum (NULL: zeroed).
+// m->params -> device parameters, and mom [mom_hi - mom_lo] -> device momentum (NULL: zeroed).
 int vit_train_to_device(vit_train_state *st, const float *mom);
 // Device gradients -> grads [m->n_floats] (the CPU backends copy st->grads).
 int vit_train_grads_to_host(const vit_train_state *st, float *grads);

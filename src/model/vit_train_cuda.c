@@ -83,15 +83,31 @@ int vit_train_cuda_init(vit_train_state *st) {
     c->dev.part_n = nf / 1024 + (size_t)m->n_params + 1;   // chunks of >= 1024 values per tensor
     size_t act = carve(c, NULL, &m->cfg, st->cap, st->recompute);
     if (!(c->dev.params = gpu_malloc(g, nf * 4)) || !(c->dev.grads = gpu_malloc(g, nf * 4)) ||
-        !(c->dev.mom = gpu_malloc(g, nf * 4)) || !(c->dev.part = gpu_malloc(g, c->dev.part_n * sizeof(double))))
-        return fail_gpu("training on the GPU (parameters, gradients, momentum)");
+        !(c->dev.part = gpu_malloc(g, c->dev.part_n * sizeof(double))))
+        return fail_gpu("training on the GPU (parameters, gradients)");
     if (!(c->abuf = gpu_malloc(g, act)))
         return ufo_errorf("training on the GPU: activations for a batch of %d (%.1f GiB): %s%s", st->cap,
                           act / 1073741824.0, gpu_error(), st->recompute ? "" : "; try run.recompute = 1");
     carve(c, c->abuf, &m->cfg, st->cap, st->recompute);
-    if (gpu_upload(g, c->dev.params, m->params, nf * 4) || gpu_zero(g, c->dev.grads, nf * 4) ||
-        gpu_zero(g, c->dev.mom, nf * 4) || gpu_sync(g))
+    if (gpu_upload(g, c->dev.params, m->params, nf * 4) || gpu_zero(g, c->dev.grads, nf * 4) || gpu_sync(g))
         return fail_gpu("uploading the model to the GPU");
+    return 0;
+}
+
+// Made after the activations: with ZeRO the whole-model momentum never exists.
+int vit_train_optimizer_init(vit_train_state *st, size_t lo, size_t hi) {
+    vit_train_device *d = st->cu && st->backend == VIT_BACKEND_CUDA ? &st->cu->dev : NULL;
+    if (!d) return 0;
+    size_t nf = st->m->n_floats, n = hi - lo;
+    if (lo > hi || hi > nf) return ufo_errorf("optimiser slice [%zu, %zu) of %zu parameters", lo, hi, nf);
+    if (d->mom) return ufo_errorf("the optimiser state is on the GPU already");
+    d->mom_lo = lo, d->mom_hi = hi;
+    if (!(d->mom = gpu_malloc(d->g, n ? n * 4 : 4))) return fail_gpu("the SGD momentum on the GPU");
+    int slice = n != nf;
+    if (slice && !(d->grad_slice = gpu_malloc(d->g, n ? n * 4 : 4)))
+        return fail_gpu("the gradient slice (ZeRO) on the GPU");
+    if (gpu_zero(d->g, d->mom, n * 4) || (slice && gpu_zero(d->g, d->grad_slice, n * 4)) || gpu_sync(d->g))
+        return fail_gpu("the optimiser state on the GPU");
     return 0;
 }
 
@@ -103,6 +119,7 @@ void vit_train_cuda_free(vit_train_state *st) {
         gpu_free(c->dev.g, c->dev.params);
         gpu_free(c->dev.g, c->dev.grads);
         gpu_free(c->dev.g, c->dev.mom);
+        gpu_free(c->dev.g, c->dev.grad_slice);
         gpu_free(c->dev.g, c->dev.part);
         gpu_ctx_free(c->dev.g);
     }
@@ -383,9 +400,9 @@ const char *vit_train_device_name(const vit_train_state *st) {
 int vit_train_to_host(const vit_train_state *st, float *mom) {
     if (!vit_train_device_of(st)) return 0;
     const vit_train_device *d = &st->cu->dev;
-    size_t bytes = st->m->n_floats * sizeof(float);
-    if (gpu_download(d->g, st->m->params, d->params, bytes) || (mom && gpu_download(d->g, mom, d->mom, bytes)) ||
-        gpu_sync(d->g))
+    size_t bytes = st->m->n_floats * sizeof(float), mbytes = (d->mom_hi - d->mom_lo) * sizeof(float);
+    if (gpu_download(d->g, st->m->params, d->params, bytes) ||
+        (mom && d->mom && gpu_download(d->g, mom, d->mom, mbytes)) || gpu_sync(d->g))
         return fail_gpu("copying the trained parameters to the host");
     return 0;
 }
@@ -393,9 +410,9 @@ int vit_train_to_host(const vit_train_state *st, float *mom) {
 int vit_train_to_device(vit_train_state *st, const float *mom) {
     if (!vit_train_device_of(st)) return 0;
     vit_train_device *d = &st->cu->dev;
-    size_t bytes = st->m->n_floats * sizeof(float);
+    size_t bytes = st->m->n_floats * sizeof(float), mbytes = (d->mom_hi - d->mom_lo) * sizeof(float);
     if (gpu_upload(d->g, d->params, st->m->params, bytes) ||
-        (mom ? gpu_upload(d->g, d->mom, mom, bytes) : gpu_zero(d->g, d->mom, bytes)) || gpu_sync(d->g))
+        (d->mom && (mom ? gpu_upload(d->g, d->mom, mom, mbytes) : gpu_zero(d->g, d->mom, mbytes))) || gpu_sync(d->g))
         return fail_gpu("copying the parameters to the GPU");
     return 0;
 }
@@ -431,6 +448,7 @@ int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const floa
 int vit_train_cuda_local_device(void) { return 0; }
 const vit_train_device *vit_train_device_of(const vit_train_state *st) { return NULL; }
 const char *vit_train_device_name(const vit_train_state *st) { return ""; }
+int vit_train_optimizer_init(vit_train_state *st, size_t lo, size_t hi) { return 0; }
 int vit_train_to_host(const vit_train_state *st, float *mom) { return 0; }
 int vit_train_to_device(vit_train_state *st, const float *mom) { return 0; }
 int vit_train_grads_to_host(const vit_train_state *st, float *grads) {

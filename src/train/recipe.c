@@ -77,7 +77,7 @@ static const field fields[] = {
     FLD("run", "checkpoint_every", F_INT, checkpoint_every, NULL, "steps between checkpoints (0: only at the end)"),
     FLD("run", "shard_classes_above", F_INT, shard_classes_above, NULL, "under mpirun: a classifier with more classes is split by class over the ranks (Partial-FC); 0: never"),
     FLD("run", "pfc_sample_rate", F_DOUBLE, pfc_sample_rate, NULL, "Partial-FC class sampling of the classifiers above shard_classes_above (also in one process): each step's softmax over the batch's classes plus random others, max(positives, ceil(rate x classes)); rows not drawn are not updated; 1: off"),
-    FLD("run", "zero", F_INT, zero, NULL, "under mpirun, CPU: 1 = ZeRO stage 1, each rank keeps the SGD momentum of its slice of the model (gradients reduce-scattered, parameters all-gathered); 0: off"),
+    FLD("run", "zero", F_INT, zero, NULL, "under mpirun (CPU or CUDA): 1 = ZeRO stage 1, each rank keeps the SGD momentum of its slice of the model (gradients reduce-scattered, parameters all-gathered); 0: off"),
     FLD("run", "eval_every", F_INT, eval_every, NULL, "steps between evaluations (0: only at the end)"),
     FLD("run", "eval_datasets", F_STR, eval_datasets, NULL, "ufo eval sets to score, comma separated; empty: none"),
     FLD("run", "eval_root", F_STR, eval_root, NULL, "root of the evaluation sets; empty: the data root"),

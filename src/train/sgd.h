@@ -68,3 +68,10 @@ double ufo_sgd_sumsq(const float *g, size_t n);
 int ufo_sgd_step_device(void *gpu_ctx, float *param, const float *grad, float *mom, double *part, size_t part_n,
                         size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
                         double *norms);
+// ufo_sgd_step_ex's `given` norms for the device step (ZeRO: a tensor split over ranks).
+int ufo_sgd_step_device_ex(void *gpu_ctx, float *param, const float *grad, float *mom, double *part, size_t part_n,
+                           size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
+                           double *norms, const double *given);
+// sums[t] = ufo_sgd_sumsq of segment t of a device gradient (same pieces as the step's norms).
+int ufo_sgd_sumsq_device(void *gpu_ctx, const float *grad, double *part, size_t part_n, size_t total,
+                         const ufo_sgd_segment *seg, int nseg, double *sums);

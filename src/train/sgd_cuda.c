@@ -21,24 +21,25 @@ static double clip_scale(double nrm, const ufo_sgd_opts *o) {
     return 1.0;
 }
 
-int ufo_sgd_step_device(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
-                        size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
-                        double *norms) {
-    gpu_ctx *g = gpu;
-    size_t need = 0;
-    for (int t = 0; t < nseg; t++) {
+static int check_segments(const ufo_sgd_segment *seg, int nseg, size_t total) {
+    for (int t = 0; t < nseg; t++)
         if (seg[t].offset > total || seg[t].size > total - seg[t].offset)
             return ufo_errorf("sgd: segment %d [%zu, +%zu) is outside the %zu-element buffer", t, seg[t].offset,
                               seg[t].size, total);
-        need += (seg[t].size + CHUNK - 1) / CHUNK;
-    }
+    return 0;
+}
+
+// Sums of squares of the segments' gradients, in double, over CHUNK-sized
+// pieces: each piece reduced on the GPU, the pieces added in order here.
+int ufo_sgd_sumsq_device(void *gpu, const float *grad, double *part, size_t part_n, size_t total,
+                         const ufo_sgd_segment *seg, int nseg, double *sums) {
+    gpu_ctx *g = gpu;
+    if (check_segments(seg, nseg, total)) return -1;
+    size_t need = 0;
+    for (int t = 0; t < nseg; t++) need += (seg[t].size + CHUNK - 1) / CHUNK;
     if (need > part_n) return ufo_errorf("sgd: %zu norm pieces, scratch for %zu", need, part_n);
-    double *host = ufo_alloc((need + 1) * sizeof(double)), *scale = ufo_alloc(((size_t)nseg + 1) * sizeof(double));
-    if (!host || !scale) {
-        ufo_free(host);
-        ufo_free(scale);
-        return ufo_error_wrap("sgd scratch");
-    }
+    double *host = ufo_alloc((need + 1) * sizeof(double));
+    if (!host) return ufo_error_wrap("sgd scratch");
     int rc = 0;
     size_t k = 0;
     for (int t = 0; t < nseg && rc == 0; t++) {
@@ -51,26 +52,58 @@ int ufo_sgd_step_device(void *gpu, float *param, const float *grad, float *mom, 
     for (int t = 0; t < nseg && rc == 0; t++) {
         double s = 0;
         for (size_t c = 0, nc = (seg[t].size + CHUNK - 1) / CHUNK; c < nc; c++) s += host[k++];
-        double nrm = sqrt(s);
+        sums[t] = s;
+    }
+    ufo_free(host);
+    return rc;
+}
+
+int ufo_sgd_step_device_ex(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
+                           size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
+                           double *norms, const double *given) {
+    gpu_ctx *g = gpu;
+    double *sums = ufo_alloc(((size_t)nseg + 1) * sizeof(double));
+    if (!sums) return ufo_error_wrap("sgd scratch");
+    int own = 0;   // segments whose norm is taken here
+    for (int t = 0; t < nseg; t++) own |= !given || given[t] < 0;
+    int rc = own ? ufo_sgd_sumsq_device(g, grad, part, part_n, total, seg, nseg, sums) : check_segments(seg, nseg, total);
+    for (int t = 0; t < nseg && rc == 0; t++) {
+        double nrm = given && given[t] >= 0 ? given[t] : sqrt(sums[t]);
         if (norms) norms[t] = nrm;
         if (!isfinite(nrm))
             rc = ufo_errorf("sgd: the gradient of segment %d (offset %zu, %zu elements) is not finite", t,
                             seg[t].offset, seg[t].size);
-        scale[t] = clip_scale(nrm, opts);
+        sums[t] = clip_scale(nrm, opts);   // from here on: the scale
     }
     for (int t = 0; t < nseg && rc == 0; t++) {
         size_t o = seg[t].offset;
-        if (gpu_sgd_update(g, param + o, grad + o, mom + o, seg[t].size, (float)scale[t], seg[t].weight_decay,
+        if (gpu_sgd_update(g, param + o, grad + o, mom + o, seg[t].size, (float)sums[t], seg[t].weight_decay,
                            opts->momentum, lr * seg[t].lr_mult))
             rc = ufo_errorf("sgd on the GPU: %s", gpu_error());
     }
     if (rc == 0 && gpu_sync(g)) rc = ufo_errorf("sgd on the GPU: %s", gpu_error());
-    ufo_free(host);
-    ufo_free(scale);
+    ufo_free(sums);
     return rc;
 }
 
+int ufo_sgd_step_device(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
+                        size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
+                        double *norms) {
+    return ufo_sgd_step_device_ex(gpu, param, grad, mom, part, part_n, total, seg, nseg, lr, opts, norms, NULL);
+}
+
 #else
+
+int ufo_sgd_sumsq_device(void *gpu, const float *grad, double *part, size_t part_n, size_t total,
+                         const ufo_sgd_segment *seg, int nseg, double *sums) {
+    return ufo_errorf("this ufo was built without CUDA");
+}
+
+int ufo_sgd_step_device_ex(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
+                           size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
+                           double *norms, const double *given) {
+    return ufo_errorf("this ufo was built without CUDA");
+}
 
 int ufo_sgd_step_device(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
                         size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,

@@ -69,12 +69,14 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
         nkept_cap += t->shard_hi[k] - t->shard_lo[k];
     }
     t->zero = t->comm && cfg->zero;
-    if (t->zero && cfg->backend == VIT_BACKEND_CUDA)
-        return ufo_errorf("run.zero = 1 (ZeRO stage 1) is for CPU training: the CUDA trainer keeps the momentum on the GPU");
     size_t nf = m->n_floats;
     t->zlo = t->zero ? nf * (size_t)t->rank / (size_t)t->size : 0;
     t->zhi = t->zero ? nf * (size_t)(t->rank + 1) / (size_t)t->size : nf;
     if (vit_train_init(&t->st, m, cfg->backend, cfg->prec, cap, cfg->recompute)) return -1;
+    if (vit_train_optimizer_init(&t->st, t->zlo, t->zhi)) {
+        vit_train_free(&t->st);
+        return -1;
+    }
     t->st.comm = t->comm;
     t->cls = ufo_alloc((ncls ? ncls : 1) * sizeof(float));
     t->cls_grad = ufo_calloc((ncls ? ncls : 1) * sizeof(float));
@@ -91,11 +93,11 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
     t->step_seg = calloc((size_t)nkept_cap, sizeof *t->step_seg);
     t->step_given = calloc((size_t)nkept_cap, sizeof *t->step_given);
     dp_ok &= t->step_seg && t->step_given;
-    if (t->zero) {
-        t->zgrad = ufo_alloc((t->zhi - t->zlo + 1) * sizeof(float));
+    if (t->zero) {   // CUDA: the gradient slice is on the device (vit_train_device's grad_slice)
+        if (!vit_train_device_of(&t->st)) t->zgrad = ufo_alloc((t->zhi - t->zlo + 1) * sizeof(float));
         t->zseg = calloc((size_t)m->n_params + 1, sizeof *t->zseg);
         t->zseg_of = calloc((size_t)m->n_params + 1, sizeof *t->zseg_of);
-        dp_ok &= t->zgrad && t->zseg && t->zseg_of;
+        dp_ok &= (t->zgrad || vit_train_device_of(&t->st)) && t->zseg && t->zseg_of;
     }
     if (t->comm) {
         t->gx = ufo_alloc((size_t)gcap * D * sizeof(float));
@@ -255,15 +257,29 @@ static void slice_counts(const ufo_trainer *t, size_t o, size_t len, size_t unit
     }
 }
 
+// ZeRO's buffers, on the host or (CUDA) on the device with the device group.
+typedef struct {
+    ufo_comm *comm;
+    float *params, *grads, *zgrad, *mom;   // zgrad, mom: this rank's slice
+    void *gpu;                             // CUDA: the device context (else NULL)
+} zero_bufs;
+
+static zero_bufs zero_bufs_of(ufo_trainer *t) {
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (dev) return (zero_bufs){t->cfg.dev_comm, dev->params, dev->grads, dev->grad_slice, dev->mom, dev->g};
+    return (zero_bufs){t->comm, t->model->params, t->st.grads, t->zgrad, t->mom, NULL};
+}
+
 // ZeRO: zgrad = the sum over ranks of this rank's slice of the gradients,
 // bucket by bucket (MPI counts are ints).
 static void reduce_scatter_grads(ufo_trainer *t) {
+    zero_bufs z = zero_bufs_of(t);
     size_t n = t->model->n_floats, *cnt = malloc(sizeof(size_t) * t->size);
     if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
     for (size_t o = 0; o < n; o += GRAD_BUCKET) {
         size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
         slice_counts(t, o, len, 1, cnt);
-        ufo_comm_reduce_scatter_sum_f32(t->comm, t->st.grads + o, t->zgrad + (a - t->zlo), cnt,
+        ufo_comm_reduce_scatter_sum_f32(z.comm, z.grads + o, z.zgrad + (a - t->zlo), cnt,
                                         "gradient reduce-scatter (ZeRO)");
     }
     free(cnt);
@@ -273,7 +289,7 @@ static void allreduce_grads(ufo_trainer *t) {
     size_t n = t->zero ? 0 : t->model->n_floats;   // ZeRO: the model's part is reduce-scattered
     if (t->zero) reduce_scatter_grads(t);
     const vit_train_device *dev = vit_train_device_of(&t->st);
-    if (dev)   // CUDA: the device buffer, over the device group (NCCL), in one call
+    if (dev && n)   // CUDA: the device buffer, over the device group (NCCL), in one call
         ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, dev->grads, n, "gradient all-reduce (device)");
     for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
         ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
@@ -404,26 +420,39 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // ZeRO: the update of this rank's slice, then every rank's slice to everyone.
 // A tensor that spans slices is clipped by the norm of the whole: its parts'
 // sums of squares are all-reduced (zeros from the ranks without a part).
+// CUDA: the same on the device buffers; the norms' sums go over the host group.
 static int zero_step(ufo_trainer *t, float lr) {
-    double *sums = calloc((size_t)t->nseg + 1, sizeof(double)), *given = calloc((size_t)t->nzseg + 1, sizeof(double));
-    size_t *cnt = malloc(sizeof(size_t) * t->size), n = t->model->n_floats;
-    if (!sums || !given || !cnt) ufo_comm_abort(t->comm, 1, "out of memory (ZeRO step)");
-    for (int i = 0; i < t->nzseg; i++) sums[t->zseg_of[i]] += ufo_sgd_sumsq(t->zgrad + t->zseg[i].offset, t->zseg[i].size);
+    zero_bufs z = zero_bufs_of(t);
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    size_t ns = (size_t)t->nzseg + 1, *cnt = malloc(sizeof(size_t) * t->size), n = t->model->n_floats;
+    double *sums = calloc((size_t)t->nseg + 1, sizeof(double)), *given = calloc(ns, sizeof(double)),
+           *part = calloc(ns, sizeof(double));
+    if (!sums || !given || !part || !cnt) ufo_comm_abort(t->comm, 1, "out of memory (ZeRO step)");
+    int rc = 0;
+    if (dev) rc = ufo_sgd_sumsq_device(z.gpu, z.zgrad, dev->part, dev->part_n, t->zhi - t->zlo, t->zseg, t->nzseg, part);
+    else
+        for (int i = 0; i < t->nzseg; i++) part[i] = ufo_sgd_sumsq(z.zgrad + t->zseg[i].offset, t->zseg[i].size);
+    // A device failure is this rank's alone: end the job rather than leave the others in the all-reduce.
+    if (rc) ufo_comm_abort(t->comm, 1, "step %ld: %s", t->step, ufo_error());
+    for (int i = 0; i < t->nzseg; i++) sums[t->zseg_of[i]] += part[i];
     ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)t->nseg, "gradient norms (ZeRO)");
     for (int i = 0; i < t->nzseg; i++) given[i] = sqrt(sums[t->zseg_of[i]]);
-    int rc = ufo_sgd_step_ex(t->model->params + t->zlo, t->zgrad, t->mom, t->zhi - t->zlo, t->zseg, t->nzseg, lr,
-                             &t->cfg.sgd, NULL, given);
+    if (dev)
+        rc = ufo_sgd_step_device_ex(z.gpu, z.params + t->zlo, z.zgrad, z.mom, dev->part, dev->part_n, t->zhi - t->zlo,
+                                    t->zseg, t->nzseg, lr, &t->cfg.sgd, NULL, given);
+    else
+        rc = ufo_sgd_step_ex(z.params + t->zlo, z.zgrad, z.mom, t->zhi - t->zlo, t->zseg, t->nzseg, lr, &t->cfg.sgd,
+                             NULL, given);
     // Every rank failed alike (the norms are global); the parameters stay whole.
-    if (rc == 0) {
-        memcpy(t->zgrad, t->model->params + t->zlo, (t->zhi - t->zlo) * sizeof(float));   // MPI: no aliasing
-        for (size_t o = 0; o < n; o += GRAD_BUCKET) {
-            size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
-            slice_counts(t, o, len, sizeof(float), cnt);
-            ufo_comm_allgatherv(t->comm, t->zgrad + (a - t->zlo), t->model->params + o, cnt, "parameter all-gather (ZeRO)");
-        }
+    // The all-gather runs in place: each rank's slice is already where it belongs.
+    for (size_t o = 0; o < n && rc == 0; o += GRAD_BUCKET) {
+        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
+        slice_counts(t, o, len, sizeof(float), cnt);
+        ufo_comm_allgatherv(z.comm, z.params + a, z.params + o, cnt, "parameter all-gather (ZeRO)");
     }
     free(sums);
     free(given);
+    free(part);
     free(cnt);
     return rc;
 }
@@ -474,12 +503,12 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     float lr = (float)ufo_lr_at(&t->cfg.lr, t->step);
     stats->lr = lr;
     const vit_train_device *dev = vit_train_device_of(&t->st);
-    if (dev) {   // CUDA: the model's parameters, gradients and momentum stay on the device
+    if (t->zero) {   // host or device buffers
+        if (zero_step(t, lr)) return ufo_error_wrap("step %ld", t->step);
+    } else if (dev) {   // CUDA: the model's parameters, gradients and momentum stay on the device
         if (ufo_sgd_step_device(dev->g, dev->params, dev->grads, dev->mom, dev->part, dev->part_n,
                                 t->model->n_floats, t->seg, t->nseg, lr, &t->cfg.sgd, NULL))
             return ufo_error_wrap("step %ld", t->step);
-    } else if (t->zero) {
-        if (zero_step(t, lr)) return ufo_error_wrap("step %ld", t->step);
     } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
                             &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);

@@ -67,7 +67,8 @@ static int nccl_allreduce(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, uf
     return 0;
 }
 
-// NCCL has no v-variant: one broadcast per rank, grouped.
+// NCCL has no v-variant: one broadcast per rank, grouped (in place when
+// send is this rank's block of recv: NCCL allows sendbuff == recvbuff).
 static int nccl_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t *counts, const char *what) {
     nccl_impl *m = c->impl;
     size_t off = 0;
@@ -80,6 +81,23 @@ static int nccl_allgatherv(ufo_comm *c, const void *send, void *recv, const size
     }
     NCHECK(c, "ncclGroupEnd", what, ncclGroupEnd());
     wait_stream(c, "ncclAllgatherv", what);
+    return 0;
+}
+
+// NCCL's reduce-scatter wants equal blocks: one reduce per rank (root r gets
+// block r), grouped. recvbuff is read only on the root.
+static int nccl_reduce_scatter(ufo_comm *c, const float *send, float *recv, const size_t *counts, const char *what) {
+    nccl_impl *m = c->impl;
+    size_t off = 0;
+    NCHECK(c, "ncclGroupStart", what, ncclGroupStart());
+    for (int r = 0; r < c->size; r++) {
+        NCHECK(c, "ncclReduce", what,
+               ncclReduce(send + off, r == c->rank ? recv : (float *)send + off, counts[r], ncclFloat32, ncclSum, r,
+                          m->nccl, m->stream));
+        off += counts[r];
+    }
+    NCHECK(c, "ncclGroupEnd", what, ncclGroupEnd());
+    wait_stream(c, "ncclReduceScatter", what);
     return 0;
 }
 
@@ -128,7 +146,7 @@ static void nccl_finalize(ufo_comm *c) {
 }
 
 static const ufo_comm_ops nccl_ops = {"nccl", nccl_allreduce, nccl_allgatherv, nccl_gatherv, nccl_bcast,
-                                     nccl_barrier, nccl_abort, nccl_finalize, NULL};   // reduce-scatter: the all-reduce fallback
+                                     nccl_barrier, nccl_abort, nccl_finalize, nccl_reduce_scatter};
 
 // A device group over the same ranks as `host`, on CUDA device `device`
 // (usually the node-local rank). Rank 0's ncclUniqueId travels over `host`.
