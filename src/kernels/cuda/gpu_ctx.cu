@@ -58,6 +58,7 @@ void gpu_ctx_free(gpu_ctx *g) {
     }
     cudaFree(g->ws);
     cudaFree(g->scratch);
+    cudaFree(g->cols);
     if (g->lt) cublasLtDestroy(g->lt);
     if (g->blas) cublasDestroy(g->blas);
     if (g->stream) cudaStreamDestroy(g->stream);

@@ -26,6 +26,8 @@ struct gpu_ctx {
     size_t ws_bytes;
     void *scratch;       // attention's q/k/v/scores/output, grown on demand
     size_t scratch_bytes;
+    float *cols;         // the patch embedding backward's im2col, grown on demand (the
+    size_t cols_bytes;   // scratch is taken by gpu_gemm's bf16 copies in the same call)
     gpu_lin_plan plans[GPU_MAX_PLANS];
     int n_plans;
     char name[320];

@@ -305,13 +305,17 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
                                         int H, int W, int p, int C, gpu_dtype dt) {
     int P = (H / p) * (W / p), K = 3 * p * p;
     size_t rows = (size_t)B * P;
-    if (dw) {
-        float *cols = (float *)gpu_malloc(g, rows * K * sizeof(float));
-        if (!cols) return -1;
-        int rc = gpu_im2col(g, cols, img, B, H, W, p, GPU_F32);
-        if (rc == 0) rc = gpu_gemm(g, dw, dy, cols, C, K, (int)rows, 1, 0, 1.0f, dt);  // dy^T cols
-        gpu_free(g, cols);
-        if (rc) return -1;
+    if (dw) {   // the buffer is kept: a cudaMalloc/cudaFree per step would stall the stream
+        size_t bytes = rows * K * sizeof(float);
+        if (bytes > g->cols_bytes) {
+            gpu_free(g, g->cols);
+            g->cols_bytes = 0;
+            if (!(g->cols = (float *)gpu_malloc(g, bytes))) return -1;
+            g->cols_bytes = bytes;
+        }
+        if (gpu_im2col(g, g->cols, img, B, H, W, p, GPU_F32) ||
+            gpu_gemm(g, dw, dy, g->cols, C, K, (int)rows, 1, 0, 1.0f, dt))   // dy^T cols
+            return -1;
     }
     if (db && gpu_colsum_acc(g, db, dy, rows, C)) return -1;
     return 0;
