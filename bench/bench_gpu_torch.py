@@ -4,7 +4,9 @@ matmul-softmax-matmul like ufo's), same size and batch, bf16 autocast (AMP) or
 fp32, timed like ufo's: inputs in pinned host memory, upload + forward + the
 features back on the host per iteration. With --sdpa the attention is
 F.scaled_dot_product_attention instead (torch >= 2: flash/efficient kernels),
-as a second, stronger baseline. Prints one JSON line."""
+as a second, stronger baseline. With --compile the model goes through
+torch.compile first (torch >= 2 with a working Triton; the compile time is
+not timed: two warm-up calls run before the clock starts). Prints one JSON line."""
 import argparse
 import json
 import os
@@ -26,6 +28,7 @@ ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--iters", type=int, default=10)
 ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
 ap.add_argument("--sdpa", action="store_true")
+ap.add_argument("--compile", action="store_true")
 a = ap.parse_args()
 
 if not torch.cuda.is_available():
@@ -42,11 +45,16 @@ if a.sdpa:
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C))
 
     vit_torch.Attention.forward = sdpa_forward
+if a.compile and not hasattr(torch, "compile"):
+    print(json.dumps({"impl": f"torch {torch.__version__} compile", "skipped": "no torch.compile"}))
+    sys.exit(0)
 
 torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in ufo
 torch.backends.cudnn.allow_tf32 = False
 dim, depth, heads = PRESETS[a.preset]
 model = vit_torch.AllInOne(a.img_size, 16, dim, depth, heads, tasks=("vehicle",)).eval().cuda()
+if a.compile:
+    model = torch.compile(model)
 x = (torch.rand(a.batch, 3, a.img_size, a.img_size) * 2 - 1).pin_memory()
 
 
@@ -65,7 +73,8 @@ with torch.inference_mode():
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
 ips = a.batch * a.iters / dt
-print(json.dumps({"impl": f"torch {torch.__version__} eager{' sdpa' if a.sdpa else ''}", "device":
+mode = "compile" if a.compile else "eager"
+print(json.dumps({"impl": f"torch {torch.__version__} {mode}{' sdpa' if a.sdpa else ''}", "device":
                   torch.cuda.get_device_name(0), "preset": a.preset, "img_size": a.img_size, "precision": a.precision,
                   "batch": a.batch, "images_per_s": round(ips, 2), "ms_per_batch": round(1000 * dt / a.iters, 2),
                   "max_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))

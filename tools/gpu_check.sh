@@ -17,8 +17,9 @@
 #      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
 #      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU
 #   5. the PyTorch eager AMP equivalents (bench/bench_gpu_torch.py,
-#      bench/bench_train_torch.py --device cuda) with the machine's python3
-#      when `import torch` works with CUDA, else "skipped"
+#      bench/bench_train_torch.py --device cuda), then torch.compile + SDPA
+#      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
+#      python3 when `import torch` works with CUDA, else "skipped"
 # Warnings are not errors here (another compiler version must not stop a
 # runtime check; CI builds with -Werror). Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
 # ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
@@ -127,7 +128,7 @@ fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
 UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
-UFO_TRAIN="n/a" TORCH_TRAIN="skipped"
+UFO_TRAIN="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
 if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
@@ -164,6 +165,11 @@ if [ -n "$PY" ]; then
         --batch 32 --iters 5 --precision bf16; then
         TORCH_TRAIN=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_train_bf16.log" | grep -o '[0-9.]*$')
     fi
+    # torch.compile (Triton) last: its compile time is minutes and must not starve the rest.
+    if [ -z "${GPU_CHECK_NO_COMPILE:-}" ] && run torch_bf16_compile 240 "$PY" bench/bench_gpu_torch.py --batch 32 \
+        --iters 10 --precision bf16 --sdpa --compile; then
+        TORCH_COMPILE=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_bf16_compile.log" | grep -o '[0-9.]*$' || echo skipped)
+    fi
 else
     note "SKIP torch benchmark: no python3 with a CUDA-enabled torch"
 fi
@@ -197,7 +203,7 @@ MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P
     echo
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
-    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA"
+    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
     echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
