@@ -70,7 +70,7 @@ static int t_allgatherv(ufo_comm *c, const void *send, void *recv, const size_t 
     return 0;
 }
 
-static const ufo_comm_ops test_ops = {"threads", t_allreduce, t_allgatherv, NULL, NULL, NULL, NULL, NULL, NULL};
+static const ufo_comm_ops test_ops = {"threads", t_allreduce, t_allgatherv, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 
 // ---- Partial-FC vs one call holding every class -----------------------------
 

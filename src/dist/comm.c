@@ -113,6 +113,21 @@ int ufo_comm_barrier(ufo_comm *c, const char *what) {
     return rc;
 }
 
+int ufo_comm_allreduce_sum_f32_queued(ufo_comm *c, float *buf, size_t n, void *ready, const char *what) {
+    if (c->size == 1 || n == 0) return 0;
+    if (!c->ops->allreduce_queued) return ufo_comm_allreduce_sum_f32(c, buf, n, what);
+    c->calls++;
+    return c->ops->allreduce_queued(c, buf, n, ready, what);
+}
+
+int ufo_comm_wait(ufo_comm *c, const char *what) {
+    if (c->size == 1 || !c->ops->wait) return 0;
+    double t0 = ufo_now();
+    int rc = c->ops->wait(c, what);
+    c->busy_s += ufo_now() - t0;
+    return rc;
+}
+
 int ufo_comm_reduce_scatter_sum_f32(ufo_comm *c, const float *send, float *recv, const size_t *counts,
                                     const char *what) {
     size_t total = 0, mine = 0;

@@ -35,6 +35,11 @@ typedef struct {
     // block r (counts[r] floats, after counts[0..r)) on rank r. NULL: the
     // wrapper all-reduces a copy and keeps its block (host buffers only).
     int (*reduce_scatter)(ufo_comm *c, const float *send, float *recv, const size_t *counts, const char *what);
+    // Queued sum all-reduce of fp32 device buffers behind `ready` (a CUDA
+    // event), returning at once, and the wait for every queued one. NULL: the
+    // wrapper runs the all-reduce there and then (host transports).
+    int (*allreduce_queued)(ufo_comm *c, float *buf, size_t n, void *ready, const char *what);
+    int (*wait)(ufo_comm *c, const char *what);
 } ufo_comm_ops;
 
 struct ufo_comm {
@@ -74,6 +79,15 @@ int ufo_comm_bcast(ufo_comm *c, void *buf, size_t bytes, int root, const char *w
 int ufo_comm_reduce_scatter_sum_f32(ufo_comm *c, const float *send, float *recv, const size_t *counts,
                                     const char *what);
 int ufo_comm_barrier(ufo_comm *c, const char *what);
+// Overlap of communication with computation (the CUDA trainer's gradient
+// all-reduce, bucket by bucket during its backward): a sum all-reduce of
+// buf, queued after `ready` (a CUDA event of the stream that writes buf,
+// gpu_record_event) and returning at once on a device transport (NCCL);
+// ufo_comm_wait returns when every queued one has completed. Elsewhere the
+// all-reduce runs at once and the wait is a no-op. busy_s counts the wait:
+// the communication the computation did not hide.
+int ufo_comm_allreduce_sum_f32_queued(ufo_comm *c, float *buf, size_t n, void *ready, const char *what);
+int ufo_comm_wait(ufo_comm *c, const char *what);
 
 // [lo, hi) of the rank's share when n items are split as evenly as possible
 // in rank order (the first n % size ranks get one more).

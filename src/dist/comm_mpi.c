@@ -142,7 +142,7 @@ static void mpi_finalize(ufo_comm *c) {
 }
 
 static const ufo_comm_ops mpi_ops = {"mpi", mpi_allreduce, mpi_allgatherv, mpi_gatherv, mpi_bcast,
-                                     mpi_barrier, mpi_abort, mpi_finalize, mpi_reduce_scatter};
+                                     mpi_barrier, mpi_abort, mpi_finalize, mpi_reduce_scatter, NULL, NULL};
 
 int ufo_comm_mpi_init(ufo_comm *c) {
     int provided = 0;

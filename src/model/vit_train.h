@@ -55,6 +55,13 @@ typedef struct {
     int total[UFO_NUM_TASKS];   // rows of task t over all ranks (comm only)
     double *bn_acc;        // [3 D] sync BN accumulators
     struct vit_train_cuda *cu;    // CUDA backend's device state (NULL otherwise)
+    // CUDA backward: called as soon as one block's parameter gradients are
+    // final, with their range [lo, hi) of the flat buffer and `ready`, an event
+    // of the device stream marking them written (gpu_record_event), so the
+    // caller can start their all-reduce while the earlier blocks' backward
+    // runs. NULL: not called. The CPU backends never call it.
+    void (*grads_ready)(void *ctx, size_t lo, size_t hi, void *ready);
+    void *grads_ready_ctx;
 } vit_train_state;
 
 // The CUDA backend's device buffers, for the optimiser (train/sgd.h's

@@ -371,8 +371,16 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
     if (ln_bwd(st, c->dh, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n) ||
         gpu_zero(g, c->dx, rows * D * sizeof(float)) || gpu_copy_rows(g, c->dx, (size_t)T * D, c->dh, D, n, D))
         return -1;
-    for (int l = cf->depth - 1; l >= 0; l--)
+    for (int l = cf->depth - 1; l >= 0; l--) {
         if (block_bwd(st, l, acts(st, l))) return -1;
+        if (st->grads_ready) {   // blocks are contiguous in the buffer, ln1_w first
+            const float *end = l + 1 < cf->depth ? m->w.blocks[l + 1].ln1_w : m->w.norm_w;
+            void *ready = gpu_record_event(g);
+            if (!ready) return -1;
+            st->grads_ready(st->grads_ready_ctx, (size_t)(m->w.blocks[l].ln1_w - m->params),
+                            (size_t)(end - m->params), ready);
+        }
+    }
     // Tokens: pos_embed gets every row's gradient, cls_token the class rows', the
     // patch embedding the other rows'.
     if (gpu_colsum_acc(g, G(st, m->w.pos_embed), c->dx, n, T * D) ||

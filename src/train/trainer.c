@@ -285,12 +285,31 @@ static void reduce_scatter_grads(ufo_trainer *t) {
     free(cnt);
 }
 
+// CUDA backward's grads_ready: block by block, from the last one down, each
+// block's gradients are all-reduced on the NCCL stream while the GPU goes on
+// with the blocks before it. The ranges arrive adjacent, descending.
+static void queue_block_grads(void *ctx, size_t lo, size_t hi, void *ready) {
+    ufo_trainer *t = ctx;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (t->q_lo != t->q_hi && hi != t->q_lo)
+        ufo_comm_abort(t->comm, 1, "trainer: gradient range [%zu, %zu) is not next to [%zu, %zu)", lo, hi, t->q_lo,
+                       t->q_hi);
+    if (t->q_lo == t->q_hi) t->q_hi = hi;
+    t->q_lo = lo;
+    ufo_comm_allreduce_sum_f32_queued(t->cfg.dev_comm, dev->grads + lo, hi - lo, ready,
+                                      "gradient all-reduce (device, overlapped)");
+}
+
 static void allreduce_grads(ufo_trainer *t) {
     size_t n = t->zero ? 0 : t->model->n_floats;   // ZeRO: the model's part is reduce-scattered
     if (t->zero) reduce_scatter_grads(t);
     const vit_train_device *dev = vit_train_device_of(&t->st);
-    if (dev && n)   // CUDA: the device buffer, over the device group (NCCL), in one call
-        ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, dev->grads, n, "gradient all-reduce (device)");
+    if (dev && n) {   // CUDA: the device buffer over the device group (NCCL); the blocks' are queued already
+        ufo_comm *dc = t->cfg.dev_comm;
+        ufo_comm_wait(dc, "gradient all-reduce (device, overlapped)");
+        ufo_comm_allreduce_sum_f32(dc, dev->grads, t->q_lo, "gradient all-reduce (device, embedding)");
+        ufo_comm_allreduce_sum_f32(dc, dev->grads + t->q_hi, n - t->q_hi, "gradient all-reduce (device, heads)");
+    }
     for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
         ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
                                    "gradient all-reduce");
@@ -365,7 +384,12 @@ static int grad_dp(ufo_trainer *t, const float *images, const int counts[UFO_NUM
         if (G[k] && !t->sharded[k]) stats->cosface[k] = red[k], stats->accuracy[k] = red[UFO_NUM_TASKS + k] / G[k];
         stats->loss += stats->cosface[k] + stats->triplet[k];
     }
-    if (vit_train_backward(&t->st, t->df, t->df_bn)) return -1;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    t->q_lo = t->q_hi = 0;
+    if (dev && !t->zero) t->st.grads_ready = queue_block_grads, t->st.grads_ready_ctx = t;
+    int rc = vit_train_backward(&t->st, t->df, t->df_bn);
+    t->st.grads_ready = NULL;
+    if (rc) return -1;
     allreduce_grads(t);
     return 0;
 }

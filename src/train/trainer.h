@@ -108,6 +108,9 @@ typedef struct {
     float *zgrad;
     ufo_sgd_segment *zseg;           // t->seg cut to the slice (offsets from zlo)
     int *zseg_of, nzseg;             // zseg[i] is a part of seg[zseg_of[i]]
+    // CUDA, data parallel without ZeRO: [q_lo, q_hi) of the gradients whose
+    // all-reduce the backward queued block by block (overlapped with it).
+    size_t q_lo, q_hi;
 } ufo_trainer;
 
 typedef struct {

@@ -287,6 +287,11 @@ int gpu_copy(gpu_ctx *g, void *dst, const void *src, size_t bytes) {
     memmove(dst, src, bytes);
     return 0;
 }
+// Every op has finished when it returns: an event marks nothing to wait for.
+void *gpu_record_event(gpu_ctx *g) {
+    static int done;
+    return &done;
+}
 int gpu_zero(gpu_ctx *g, void *p, size_t bytes) {
     need(p, bytes, "zero");
     memset(p, 0, bytes);

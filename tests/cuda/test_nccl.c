@@ -1,5 +1,6 @@
 // The NCCL transport (src/dist/cuda/comm_nccl.c) on device buffers: every
-// collective the trainer uses (all-reduce f32 sum / f64 max, all-gather with
+// collective the trainer uses (all-reduce f32 sum / f64 max, the queued
+// all-reduce behind an event of the compute stream + wait, all-gather with
 // uneven blocks, also in place, reduce-scatter with uneven blocks, broadcast,
 // gather) against the values worked out here from each rank's inputs.
 //
@@ -61,6 +62,33 @@ static void check_allreduce(void) {
     CHECK(bad_d == 0, "all-reduce f64 max: %d of %d values wrong", bad_d, n);
     gpu_free(g, df);
     gpu_free(g, dd);
+}
+
+// The trainer's overlap: two halves of a buffer, each written by a kernel on
+// the compute stream (gpu_scale_rows: x2) and all-reduced behind its event.
+static void check_queued(void) {
+    enum { n = 4099 };
+    static float h[n];
+    for (int i = 0; i < n; i++) h[i] = (float)((me + 1) * (i % 31));
+    float *d = dev_with(h, sizeof h);
+    const float two[1] = {2.0f};
+    float *d2 = dev_with(two, sizeof two);
+    int half = n / 2;
+    for (int part = 0; part < 2; part++) {
+        float *p = d + (part ? half : 0);
+        size_t cnt = part ? (size_t)(n - half) : (size_t)half;
+        void *ready = NULL;
+        CHECK(gpu_scale_rows(g, p, p, d2, 1, cnt, 0) == 0 && (ready = gpu_record_event(g)) != NULL, "%s", gpu_error());
+        if (nc.ops->allreduce_queued) nc.ops->allreduce_queued(&nc, p, cnt, ready, "test queued all-reduce");
+        else ufo_comm_allreduce_sum_f32_queued(&nc, p, cnt, ready, "test queued all-reduce");   // runs at once
+    }
+    if (nc.ops->wait) nc.ops->wait(&nc, "test queued all-reduce");
+    to_host(h, d, sizeof h);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += h[i] != (float)(2 * (i % 31) * R * (R + 1) / 2);
+    CHECK(bad == 0, "queued all-reduce after the stream's kernels: %d of %d values wrong", bad, n);
+    gpu_free(g, d);
+    gpu_free(g, d2);
 }
 
 // Block q holds q + 3 floats valued 1000 q + j (uneven blocks, like ZeRO's slices).
@@ -170,6 +198,7 @@ int main(void) {
     }
     printf("test_nccl: rank %d of %d (%s) on %s\n", me, R, nc.ops->name, gpu_device_name(g));
     check_allreduce();
+    check_queued();
     check_allgatherv(0);
     check_allgatherv(1);
     check_reduce_scatter();

@@ -58,6 +58,23 @@ static void wait_stream(ufo_comm *c, const char *op, const char *what) {
     }
 }
 
+// Queued behind the caller's event, not waited for (ufo_comm_wait does): the
+// all-reduce of one block's gradients runs while the GPU computes the next.
+static int nccl_allreduce_queued(ufo_comm *c, float *buf, size_t n, void *ready, const char *what) {
+    nccl_impl *m = c->impl;
+    if (ready) {
+        cudaError_t e = cudaStreamWaitEvent(m->stream, (cudaEvent_t)ready, 0);
+        if (e != cudaSuccess) nccl_fail(c, "cudaStreamWaitEvent", what, cudaGetErrorString(e));
+    }
+    NCHECK(c, "ncclAllReduce", what, ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, m->nccl, m->stream));
+    return 0;
+}
+
+static int nccl_wait(ufo_comm *c, const char *what) {
+    wait_stream(c, "ncclAllReduce (queued)", what);
+    return 0;
+}
+
 static int nccl_allreduce(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, ufo_comm_op op, const char *what) {
     nccl_impl *m = c->impl;
     NCHECK(c, "ncclAllReduce", what,
@@ -146,7 +163,8 @@ static void nccl_finalize(ufo_comm *c) {
 }
 
 static const ufo_comm_ops nccl_ops = {"nccl", nccl_allreduce, nccl_allgatherv, nccl_gatherv, nccl_bcast,
-                                     nccl_barrier, nccl_abort, nccl_finalize, nccl_reduce_scatter};
+                                     nccl_barrier, nccl_abort, nccl_finalize, nccl_reduce_scatter,
+                                     nccl_allreduce_queued, nccl_wait};
 
 // A device group over the same ranks as `host`, on CUDA device `device`
 // (usually the node-local rank). Rank 0's ncclUniqueId travels over `host`.

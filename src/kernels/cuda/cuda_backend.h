@@ -35,6 +35,12 @@ const char *gpu_device_name(const gpu_ctx *g);
 gpu_ctx *gpu_ctx_create(int device);
 void gpu_ctx_free(gpu_ctx *g);
 int gpu_sync(gpu_ctx *g);
+// A CUDA event (cudaEvent_t) recorded on the stream now: another stream (the
+// NCCL transport's) can wait for the work queued so far. The context owns a
+// ring of GPU_EVENTS; a waiter captures the event when its wait is queued
+// (cudaStreamWaitEvent), so reuse after that is safe. NULL on failure.
+#define GPU_EVENTS 8
+void *gpu_record_event(gpu_ctx *g);
 
 void *gpu_malloc(gpu_ctx *g, size_t bytes);
 void gpu_free(gpu_ctx *g, void *p);

@@ -56,6 +56,8 @@ void gpu_ctx_free(gpu_ctx *g) {
         cublasLtMatrixLayoutDestroy(p->c);
         cublasLtMatmulDescDestroy(p->op);
     }
+    for (int i = 0; i < GPU_EVENTS; i++)
+        if (g->events[i]) cudaEventDestroy(g->events[i]);
     cudaFree(g->ws);
     cudaFree(g->scratch);
     cudaFree(g->cols);
@@ -107,6 +109,14 @@ gpu_ctx *gpu_ctx_create(int device) {
 }
 
 int gpu_sync(gpu_ctx *g) { return gpu_check(cudaStreamSynchronize(g->stream), "cudaStreamSynchronize"); }
+
+void *gpu_record_event(gpu_ctx *g) {
+    cudaEvent_t *e = &g->events[g->next_event];
+    if (!*e && gpu_check(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "cudaEventCreate")) return NULL;
+    if (gpu_check(cudaEventRecord(*e, g->stream), "cudaEventRecord")) return NULL;
+    g->next_event = (g->next_event + 1) % GPU_EVENTS;
+    return (void *)*e;
+}
 
 void *gpu_malloc(gpu_ctx *g, size_t bytes) {
     void *p = NULL;

@@ -33,6 +33,8 @@ struct gpu_ctx {
     char name[320];
     int flash;           // attention: 1 = gpu_flash.cu where it applies (bf16, hd 64), 0 = GEMMs
     size_t chunk_bytes;  // attention: score buffers per chunk of images stay under this (>= 1 image)
+    cudaEvent_t events[GPU_EVENTS];   // gpu_record_event's ring (made on first use)
+    int next_event;
 };
 
 // Sets gpu_error() and returns -1.
