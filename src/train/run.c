@@ -258,6 +258,13 @@ static int evaluate(run_state *s, long step) {
 
 // --- the loop ------------------------------------------------------------------------
 
+// Seconds inside collectives so far: the host group's plus, with CUDA, the
+// device group's (NCCL: the gradient all-reduce the backward did not hide).
+static double comm_busy(const run_state *s) {
+    const ufo_comm *d = s->trainer.cfg.dev_comm;
+    return s->comm->busy_s + (d && d != s->comm ? d->busy_s : 0);
+}
+
 static int train_loop(run_state *s) {
     const ufo_recipe *r = s->r;
     char ck[1100];
@@ -265,7 +272,7 @@ static int train_loop(run_state *s) {
     ufo_progress pg;
     long start = s->trainer.step;
     ufo_progress_begin(&pg, "train", "step", r->steps, 1);
-    double t0 = ufo_now(), last_log = t0, comm0 = s->comm->busy_s, last_comm = comm0;
+    double t0 = ufo_now(), last_log = t0, comm0 = comm_busy(s), last_comm = comm0;
     long images = 0, last_images = 0;
     // Test hook (tests/py/test_mpi_train.py): UFO_TEST_FAIL_RANK=R UFO_TEST_FAIL_STEP=K
     // makes rank R exit (or with UFO_TEST_FAIL_HANG=1, hang) before step K.
@@ -291,8 +298,8 @@ static int train_loop(run_state *s) {
         if ((r->log_every && (k + 1) % r->log_every == 0) || last) {
             double now = ufo_now(), ips = (images - last_images) / (now - last_log);
             double eta = (r->steps - k - 1) * (now - t0) / (k + 1 - start);
-            double share = (s->comm->busy_s - last_comm) / (now - last_log);
-            last_log = now, last_images = images, last_comm = s->comm->busy_s;
+            double share = (comm_busy(s) - last_comm) / (now - last_log);
+            last_log = now, last_images = images, last_comm = comm_busy(s);
             log_step(s, &st, ips, now - t0);
             if (!s->o->quiet && s->lead) {
                 fprintf(stderr, "step %ld/%ld  lr %.4g  loss %.4f [", k + 1, r->steps, st.lr, st.loss);
@@ -310,7 +317,7 @@ static int train_loop(run_state *s) {
             double el = ufo_now() - t0;
             fprintf(stderr, "train: %d processes, %ld steps, %.1f img/s, communication %.1f%% of the step time\n",
                     s->comm->size, k + 1 - start, images / el,
-                    100 * (s->comm->busy_s - comm0) / el);
+                    100 * (comm_busy(s) - comm0) / el);
         }
         int stop = s->o->stop_after > 0 && k + 1 == s->o->stop_after && !last;
         if ((r->checkpoint_every && (k + 1) % r->checkpoint_every == 0) || last || stop) {
