@@ -176,9 +176,11 @@ static void screen_line(const char *set, const cuda_screen *s, cuda_screen_stats
     cuda_screen_stats now;
     cuda_screen_get_stats(s, &now);
     int64_t calls = now.calls - before->calls, declined = now.declined - before->declined;
+    int64_t cpu = now.cpu_blocks - before->cpu_blocks;
     if (calls)
-        fprintf(stderr, "eval: %s: kNN screen on the GPU (%lld call%s, %.3g products, %.2f s)\n", set,
-                (long long)calls, calls > 1 ? "s" : "", now.macs - before->macs, now.seconds - before->seconds);
+        fprintf(stderr, "eval: %s: kNN screen on the GPU (%lld call%s, %.3g products, %.2f s%s)\n", set,
+                (long long)calls, calls > 1 ? "s" : "", now.macs - before->macs, now.seconds - before->seconds,
+                cpu ? "; GPU memory short: some blocks on the CPU" : "");
     else if (declined)
         fprintf(stderr, "eval: %s: kNN screen on the CPU (the gallery does not fit in GPU memory)\n", set);
     *before = now;

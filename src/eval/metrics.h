@@ -29,6 +29,7 @@ typedef struct {
     // 1: declined (say, no room on the device): oneDNN screens this call.
     int (*begin)(void *ctx, const float *B, int64_t n, int d);
     // C[i * ncols + j] = A[i, :] . B[col0 + j, :] for i < m, j < ncols (C dense).
+    // 1: declined, oneDNN screens this block.
     int (*block)(void *ctx, const float *A, int64_t m, int64_t col0, int64_t ncols, float *C);
     // After every begin (failed ones too): frees what the call took.
     void (*end)(void *ctx);

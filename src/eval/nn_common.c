@@ -266,7 +266,11 @@ static int spot_check(const ufo_nn_screen *s, const float *A, int64_t m, int64_t
 int ufo_nn_screen_block(ufo_nn_screen *s, const float *A, int64_t m, int64_t col0, float *C) {
     int64_t w = s->n - col0;
     if (m <= 0 || w <= 0) return 0;
-    if (s->ext) return s->scr.block(s->scr.ctx, A, m, col0, w, C) ? -1 : spot_check(s, A, m, col0, w, C);
+    if (s->ext) {
+        int rc = s->scr.block(s->scr.ctx, A, m, col0, w, C);
+        if (rc <= 0) return rc ? -1 : spot_check(s, A, m, col0, w, C);
+        // 1: declined this block (device memory short): oneDNN screens it.
+    }
     return ufo_nn_gemm_nt(A, s->B + (size_t)col0 * s->d, m, w, s->d, C, w);
 }
 

@@ -91,7 +91,7 @@ int cuda_screen_begin(void *ctx, const float *B, int64_t n, int d) {
 }
 
 // Device buffers grow to the largest block (the first one: later blocks of a
-// call are no larger) and stay until the call ends.
+// call are no larger) and stay until the call ends. NULL: out of device memory.
 static float *ensure(cuda_screen *s, float **p, size_t *cap, size_t floats) {
     if (floats <= *cap) return *p;
     gpu_free(s->g, *p);
@@ -108,8 +108,10 @@ int cuda_screen_block(void *ctx, const float *A, int64_t m, int64_t col0, int64_
         return ufo_errorf("kNN screen on the GPU: block of %lld rows x columns [%lld, %lld) of %lld",
                           (long long)m, (long long)col0, (long long)(col0 + ncols), (long long)s->n);
     int d = s->d;
-    if (!ensure(s, &s->dA, &s->capA, (size_t)m * d) || !ensure(s, &s->dC, &s->capC, (size_t)m * ncols))
-        return fail("similarity block");
+    if (!ensure(s, &s->dA, &s->capA, (size_t)m * d) || !ensure(s, &s->dC, &s->capC, (size_t)m * ncols)) {
+        s->st.cpu_blocks++;   // no room beside the gallery: the CPU screens this block
+        return 1;
+    }
     // C [m, ncols] = A [m, d] . B[col0 .., :]^T  (B stored [n, d]: transB).
     if (gpu_upload(s->g, s->dA, A, (size_t)m * d * sizeof(float)) ||
         gpu_gemm(s->g, s->dC, s->dA, s->dB + (size_t)col0 * d, (int)m, (int)ncols, d, 0, 1, 0.0f, GPU_F32) ||

@@ -13,6 +13,7 @@ typedef struct cuda_screen cuda_screen;
 typedef struct {
     int64_t calls;      // metric calls screened on the GPU
     int64_t declined;   // calls left to the CPU (device memory short)
+    int64_t cpu_blocks; // blocks of GPU calls left to the CPU (device memory short)
     double macs;        // products computed (multiply-adds)
     double seconds;     // begin to end, uploads and downloads included
 } cuda_screen_stats;
