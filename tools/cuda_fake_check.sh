@@ -89,5 +89,11 @@ if [ "$(grep -c 'kNN screen on the GPU' "$D/eval_always.log")" != 3 ] || grep -q
     exit 1
 fi
 cmp "$D/eval_always.json" "$D/eval_never.json"
+if UFO_METRICS_GPU=sometimes "$B/ufo_fake" eval --model "$D/gpu/model.safetensors" --data "$D/data" --device cuda \
+    --datasets SOP >/dev/null 2>"$D/eval_bad.log" || [ "$(wc -l <"$D/eval_bad.log")" != 1 ] ||
+    ! grep -q "UFO_METRICS_GPU must be" "$D/eval_bad.log"; then
+    echo "cuda_fake_check: FAIL: UFO_METRICS_GPU=sometimes is not refused with one line"
+    exit 1
+fi
 echo "cuda_fake_check: eval --device cuda: kNN screen on the GPU == on the CPU (Market1501, VeRi, SOP: same JSON)"
 echo "cuda_fake_check: all passed"

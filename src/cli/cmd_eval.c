@@ -194,6 +194,7 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = parse_sets(a.datasets, sets, &nsets))) return rc == -2 ? 2 : cli_fail();
     if (a.threads) omp_set_num_threads(a.threads);
     if (ufo_device_check(a.device)) return cli_fail();  // before loading anything
+    if (a.device == UFO_DEVICE_CUDA && ufo_metrics_screen_mode() < 0) return cli_fail();  // not after a set's embedding
     if (!a.workers) {  // the CPU model uses every core itself; the GPU needs decoders beside it
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         a.workers = a.device == UFO_DEVICE_CPU ? 1 : cores > 8 ? 7 : cores > 2 ? (int)cores - 1 : 1;

@@ -16,7 +16,7 @@ void ufo_metrics_set_block_rows(int rows);
 
 // A pluggable similarity screen for the ReID and SOP metrics (the fp32 pass
 // of eval/nn_internal.h that oneDNN runs by default). `ufo eval --device
-// cuda` installs the GPU one (model/nn_cuda.h); eval never calls a backend
+// cuda` installs the GPU one (model/screen_cuda.h); eval never calls a backend
 // itself. Contract: every value is an fp32 inner product, fp32 products and
 // fp32 (or fused multiply-add) additions in ANY order, no TF32, no bf16.
 // ufo_nn_eps bounds the error of every such order, so the metrics stay those
@@ -46,3 +46,6 @@ void ufo_metrics_set_screen(const ufo_metrics_screen *s);
 // UFO_METRICS_SCREEN_MIN_MACS: below that the transfers and the launch cost
 // more than oneDNN's whole screen (Market-1501 at d = 768: 4e10).
 #define UFO_METRICS_SCREEN_MIN_MACS (1.0 * (1 << 30))
+// UFO_METRICS_GPU read: 0 never, 1 auto, 2 always; -1 after ufo_errorf when
+// it is something else (the CLI checks it before embedding anything).
+int ufo_metrics_screen_mode(void);

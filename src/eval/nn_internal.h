@@ -13,8 +13,9 @@
 // the GPU) screens all pairs; its error is bounded by eps = gamma_d
 // (|q| |g| <= 1) whatever its summation order, so a comparison of a screened
 // value against a threshold is decided by the fp32 value unless the two lie
-// within eps, and then the pair's similarity is recomputed in double. The result is the
-// one of a full double-precision distance matrix, at fp32 GEMM speed.
+// within eps, and then the pair's similarity is recomputed in double. The
+// result is the one of a full double-precision distance matrix, at fp32 GEMM
+// speed.
 #pragma once
 #include "eval/metrics.h"
 #include <stddef.h>

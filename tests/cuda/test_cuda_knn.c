@@ -1,6 +1,6 @@
 // The kNN metrics' similarity screen on the GPU (model/screen_cuda.c, what
 // `ufo eval --device cuda` installs): every value it returns lies within the
-// fp32 bound ufo_nn_eps of the double product (TF32 would be ~100x off),
+// fp32 bound ufo_nn_eps of the double product (TF32 would be 10-100x off),
 // and ReID CMC/mAP/mINP and SOP Recall@K with it installed are bit-for-bit
 // those of the CPU screen, on features full of exact and near ties, over
 // several blocks. On a real GPU also one large ReID problem, timed both
