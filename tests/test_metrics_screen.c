@@ -119,7 +119,8 @@ static void check_data_is_hard(void) {
             ties += slab[i] != slab[j] && !memcmp(xn + (size_t)i * D, xn + (size_t)j * D, sizeof(float) * D);
         }
     printf("SOP data: %lld of %d screened values differ between oneDNN and reversed fp32; "
-           "%lld pairs of identical unit vectors under different labels\n", (long long)differ, NS * (NS - 1) / 2, (long long)ties);
+           "%lld pairs of identical unit vectors under different labels\n",
+           (long long)differ, NS * (NS - 1) / 2, (long long)ties);
     CHECK(differ > 1000, "only %lld values differ", (long long)differ);
     CHECK(ties > 100, "only %lld ties", (long long)ties);
     free(xn);
