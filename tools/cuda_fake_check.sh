@@ -11,7 +11,9 @@
 # --device cpu (rel 1e-4), stop + --resume == straight (same model file), and,
 # when mpirun exists, `mpirun -np 2` == one process (rel 1e-4; the stand-in's
 # device memory is host memory, so MPI stands in for NCCL:
-# UFO_TEST_HOST_AS_DEVICE_COMM). About a minute on 2 cores.
+# UFO_TEST_HOST_AS_DEVICE_COMM). Last, the kNN metrics' screen on the "GPU"
+# (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About a
+# minute on 2 cores.
 # Usage: bash tools/cuda_fake_check.sh   (from anywhere; builds into build-fake)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,4 +104,28 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
 else
     echo "cuda_fake_check: no MPI in $B: data parallel skipped"
 fi
+
+# --- the kNN metrics' similarity screen through the GPU interface (model/screen_cuda.c) ---
+# test_cuda_knn (every screened value within the fp32 bound, metrics == the CPU
+# screen's on near-tie data), then `ufo eval --device cuda` with the screen
+# forced on and off: the same JSON, and the log says where it ran.
+# shellcheck disable=SC2086
+cc $FLAGS tests/cuda/test_cuda_knn.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/test_cuda_knn_fake"
+"$B/test_cuda_knn_fake"
+for m in always never; do
+    UFO_METRICS_GPU=$m "$B/ufo_fake" eval --model "$D/gpu/model.safetensors" --data "$D/data" --device cuda \
+        --datasets Market1501,VeRi,SOP --json "$D/eval_$m.json" >/dev/null 2>"$D/eval_$m.log"
+done
+if [ "$(grep -c 'kNN screen on the GPU' "$D/eval_always.log")" != 3 ] || grep -q 'kNN screen' "$D/eval_never.log"; then
+    echo "cuda_fake_check: FAIL: eval's log does not say the kNN screen ran on the GPU for 3 sets (and only then)"
+    exit 1
+fi
+cmp "$D/eval_always.json" "$D/eval_never.json"
+if UFO_METRICS_GPU=sometimes "$B/ufo_fake" eval --model "$D/gpu/model.safetensors" --data "$D/data" --device cuda \
+    --datasets SOP >/dev/null 2>"$D/eval_bad.log" || [ "$(wc -l <"$D/eval_bad.log")" != 1 ] ||
+    ! grep -q "UFO_METRICS_GPU must be" "$D/eval_bad.log"; then
+    echo "cuda_fake_check: FAIL: UFO_METRICS_GPU=sometimes is not refused with one line"
+    exit 1
+fi
+echo "cuda_fake_check: eval --device cuda: kNN screen on the GPU == on the CPU (Market1501, VeRi, SOP: same JSON)"
 echo "cuda_fake_check: all passed"

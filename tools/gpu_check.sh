@@ -8,7 +8,8 @@
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
 #      reference), test_cuda_train (the training pass, SGD and checkpoints vs
 #      the reference trainer), test_device, test_nccl (the NCCL transport's
-#      collectives on device buffers, one rank), and py_test_cuda_cli (vs PyTorch,
+#      collectives on device buffers, one rank), test_cuda_knn (the kNN
+#      metrics' screen on the GPU vs the CPU's), and py_test_cuda_cli (vs PyTorch,
 #      and `ufo train --device cuda` vs --device cpu, when /usr/bin/python3 has
 #      torch + numpy + PIL)
 #   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
@@ -116,6 +117,11 @@ if [ "$MODE" = full ]; then
     else
         note "SKIP test_nccl: this build found no NCCL"
     fi
+    # The kNN metrics' similarity screen on the GPU (model/screen_cuda.c): within the fp32 bound,
+    # the CPU screen's metrics bit for bit, and one 6000 x 60000 x 768 ReID timed both ways.
+    run test_cuda_knn 180 "$BUILD/src/kernels/cuda/test_cuda_knn"
+    grep -q "^SKIP" "$OUT/test_cuda_knn.log" && { note "FAIL test_cuda_knn skipped: no GPU visible to CUDA"; FAILED=1; }
+    while read -r l; do note "  $l"; done < <(grep -E "max \|err\||bit for bit|ReID, d" "$OUT/test_cuda_knn.log")
     if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
         run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
             /usr/bin/python3 tests/py/test_cuda_cli.py

@@ -203,3 +203,81 @@ void ufo_nn_groups_free(ufo_nn_groups *g) {
     ufo_free(g->key);
     memset(g, 0, sizeof *g);
 }
+
+// ---- The pluggable screen (metrics.h). One metric call at a time owns it:
+// its device state (the resident gallery) belongs to one call.
+static pthread_mutex_t g_screen_mu = PTHREAD_MUTEX_INITIALIZER;
+static ufo_metrics_screen g_screen;   // .block NULL: none installed
+static int g_screen_busy;
+
+void ufo_metrics_set_screen(const ufo_metrics_screen *s) {
+    pthread_mutex_lock(&g_screen_mu);
+    if (s && s->begin && s->block && s->end) g_screen = *s;
+    else memset(&g_screen, 0, sizeof g_screen);
+    pthread_mutex_unlock(&g_screen_mu);
+}
+
+int ufo_metrics_screen_mode(void) {
+    const char *e = getenv("UFO_METRICS_GPU");
+    if (!e || !*e || !strcmp(e, "auto")) return 1;
+    if (!strcmp(e, "always")) return 2;
+    if (!strcmp(e, "never")) return 0;
+    return ufo_errorf("UFO_METRICS_GPU must be always, never or auto (got '%s')", e);
+}
+
+int ufo_nn_screen_begin(ufo_nn_screen *s, const float *B, int64_t n, int d, double macs) {
+    memset(s, 0, sizeof *s);
+    s->B = B, s->n = n, s->d = d;
+    pthread_mutex_lock(&g_screen_mu);
+    int have = g_screen.block && !g_screen_busy, mode = have ? ufo_metrics_screen_mode() : 0;
+    if (have && (mode == 2 || (mode == 1 && macs >= UFO_METRICS_SCREEN_MIN_MACS))) {
+        s->ext = 1;
+        s->scr = g_screen;
+        g_screen_busy = 1;
+    }
+    pthread_mutex_unlock(&g_screen_mu);
+    if (mode < 0) return -1;
+    int rc = s->ext ? s->scr.begin(s->scr.ctx, B, n, d) : 0;
+    if (rc > 0) {   // declined (e.g. device memory short): oneDNN screens this call
+        ufo_nn_screen_end(s);
+        rc = 0;
+    }
+    return rc;
+}
+
+// Trust, but verify: a few values of every block of an installed screen
+// against the double products. A screen outside the contract (TF32 is off by
+// 1e-4 to 1e-3, eps is 4.6e-5 at d = 768) fails loudly instead of skewing a metric.
+static int spot_check(const ufo_nn_screen *s, const float *A, int64_t m, int64_t col0, int64_t w, const float *C) {
+    const double eps = ufo_nn_eps(s->d);
+    for (int64_t k = 0; k < 16; k++) {
+        int64_t i = (k * 7919) % m, j = (k * 104729 + k * k) % w;
+        double v = ufo_nn_dot_f64(A + (size_t)i * s->d, s->B + (size_t)(col0 + j) * s->d, s->d);
+        double err = fabs((double)C[(size_t)i * w + j] - v);
+        if (!(err <= eps))
+            return ufo_errorf("similarity screen: value (%lld, %lld) is off by %.3g, more than fp32 allows (%.3g): "
+                              "the installed screen is not strict fp32 (TF32?)",
+                              (long long)i, (long long)(col0 + j), err, eps);
+    }
+    return 0;
+}
+
+int ufo_nn_screen_block(ufo_nn_screen *s, const float *A, int64_t m, int64_t col0, float *C) {
+    int64_t w = s->n - col0;
+    if (m <= 0 || w <= 0) return 0;
+    if (s->ext) {
+        int rc = s->scr.block(s->scr.ctx, A, m, col0, w, C);
+        if (rc <= 0) return rc ? -1 : spot_check(s, A, m, col0, w, C);
+        // 1: declined this block (device memory short): oneDNN screens it.
+    }
+    return ufo_nn_gemm_nt(A, s->B + (size_t)col0 * s->d, m, w, s->d, C, w);
+}
+
+void ufo_nn_screen_end(ufo_nn_screen *s) {
+    if (!s->ext) return;
+    s->scr.end(s->scr.ctx);
+    s->ext = 0;
+    pthread_mutex_lock(&g_screen_mu);
+    g_screen_busy = 0;
+    pthread_mutex_unlock(&g_screen_mu);
+}

@@ -9,12 +9,15 @@
 // the real inner product to ~1e-16), and every ranking decision is taken on
 // that double value (distance = 1.0 - similarity for ReID), ties by index.
 //
-// Speed: an fp32 GEMM (oneDNN matmul) screens all pairs; its error is bounded
-// by eps = gamma_d (|q| |g| <= 1), so a comparison of a screened value against
-// a threshold is decided by the fp32 value unless the two lie within eps,
-// and then the pair's similarity is recomputed in double. The result is the
-// one of a full double-precision distance matrix, at fp32 GEMM speed.
+// Speed: an fp32 GEMM (oneDNN matmul, or an installed ufo_metrics_screen:
+// the GPU) screens all pairs; its error is bounded by eps = gamma_d
+// (|q| |g| <= 1) whatever its summation order, so a comparison of a screened
+// value against a threshold is decided by the fp32 value unless the two lie
+// within eps, and then the pair's similarity is recomputed in double. The
+// result is the one of a full double-precision distance matrix, at fp32 GEMM
+// speed.
 #pragma once
+#include "eval/metrics.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +33,20 @@ double ufo_nn_dot_f64(const float *a, const float *b, int d);
 double ufo_nn_eps(int d);
 // C[i * ldc + j] = A[i, :] . B[j, :] for i < m, j < n (strict fp32, oneDNN matmul or sgemm, threaded).
 int ufo_nn_gemm_nt(const float *A, const float *B, int64_t m, int64_t n, int d, float *C, int64_t ldc);
+// One metric call's screen: the installed ufo_metrics_screen (metrics.h) when
+// UFO_METRICS_GPU and the size say so, else ufo_nn_gemm_nt. Columns are
+// rows of B [n, d]; `macs` (the call's total products) decides auto mode.
+typedef struct {
+    const float *B;
+    int64_t n;
+    int d;
+    int ext;                  // 1: scr (the installed screen) runs this call's blocks
+    ufo_metrics_screen scr;
+} ufo_nn_screen;
+int ufo_nn_screen_begin(ufo_nn_screen *s, const float *B, int64_t n, int d, double macs);
+// C [m, n - col0] dense: C[i, j] = A[i, :] . B[col0 + j, :].
+int ufo_nn_screen_block(ufo_nn_screen *s, const float *A, int64_t m, int64_t col0, float *C);
+void ufo_nn_screen_end(ufo_nn_screen *s);   // also after a failed begin
 // Largest float <= x, smallest float >= x.
 float ufo_nn_float_down(double x);
 float ufo_nn_float_up(double x);

@@ -59,6 +59,7 @@ int ufo_recall_eval(const float *feats, const int *labels, int n, int D, const i
     double *sbest = NULL;
     int *jbest = NULL, *cnt = NULL;
     ufo_nn_groups groups = {0};
+    ufo_nn_screen scr = {0};
     xn = ufo_alloc(sizeof(float) * (size_t)n * D);
     sbest = ufo_alloc(sizeof(double) * (size_t)n);
     jbest = ufo_alloc(sizeof(int) * (size_t)n);
@@ -101,10 +102,12 @@ int ufo_recall_eval(const float *feats, const int *labels, int n, int D, const i
     int B = ufo_nn_block_rows(n, n);
     S = ufo_alloc(sizeof(float) * (size_t)B * n);
     if (!S) goto done;
+    // Every item is a column; the upper triangle's products are half of n * n * D.
+    if (ufo_nn_screen_begin(&scr, xn, n, D, 0.5 * n * n * D)) goto done;
     for (int i0 = 0; i0 < n; i0 += B) {
         int nb = n - i0 < B ? n - i0 : B, i1 = i0 + nb;
         int64_t w = n - i0;   // columns [i0, n), row stride w
-        if (ufo_nn_gemm_nt(xn + (size_t)i0 * D, xn + (size_t)i0 * D, nb, w, D, S, w)) goto done;
+        if (ufo_nn_screen_block(&scr, xn + (size_t)i0 * D, nb, i0, S)) goto done;
         // Pass A: rows of the block against every column >= i0 but themselves.
 #pragma omp parallel for schedule(dynamic, 4)
         for (int i = i0; i < i1; i++) {
@@ -170,6 +173,7 @@ int ufo_recall_eval(const float *feats, const int *labels, int n, int D, const i
     }
     rc = 0;
 done:
+    ufo_nn_screen_end(&scr);
     ufo_free(xn);
     ufo_free(S);
     ufo_free(hi);

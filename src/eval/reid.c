@@ -140,6 +140,7 @@ int ufo_reid_eval(const float *qf, const int *qpid, const int *qcam, int nq,
     double *ap = NULL, *inp = NULL;
     int64_t *hist = NULL;
     ufo_nn_groups groups = {0};
+    ufo_nn_screen scr = {0};
 
     gn = ufo_alloc(sizeof(float) * (size_t)ng * D);
     qn = ufo_alloc(sizeof(float) * (size_t)nq * D);
@@ -159,9 +160,10 @@ int ufo_reid_eval(const float *qf, const int *qpid, const int *qcam, int nq,
     if (!hits || !cnt || !S) goto done;
 
     reid_ctx c = {gn, gcam, &groups, ng, D, ufo_nn_eps(D)};
+    if (ufo_nn_screen_begin(&scr, gn, ng, D, (double)nq * ng * D)) goto done;   // the gallery stays put
     for (int b0 = 0; b0 < nq; b0 += B) {
         int nb = nq - b0 < B ? nq - b0 : B;
-        if (ufo_nn_gemm_nt(qn + (size_t)b0 * D, gn, nb, ng, D, S, ng)) goto done;
+        if (ufo_nn_screen_block(&scr, qn + (size_t)b0 * D, nb, 0, S)) goto done;
 #pragma omp parallel for schedule(dynamic, 4)
         for (int i = 0; i < nb; i++) {
             int t = omp_get_thread_num(), q = b0 + i;
@@ -211,6 +213,7 @@ int ufo_reid_eval(const float *qf, const int *qpid, const int *qcam, int nq,
     r->max_rank = max_rank;
     rc = 0;
 done:
+    ufo_nn_screen_end(&scr);
     ufo_free(gn);
     ufo_free(qn);
     ufo_free(S);
