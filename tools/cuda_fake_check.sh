@@ -4,11 +4,14 @@
 # tests/cuda/gpu_fake.c: a CPU stand-in for the CUDA backend's C interface
 # that runs the reference kernels on "device" buffers and aborts when an op
 # touches memory outside a live device allocation. It checks the code that
-# drives the backend (model/vit_train_cuda.c, train/sgd_cuda.c: buffer
-# sizes, host/device pointers, op order, SGD, checkpoints), not the CUDA
-# kernels (tools/gpu_check.sh on a GPU does). Then `ufo train --device cuda`
-# (the CLI linked with the stand-in) on tiny synthetic data: the losses of
-# --device cpu (rel 1e-4), stop + --resume == straight (same model file), and,
+# drives the backend (model/vit_train_cuda.c, train/sgd_cuda.c,
+# train/heads_cuda.c: buffer sizes, host/device pointers, op order, SGD,
+# checkpoints), not the CUDA kernels (tools/gpu_check.sh on a GPU does);
+# test_cuda_train runs twice, with the heads on the device (the default in one
+# process) and on the host (UFO_CUDA_HEADS=cpu). Then `ufo train --device cuda`
+# (the CLI linked with the stand-in) on tiny synthetic data: it says the heads
+# ran on the device, the losses of --device cpu (rel 1e-4), stop + --resume ==
+# straight (same model file, device heads saved and restored), and,
 # when mpirun exists, `mpirun -np 2` == one process (rel 1e-4; the stand-in's
 # device memory is host memory, so MPI stands in for NCCL:
 # UFO_TEST_HOST_AS_DEVICE_COMM). About a minute on 2 cores.
@@ -30,7 +33,9 @@ cc $FLAGS tests/cuda/test_cuda_train.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/
 # shellcheck disable=SC2086
 cc $FLAGS -DUFO_VERSION='"fake-gpu"' src/cli/*.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/ufo_fake"
 "$B/test_cuda_train_fake"
-echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in"
+echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (heads on the device)"
+UFO_CUDA_HEADS=cpu "$B/test_cuda_train_fake" >/dev/null
+echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (UFO_CUDA_HEADS=cpu: heads on the host)"
 
 # --- the CLI ---------------------------------------------------------------------------
 PY=/usr/bin/python3
@@ -43,8 +48,10 @@ export OMP_NUM_THREADS=1
 rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
+# Not quiet: the start-up lines say where the heads ran (one process: on the device).
 # shellcheck disable=SC2086
-"$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/gpu" --device cuda $TINY
+"$B/ufo_fake" train --config recipes/demo.ini --out "$D/gpu" --device cuda $TINY 2>"$D/gpu.err"
+grep -q "losses and classifiers on the GPU too" "$D/gpu.err" || { cat "$D/gpu.err"; echo "cuda_fake_check: FAIL: heads not on the device"; exit 1; }
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/resumed" --device cuda --stop-after 2 $TINY
 "$B/ufo_fake" train --quiet --resume "$D/resumed/last.safetensors" --device cuda

@@ -4,6 +4,7 @@
 #include "base/mem.h"
 #include "formats/safetensors.h"
 #include "model/vit_io.h"
+#include "train/heads_cuda.h"
 #include "train/pfc.h"
 #include <inttypes.h>
 #include <math.h>
@@ -147,10 +148,15 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
                 if ((int)r >= t->shard_lo[k] && (int)r < t->shard_hi[k]) w[(r - t->shard_lo[k]) * D + d] = v;
             }
     }
+    if (ufo_heads_cuda_wanted(t) && ufo_heads_cuda_init(t)) {   // the heads on the GPU too
+        ufo_trainer_free(t);
+        return -1;
+    }
     return 0;
 }
 
 void ufo_trainer_free(ufo_trainer *t) {
+    ufo_heads_cuda_free(t);   // before the device context goes
     vit_train_free(&t->st);
     float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop, t->gx, t->gdx, t->gdrop};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
@@ -363,7 +369,7 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     memset(stats, 0, sizeof *stats);
     stats->step = t->step;
     vit_train_zero_grad(&t->st);
-    memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    if (!t->dev_heads) memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
     memset(t->nkept, 0, sizeof t->nkept);   // a task without rows this step keeps (updates) no class
     if (t->comm) return grad_dp(t, images, counts, labels, stats);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
@@ -377,6 +383,7 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
         drop = t->drop;
     }
     if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
+    if (t->dev_heads) return ufo_heads_cuda_grad(t, counts, labels, stats);
     memset(t->df, 0, (size_t)n * D * sizeof(float));
     for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {
         if (!counts[k]) continue;
@@ -483,6 +490,11 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
                             &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);
+    if (t->dev_heads) {   // the classifiers on the device: the same segments, the device SGD
+        if (ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
+        t->step++;
+        return 0;
+    }
     int any_sampled = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
     if (any_sampled) {
@@ -560,6 +572,7 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
                      const char *const *extra_vals, int n_extra) {
     const vit_model *m = t->model;
     if (vit_train_to_host(&t->st, t->mom)) return -1;   // CUDA: the device holds the current values
+    if (ufo_heads_cuda_to_host(t)) return -1;             // and the classifiers, with device heads
     float *zmom = t->zero ? gather_momentum(t) : NULL;
     const float *mom = zmom ? zmom : t->mom;
     int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
@@ -675,7 +688,10 @@ int ufo_trainer_load(ufo_trainer *t, const char *path) {
     }
     ufo_tensor_file_free(&f);
     if (rc == 0) rc = vit_train_to_device(&t->st, t->mom);   // CUDA: the loaded values to the device
+    if (rc == 0) rc = ufo_heads_cuda_to_device(t);
     return rc;
 }
 
-int ufo_trainer_sync_host(ufo_trainer *t) { return vit_train_to_host(&t->st, t->mom); }
+int ufo_trainer_sync_host(ufo_trainer *t) {
+    return vit_train_to_host(&t->st, t->mom) || ufo_heads_cuda_to_host(t) ? -1 : 0;
+}

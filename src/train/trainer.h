@@ -79,6 +79,8 @@ typedef struct {
 // but face, drop path 0.2, SGD 0.9 / 1e-4 / clip 5, lr 0.2 warmup 10% cosine to 2%.
 void ufo_train_config_default(ufo_train_config *c, const int classes[UFO_NUM_TASKS], long total_steps);
 
+typedef struct ufo_heads_cuda ufo_heads_cuda;
+
 typedef struct {
     vit_model *model;                // owned by the caller; trained in place
     ufo_train_config cfg;
@@ -108,6 +110,9 @@ typedef struct {
     float *zgrad;
     ufo_sgd_segment *zseg;           // t->seg cut to the slice (offsets from zlo)
     int *zseg_of, nzseg;             // zseg[i] is a part of seg[zseg_of[i]]
+    // CUDA in one process without Partial-FC sampling (train/heads_cuda.h): the
+    // classifiers, their gradient and momentum on the device; NULL: on the host.
+    ufo_heads_cuda *dev_heads;
 } ufo_trainer;
 
 typedef struct {
@@ -126,7 +131,8 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
                      ufo_step_stats *stats);
 // Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad,
 // all-reduced when data parallel; with CUDA the model's gradients are on the
-// device: vit_train_grads_to_host; with ZeRO only this rank's slice is summed,
+// device: vit_train_grads_to_host, and with device heads the classifiers'
+// too: ufo_trainer_sync_host; with ZeRO only this rank's slice is summed,
 // in t->zgrad), no update.
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
@@ -138,10 +144,13 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // (e.g. the data sampler's state). Loading checks that the file matches the
 // trainer's model and classifier shapes and refuses anything else.
 // CUDA (cfg.backend VIT_BACKEND_CUDA): the model's parameters, gradients and
-// momentum live on the GPU during training (the classifiers, CosFace and
-// triplet stay on the host); this copies the parameters to model->params and
-// the momentum to t->mom (before saving or evaluating the model). A no-op on
-// the CPU. Save and load do it themselves.
+// momentum live on the GPU during training, and in one process without
+// Partial-FC sampling the classifiers, CosFace and triplet too (t->dev_heads,
+// train/heads_cuda.h; else they stay on the host); this copies the parameters
+// to model->params, the momentum to t->mom and, with device heads, the
+// classifiers, their momentum and gradient to t->cls, t->cls_mom, t->cls_grad
+// (before saving or evaluating the model). A no-op on the CPU. Save and load
+// do it themselves.
 int ufo_trainer_sync_host(ufo_trainer *t);
 
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,

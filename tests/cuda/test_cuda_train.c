@@ -18,6 +18,8 @@
 //   2. recomputation (run.recompute) gives the same gradients (<= 1e-6).
 //   3. six SGD steps: the losses of every step and the parameters and momentum
 //      after them, fp32 within 1e-3 (six steps of lr 0.05 amplify rounding).
+//   (1-3 with the CUDA trainer's heads on the device, train/heads_cuda.h; run
+//   with UFO_CUDA_HEADS=cpu for the host heads; tools/cuda_fake_check.sh runs both.)
 //   4. checkpoints: save after 3 steps, a fresh CUDA trainer loads it and both
 //      take 2 more steps: same parameters (<= 1e-6, i.e. deterministic); the
 //      same file loads into a CPU trainer with equal parameters (one format).
@@ -119,6 +121,11 @@ static int start(run *r, vit_backend b, ufo_precision prec, int recompute) {
         vit_free(&r->m);
         return -1;
     }
+    // One process, no Partial-FC: the CUDA trainer runs the heads on the device
+    // (train/heads_cuda.h) unless UFO_CUDA_HEADS=cpu asks for the host path.
+    const char *hp = getenv("UFO_CUDA_HEADS");
+    int want = b == VIT_BACKEND_CUDA && !(hp && !strcmp(hp, "cpu"));
+    CHECK((r->t.dev_heads != NULL) == want, "backend %d: heads on the %s", b, r->t.dev_heads ? "device" : "host");
     return 0;
 }
 
@@ -167,6 +174,7 @@ static void compare_grads(const char *what, run *a, run *ref, int bf16) {
     if (bf16) CHECK(all >= TOL_BF16_COS, "%s: all gradients: cosine %.6f", what, all);
     else CHECK(check_max_rel_err(ga, gr, (long)ref->m.n_floats) <= TOL_F32, "%s: all gradients", what);
     size_t nc = ref->t.cls_off[UFO_NUM_TASKS];
+    CHECK(ufo_trainer_sync_host(&a->t) == 0, "%s", ufo_error());   // device heads: their gradient
     double crel = check_max_rel_err(a->t.cls_grad, ref->t.cls_grad, (long)nc);
     double ccos = cosine(a->t.cls_grad, ref->t.cls_grad, nc);
     printf("  %-40s %d tensors: worst max rel err %.3g, worst cosine %.7f (%s); classifiers rel %.3g cos %.7f\n",
