@@ -247,28 +247,31 @@ extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int
     const int want = block > 0 ? block : 8192;   // cosface.h's UFO_COSFACE_BLOCK
     const int blk = want < classes ? want : classes;
     const size_t nD = (size_t)n * D, C = (size_t)classes;
-    // Scratch, carved in 256-byte pieces.
-    struct { void **dst; size_t bytes; } parts[16];
-    int *lab, *flags;
-    float *fn, *rf, *rw, *Z, *zy, *cy, *lo_max, *hi_max, *lse, *dlab, *dfn, *Gb;
-    unsigned char *fbig, *wbig;
-    double *M, *S, *li;
-    int np = 0;
-#define PART(p, b) parts[np].dst = (void **)&(p), parts[np++].bytes = (b)
-    PART(lab, n * 4), PART(flags, n * 4), PART(fn, nD * 4), PART(rf, n * 4), PART(rw, C * 4), PART(Z, (size_t)n * blk * 4);
-    PART(zy, n * 4), PART(cy, n * 4), PART(lo_max, n * 4), PART(hi_max, n * 4), PART(lse, n * 4), PART(dlab, n * 4);
-    PART(fbig, n), PART(wbig, C), PART(M, n * 8), PART(S, n * 8);
-#undef PART
+    // Scratch, carved in 256-byte pieces, in the order taken below.
+    const size_t v4 = (size_t)n * 4, v8 = (size_t)n * 8;
+    const size_t sz[] = {v4,     v4,                        // lab, flags
+                         nD * 4, v4, C * 4, v4 * blk,       // fn, rf, rw, Z
+                         v4,     v4, v4,    v4, v4, v4,     // zy, cy, lo_max, hi_max, lse, dlab
+                         (size_t)n, C, v8, v8,              // fbig, wbig, M, S
+                         nD * 4, (size_t)blk * D * 4, v8};  // dfn, Gb, li
     size_t used = 0;
-    for (int k = 0; k < np; k++) used += align256(parts[k].bytes);
-    const size_t base = used;
-    used += align256(nD * 4) + align256((size_t)blk * D * 4) + align256((size_t)n * 8);   // dfn, Gb, li
+    for (size_t k = 0; k < sizeof sz / sizeof sz[0]; k++) used += align256(sz[k]);
     if (gpu_ensure_scratch(g, used)) return -1;
-    char *p = (char *)g->scratch;
-    for (int k = 0; k < np; k++) *parts[k].dst = p, p += align256(parts[k].bytes);
-    dfn = (float *)((char *)g->scratch + base);
-    Gb = (float *)((char *)dfn + align256(nD * 4));
-    li = (double *)((char *)Gb + align256((size_t)blk * D * 4));
+    char *cur = (char *)g->scratch;
+    int next = 0;
+    auto take = [&]() {
+        char *q = cur;
+        cur += align256(sz[next++]);
+        return (void *)q;
+    };
+    int *lab = (int *)take(), *flags = (int *)take();
+    float *fn = (float *)take(), *rf = (float *)take(), *rw = (float *)take(), *Z = (float *)take();
+    float *zy = (float *)take(), *cy = (float *)take(), *lo_max = (float *)take(), *hi_max = (float *)take();
+    float *lse = (float *)take(), *dlab = (float *)take();
+    unsigned char *fbig = (unsigned char *)take(), *wbig = (unsigned char *)take();
+    double *M = (double *)take(), *S = (double *)take();
+    float *dfn = (float *)take(), *Gb = (float *)take();
+    double *li = (double *)take();
 
     cudaStream_t st = g->stream;
     if (gpu_upload(g, lab, labels, (size_t)n * 4)) return -1;
