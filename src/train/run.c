@@ -404,7 +404,10 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
                         s.sets[t].num_classes);
         if (vit_train_device_of(&s.trainer.st))   // tools/cuda_fake_check.sh reads "on the GPU too"
             fprintf(stderr, "train: on the GPU (%s); losses and classifiers %s\n",
-                    vit_train_device_name(&s.trainer.st), s.trainer.dev_heads ? "on the GPU too" : "on the CPU");
+                    vit_train_device_name(&s.trainer.st),
+                    !s.trainer.dev_heads ? "on the CPU"
+                    : s.trainer.st.feat_on_device ? "on the GPU too"
+                                                  : "on the GPU too, the Partial-FC sampled ones on the CPU");
     }
     int stopped = 0;
     if (rc == 0) {

@@ -369,7 +369,9 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     memset(stats, 0, sizeof *stats);
     stats->step = t->step;
     vit_train_zero_grad(&t->st);
-    if (!t->dev_heads) memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    for (int k = 0; k < UFO_NUM_TASKS; k++)   // the device heads' gradients are zeroed there
+        if (!t->dev_task[k])
+            memset(t->cls_grad + t->cls_off[k], 0, (t->cls_off[k + 1] - t->cls_off[k]) * sizeof(float));
     memset(t->nkept, 0, sizeof t->nkept);   // a task without rows this step keeps (updates) no class
     if (t->comm) return grad_dp(t, images, counts, labels, stats);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
@@ -383,10 +385,14 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
         drop = t->drop;
     }
     if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
-    if (t->dev_heads) return ufo_heads_cuda_grad(t, counts, labels, stats);
+    if (t->dev_heads && ufo_heads_cuda_begin(t)) return -1;
     memset(t->df, 0, (size_t)n * D * sizeof(float));
     for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {
         if (!counts[k]) continue;
+        if (t->dev_task[k]) {   // CUDA: this head on the device (train/heads_cuda.h)
+            if (ufo_heads_cuda_task(t, k, lo, counts[k], labels + lo, stats)) return -1;
+            continue;
+        }
         ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
         ufo_cosface_result cr;
         if (t->sampled[k] && pfc_draw(t, k, labels + lo, counts[k])) return -1;
@@ -405,6 +411,7 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
             stats->loss += tr.loss;
         }
     }
+    if (t->dev_heads) return ufo_heads_cuda_backward(t, counts);   // the host heads' rows go up
     return vit_train_backward(&t->st, t->df, t->df_bn);
 }
 
@@ -445,6 +452,7 @@ static int sampled_classifier_step(ufo_trainer *t, float lr) {
     for (int s = 0; s < t->ncls_seg; s++) {
         int k = t->cls_seg_task[s];
         first[s] = ns;
+        if (t->dev_task[k]) continue;   // CUDA: updated on the device (ufo_heads_cuda_step)
         any_shard |= t->sharded[k];
         if (!t->sampled[k]) {
             t->step_seg[ns++] = t->cls_seg[s];
@@ -490,15 +498,16 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
                             &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);
-    if (t->dev_heads) {   // the classifiers on the device: the same segments, the device SGD
-        if (ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
-        t->step++;
-        return 0;
-    }
+    // The device heads' classifiers: their segments, the device SGD.
+    if (t->dev_heads && ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
     int any_sampled = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
     if (any_sampled) {
         if (t->ncls_seg && sampled_classifier_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
+        t->step++;
+        return 0;
+    }
+    if (t->dev_heads) {   // no head sampled: all of them on the device
         t->step++;
         return 0;
     }

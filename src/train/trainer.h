@@ -110,9 +110,11 @@ typedef struct {
     float *zgrad;
     ufo_sgd_segment *zseg;           // t->seg cut to the slice (offsets from zlo)
     int *zseg_of, nzseg;             // zseg[i] is a part of seg[zseg_of[i]]
-    // CUDA in one process without Partial-FC sampling (train/heads_cuda.h): the
-    // classifiers, their gradient and momentum on the device; NULL: on the host.
+    // CUDA in one process (train/heads_cuda.h): the heads not Partial-FC sampled
+    // (dev_task[k]) run on the device, their classifiers, gradients and momentum
+    // live there; NULL: every head on the host.
     ufo_heads_cuda *dev_heads;
+    int dev_task[UFO_NUM_TASKS];
 } ufo_trainer;
 
 typedef struct {
@@ -144,11 +146,11 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // (e.g. the data sampler's state). Loading checks that the file matches the
 // trainer's model and classifier shapes and refuses anything else.
 // CUDA (cfg.backend VIT_BACKEND_CUDA): the model's parameters, gradients and
-// momentum live on the GPU during training, and in one process without
-// Partial-FC sampling the classifiers, CosFace and triplet too (t->dev_heads,
-// train/heads_cuda.h; else they stay on the host); this copies the parameters
-// to model->params, the momentum to t->mom and, with device heads, the
-// classifiers, their momentum and gradient to t->cls, t->cls_mom, t->cls_grad
+// momentum live on the GPU during training, and in one process the heads
+// that are not Partial-FC sampled too (their classifiers, CosFace and triplet:
+// t->dev_heads, train/heads_cuda.h; the others stay on the host); this copies
+// the parameters to model->params, the momentum to t->mom and the device
+// heads' classifiers, momentum and gradient to t->cls, t->cls_mom, t->cls_grad
 // (before saving or evaluating the model). A no-op on the CPU. Save and load
 // do it themselves.
 int ufo_trainer_sync_host(ufo_trainer *t);
