@@ -4,11 +4,15 @@
 # tests/cuda/gpu_fake.c: a CPU stand-in for the CUDA backend's C interface
 # that runs the reference kernels on "device" buffers and aborts when an op
 # touches memory outside a live device allocation. It checks the code that
-# drives the backend (model/vit_train_cuda.c, train/sgd_cuda.c: buffer
-# sizes, host/device pointers, op order, SGD, checkpoints), not the CUDA
-# kernels (tools/gpu_check.sh on a GPU does). Then `ufo train --device cuda`
-# (the CLI linked with the stand-in) on tiny synthetic data: the losses of
-# --device cpu (rel 1e-4), stop + --resume == straight (same model file), and,
+# drives the backend (model/vit_train_cuda.c, train/sgd_cuda.c,
+# train/heads_cuda.c: buffer sizes, host/device pointers, op order, SGD,
+# checkpoints), not the CUDA kernels (tools/gpu_check.sh on a GPU does);
+# test_cuda_train runs twice, with the heads on the device (the default in one
+# process) and on the host (UFO_CUDA_HEADS=cpu). Then `ufo train --device cuda`
+# (the CLI linked with the stand-in) on tiny synthetic data: it says the heads
+# ran on the device, the losses of --device cpu (rel 1e-4; also with Partial-FC
+# sampling, whose sampled heads stay on the host), stop + --resume ==
+# straight (same model file, device heads saved and restored), and,
 # when mpirun exists, `mpirun -np 2` == one process (rel 1e-4; the stand-in's
 # device memory is host memory, so MPI stands in for NCCL:
 # UFO_TEST_HOST_AS_DEVICE_COMM). Last, the kNN metrics' screen on the "GPU"
@@ -32,7 +36,9 @@ cc $FLAGS tests/cuda/test_cuda_train.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/
 # shellcheck disable=SC2086
 cc $FLAGS -DUFO_VERSION='"fake-gpu"' src/cli/*.c tests/cuda/gpu_fake.c $LIBS $MPIL -o "$B/ufo_fake"
 "$B/test_cuda_train_fake"
-echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in"
+echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (heads on the device)"
+UFO_CUDA_HEADS=cpu "$B/test_cuda_train_fake" >/dev/null
+echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (UFO_CUDA_HEADS=cpu: heads on the host)"
 if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     # test_nccl's checks, with MPI in NCCL's place on the stand-in's host "device" buffers.
     # shellcheck disable=SC2086
@@ -52,11 +58,13 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       data.batch_face=6 data.batch_person=8 data.batch_vehicle=8 data.batch_product=8 data.workers=1
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
-rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2"
+rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
+# Not quiet: the start-up lines say where the heads ran (one process: on the device).
 # shellcheck disable=SC2086
-"$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/gpu" --device cuda $TINY
+"$B/ufo_fake" train --config recipes/demo.ini --out "$D/gpu" --device cuda $TINY 2>"$D/gpu.err"
+grep -q "losses and classifiers on the GPU too" "$D/gpu.err" || { cat "$D/gpu.err"; echo "cuda_fake_check: FAIL: heads not on the device"; exit 1; }
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/resumed" --device cuda --stop-after 2 $TINY
 "$B/ufo_fake" train --quiet --resume "$D/resumed/last.safetensors" --device cuda
@@ -86,6 +94,21 @@ sys.exit(0 if ok else 1)
 PYEOF
 }
 same_losses "$D/gpu/log.csv" "$D/cpu/log.csv" 1e-4
+# Partial-FC sampling in one process (face, person and vehicle have 10 classes
+# here, product 6): the sampled heads on the host, product's on the device.
+PFC="run.pfc_sample_rate=0.5 run.shard_classes_above=8"
+# shellcheck disable=SC2086
+"$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu_pfc" --device cpu $TINY $PFC
+# shellcheck disable=SC2086
+"$B/ufo_fake" train --config recipes/demo.ini --out "$D/gpu_pfc" --device cuda $TINY $PFC 2>"$D/gpu_pfc.err"
+grep -q "on the GPU too, the Partial-FC sampled ones on the CPU" "$D/gpu_pfc.err" ||
+    { cat "$D/gpu_pfc.err"; echo "cuda_fake_check: FAIL: not the mixed heads"; exit 1; }
+same_losses "$D/gpu_pfc/log.csv" "$D/cpu_pfc/log.csv" 1e-4
+# shellcheck disable=SC2086
+"$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/resumed_pfc" --device cuda --stop-after 2 $TINY $PFC
+"$B/ufo_fake" train --quiet --resume "$D/resumed_pfc/last.safetensors" --device cuda
+cmp "$D/gpu_pfc/model.safetensors" "$D/resumed_pfc/model.safetensors"
+echo "cuda_fake_check: the same with Partial-FC sampling: stop after 2 + resume == 4 straight"
 if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     # shellcheck disable=SC2086
     UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \

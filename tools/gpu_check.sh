@@ -6,12 +6,12 @@
 #      (oneDNN, libjpeg, libpng, cJSON) or cmake are missing, a fallback builds
 #      the op checks alone with nvcc + cc from the CUDA and reference sources
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
-#      reference), test_cuda_train (the training pass, SGD and checkpoints vs
-#      the reference trainer), test_device, test_nccl (the NCCL transport's
-#      collectives on device buffers, one rank), test_cuda_knn (the kNN
-#      metrics' screen on the GPU vs the CPU's), and py_test_cuda_cli (vs PyTorch,
-#      and `ufo train --device cuda` vs --device cpu, when /usr/bin/python3 has
-#      torch + numpy + PIL)
+#      reference, CosFace / triplet vs the host losses), test_cuda_train (the
+#      training pass, SGD and checkpoints vs the reference trainer), test_device,
+#      test_nccl (the NCCL transport's collectives on device buffers, one rank),
+#      test_cuda_knn (the kNN metrics' screen on the GPU vs the CPU's), and
+#      py_test_cuda_cli (vs PyTorch, and `ufo train --device cuda` vs
+#      --device cpu, when /usr/bin/python3 has torch + numpy + PIL)
 #   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
 #      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);

@@ -55,7 +55,7 @@ static const char *usage =
     "  --threads N       OpenMP threads (default: all cores)\n"
     "  --device D        cpu (default) | cuda: time the GPU forward (images already in\n"
     "                    pinned host memory; upload, forward and download included),\n"
-    "                    or with --train the GPU training step (losses on the CPU)\n"
+    "                    or with --train the GPU training step (losses too)\n"
     "  --reference       time the plain-C reference kernels instead\n"
     "  --train           time a whole training step instead: forward, CosFace (1000\n"
     "                    classes) + triplet on the vehicle head, backward, SGD\n"

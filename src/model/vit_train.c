@@ -601,6 +601,12 @@ static int cuda_backward(vit_train_state *st, const float *d_feat, const float *
     return vit_train_cuda_backward(st, dfeat, NULL);
 }
 
+int vit_train_backward_device(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    if (st->backend != VIT_BACKEND_CUDA || synced(st))
+        return ufo_errorf("vit_train_backward_device: the CUDA backend in one process only");
+    return vit_train_cuda_backward_device(st, d_feat, d_feat_bn);
+}
+
 int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
     if (st->backend == VIT_BACKEND_CUDA) return cuda_backward(st, d_feat, d_feat_bn);
     const vit_config *c = &st->m->cfg;

@@ -17,7 +17,9 @@
 // run; st->grads is NULL and m->params is current only after
 // vit_train_to_host. The BNNecks run on the device too; after each forward
 // the [n, D] features st->feat / st->feat_bn are copied to the host for the
-// losses (src/train, CPU), and the backward uploads their [n, D] gradients.
+// losses (src/train, CPU), and the backward uploads their [n, D] gradients,
+// unless the losses run on the device as well (st->feat_on_device and
+// vit_train_backward_device: the trainer's device heads, train/heads_cuda.c).
 // Data parallel (`comm`, one GPU per process: vit_train_cuda_local_device):
 // sync BN runs on the host (the [n, D] features are there anyway; the
 // BNNecks' parameters come down and their running statistics go back up each
@@ -62,6 +64,8 @@ typedef struct {
     // runs. NULL: not called. The CPU backends never call it.
     void (*grads_ready)(void *ctx, size_t lo, size_t hi, void *ready);
     void *grads_ready_ctx;
+    int feat_on_device;    // CUDA, not synced: 1 = the forward leaves feat / feat_bn on the device
+                           // only (vit_train_device's), for losses that run there
 } vit_train_state;
 
 // The CUDA backend's device buffers, for the optimiser (train/sgd.h's
@@ -70,12 +74,16 @@ typedef struct {
 // them unless ZeRO); grad_slice: ZeRO only (else NULL), the summed gradients
 // of that slice, which the trainer's reduce-scatter writes; part: part_n
 // doubles of scratch for gradient norms.
+// feat, feat_bn: [cap, D] the last forward's features (rows as st->feat);
+// dfeat, dfeat_bn: [cap, D] free for the losses' feature gradients (the
+// backward's own input buffers: vit_train_backward_device copies nothing).
 typedef struct {
     struct gpu_ctx *g;
     float *params, *grads, *mom, *grad_slice;
     size_t mom_lo, mom_hi;
     double *part;
     size_t part_n;
+    float *feat, *feat_bn, *dfeat, *dfeat_bn;
 } vit_train_device;
 
 int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_precision prec, int batch_cap,
@@ -99,6 +107,10 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
 // and d_feat_bn [n, D] (w.r.t. the BNNeck output, e.g. from CosFace; may be NULL).
 // Accumulates into st->grads.
 int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
+// CUDA, BNNecks not synchronised: the same with d_feat / d_feat_bn DEVICE
+// buffers [n, D] (d_feat NULL: zero; d_feat_bn may be NULL), e.g. the device's
+// dfeat / dfeat_bn. Fails on the other backends and under sync BN.
+int vit_train_backward_device(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
 
 // CUDA backend only (the CPU backends: NULL / no-ops returning 0).
 const vit_train_device *vit_train_device_of(const vit_train_state *st);

@@ -89,6 +89,7 @@ int vit_train_cuda_init(vit_train_state *st) {
         return ufo_errorf("training on the GPU: activations for a batch of %d (%.1f GiB): %s%s", st->cap,
                           act / 1073741824.0, gpu_error(), st->recompute ? "" : "; try run.recompute = 1");
     carve(c, c->abuf, &m->cfg, st->cap, st->recompute);
+    c->dev.feat = c->feat, c->dev.feat_bn = c->feat_bn, c->dev.dfeat = c->dfeat, c->dev.dfeat_bn = c->dfeat_bn;
     if (gpu_upload(g, c->dev.params, m->params, nf * 4) || gpu_zero(g, c->dev.grads, nf * 4) || gpu_sync(g))
         return fail_gpu("uploading the model to the GPU");
     return 0;
@@ -255,8 +256,10 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
                                 D, cf->bn_eps, bn_momentum))
             return -1;
     }
-    if (gpu_download(g, st->feat, c->feat, (size_t)n * D * sizeof(float)) ||
-        (!sync && gpu_download(g, st->feat_bn, c->feat_bn, (size_t)n * D * sizeof(float))))
+    // Device losses (st->feat_on_device, never with sync BN) read them there.
+    int down = sync || !st->feat_on_device;
+    if (down && (gpu_download(g, st->feat, c->feat, (size_t)n * D * sizeof(float)) ||
+                 (!sync && gpu_download(g, st->feat_bn, c->feat_bn, (size_t)n * D * sizeof(float)))))
         return -1;
     return gpu_sync(g);
 }
@@ -342,7 +345,9 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
                : 0;
 }
 
-static int backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+// d_feat, d_feat_bn: host buffers, or device ones with on_device (gpu_copy
+// does nothing when they are c->dfeat / c->dfeat_bn themselves).
+static int backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn, int on_device) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
     const vit_model *m = st->m;
@@ -350,9 +355,12 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
     int n = st->n, D = cf->dim, T = vit_tokens(cf), P_ = T - 1, S = cf->img_size, p = cf->patch_size;
     size_t nD = (size_t)n * D, rows = (size_t)n * T;
     // d(pre-BN feature) = d_feat + BN backward of d_feat_bn, per task slice.
-    if (d_feat ? gpu_upload(g, c->dfeat, d_feat, nD * sizeof(float)) : gpu_zero(g, c->dfeat, nD * sizeof(float)))
+    size_t b = nD * sizeof(float);
+    if (!d_feat ? gpu_zero(g, c->dfeat, b)
+                : on_device ? gpu_copy(g, c->dfeat, d_feat, b) : gpu_upload(g, c->dfeat, d_feat, b))
         return -1;
-    if (d_feat_bn && gpu_upload(g, c->dfeat_bn, d_feat_bn, nD * sizeof(float))) return -1;
+    if (d_feat_bn && (on_device ? gpu_copy(g, c->dfeat_bn, d_feat_bn, b) : gpu_upload(g, c->dfeat_bn, d_feat_bn, b)))
+        return -1;
     for (int t = 0; t < UFO_NUM_TASKS && d_feat_bn; t++) {
         int lo = st->seg[t], cnt = st->seg[t + 1] - lo;
         if (cnt < 1) continue;
@@ -392,7 +400,11 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
 }
 
 int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
-    return backward(st, d_feat, d_feat_bn) ? fail_gpu("CUDA training backward") : 0;
+    return backward(st, d_feat, d_feat_bn, 0) ? fail_gpu("CUDA training backward") : 0;
+}
+
+int vit_train_cuda_backward_device(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    return backward(st, d_feat, d_feat_bn, 1) ? fail_gpu("CUDA training backward") : 0;
 }
 
 // ---- host <-> device ------------------------------------------------------------------
@@ -447,6 +459,9 @@ int vit_train_cuda_forward(vit_train_state *st, const float *images, const float
     return ufo_errorf(NO_CUDA);
 }
 int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
+    return ufo_errorf(NO_CUDA);
+}
+int vit_train_cuda_backward_device(vit_train_state *st, const float *d_feat, const float *d_feat_bn) {
     return ufo_errorf(NO_CUDA);
 }
 int vit_train_cuda_bn_params(vit_train_state *st, int dir) { return ufo_errorf(NO_CUDA); }

@@ -11,6 +11,8 @@ void vit_train_cuda_zero_grad(vit_train_state *st);
 // st->n and st->seg set by the caller.
 int vit_train_cuda_forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum);
 int vit_train_cuda_backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
+// The same with device buffers (vit_train_backward_device).
+int vit_train_cuda_backward_device(vit_train_state *st, const float *d_feat, const float *d_feat_bn);
 // Sync BN (data parallel), whose forward and backward run on the host:
 // dir 0: every trained BNNeck's gamma, beta, running mean and variance, device
 // -> m->params; dir 1: the running mean and variance, m->params -> device.

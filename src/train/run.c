@@ -409,9 +409,12 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
                 fprintf(stderr, "train: %s classifier: Partial-FC sampling, %d of %d classes per step (at least)\n",
                         vit_task_name(t), ufo_pfc_keep_count(s.sets[t].num_classes, r->pfc_sample_rate, 0),
                         s.sets[t].num_classes);
-        if (vit_train_device_of(&s.trainer.st))
-            fprintf(stderr, "train: on the GPU (%s); losses and classifiers on the CPU\n",
-                    vit_train_device_name(&s.trainer.st));
+        if (vit_train_device_of(&s.trainer.st))   // tools/cuda_fake_check.sh reads "on the GPU too"
+            fprintf(stderr, "train: on the GPU (%s); losses and classifiers %s\n",
+                    vit_train_device_name(&s.trainer.st),
+                    !s.trainer.dev_heads ? "on the CPU"
+                    : s.trainer.st.feat_on_device ? "on the GPU too"
+                                                  : "on the GPU too, the Partial-FC sampled ones on the CPU");
     }
     int stopped = 0;
     if (rc == 0) {

@@ -4,6 +4,7 @@
 #include "base/mem.h"
 #include "formats/safetensors.h"
 #include "model/vit_io.h"
+#include "train/heads_cuda.h"
 #include "train/pfc.h"
 #include <inttypes.h>
 #include <math.h>
@@ -149,10 +150,15 @@ int ufo_trainer_init(ufo_trainer *t, vit_model *m, const ufo_train_config *cfg) 
                 if ((int)r >= t->shard_lo[k] && (int)r < t->shard_hi[k]) w[(r - t->shard_lo[k]) * D + d] = v;
             }
     }
+    if (ufo_heads_cuda_wanted(t) && ufo_heads_cuda_init(t)) {   // the heads on the GPU too
+        ufo_trainer_free(t);
+        return -1;
+    }
     return 0;
 }
 
 void ufo_trainer_free(ufo_trainer *t) {
+    ufo_heads_cuda_free(t);   // before the device context goes
     vit_train_free(&t->st);
     float *bufs[] = {t->cls, t->cls_grad, t->cls_mom, t->mom, t->df, t->df_bn, t->drop, t->gx, t->gdx, t->gdrop};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
@@ -403,7 +409,9 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     memset(stats, 0, sizeof *stats);
     stats->step = t->step;
     vit_train_zero_grad(&t->st);
-    memset(t->cls_grad, 0, t->cls_off[UFO_NUM_TASKS] * sizeof(float));
+    for (int k = 0; k < UFO_NUM_TASKS; k++)   // the device heads' gradients are zeroed there
+        if (!t->dev_task[k])
+            memset(t->cls_grad + t->cls_off[k], 0, (t->cls_off[k + 1] - t->cls_off[k]) * sizeof(float));
     memset(t->nkept, 0, sizeof t->nkept);   // a task without rows this step keeps (updates) no class
     if (t->comm) return grad_dp(t, images, counts, labels, stats);
     for (int k = 0; k < UFO_NUM_TASKS; k++) {
@@ -417,9 +425,14 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
         drop = t->drop;
     }
     if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
+    if (t->dev_heads && ufo_heads_cuda_begin(t)) return -1;
     memset(t->df, 0, (size_t)n * D * sizeof(float));
     for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {
         if (!counts[k]) continue;
+        if (t->dev_task[k]) {   // CUDA: this head on the device (train/heads_cuda.h)
+            if (ufo_heads_cuda_task(t, k, lo, counts[k], labels + lo, stats)) return -1;
+            continue;
+        }
         ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
         ufo_cosface_result cr;
         if (t->sampled[k] && pfc_draw(t, k, labels + lo, counts[k])) return -1;
@@ -438,6 +451,7 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
             stats->loss += tr.loss;
         }
     }
+    if (t->dev_heads) return ufo_heads_cuda_backward(t, counts);   // the host heads' rows go up
     return vit_train_backward(&t->st, t->df, t->df_bn);
 }
 
@@ -491,6 +505,7 @@ static int sampled_classifier_step(ufo_trainer *t, float lr) {
     for (int s = 0; s < t->ncls_seg; s++) {
         int k = t->cls_seg_task[s];
         first[s] = ns;
+        if (t->dev_task[k]) continue;   // CUDA: updated on the device (ufo_heads_cuda_step)
         any_shard |= t->sharded[k];
         if (!t->sampled[k]) {
             t->step_seg[ns++] = t->cls_seg[s];
@@ -536,10 +551,16 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     } else if (ufo_sgd_step(t->model->params, t->st.grads, t->mom, t->model->n_floats, t->seg, t->nseg, lr,
                             &t->cfg.sgd, NULL))
         return ufo_error_wrap("step %ld", t->step);
+    // The device heads' classifiers: their segments, the device SGD.
+    if (t->dev_heads && ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
     int any_sampled = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
     if (any_sampled) {
         if (t->ncls_seg && sampled_classifier_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
+        t->step++;
+        return 0;
+    }
+    if (t->dev_heads) {   // no head sampled: all of them on the device
         t->step++;
         return 0;
     }
@@ -613,6 +634,7 @@ int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *
                      const char *const *extra_vals, int n_extra) {
     const vit_model *m = t->model;
     if (vit_train_to_host(&t->st, t->mom)) return -1;   // CUDA: the device holds the current values
+    if (ufo_heads_cuda_to_host(t)) return -1;             // and the classifiers, with device heads
     float *zmom = t->zero ? gather_momentum(t) : NULL;
     const float *mom = zmom ? zmom : t->mom;
     int D = m->cfg.dim, n = 0, cap = 2 * UFO_NUM_TASKS + m->n_params;
@@ -728,7 +750,10 @@ int ufo_trainer_load(ufo_trainer *t, const char *path) {
     }
     ufo_tensor_file_free(&f);
     if (rc == 0) rc = vit_train_to_device(&t->st, t->mom);   // CUDA: the loaded values to the device
+    if (rc == 0) rc = ufo_heads_cuda_to_device(t);
     return rc;
 }
 
-int ufo_trainer_sync_host(ufo_trainer *t) { return vit_train_to_host(&t->st, t->mom); }
+int ufo_trainer_sync_host(ufo_trainer *t) {
+    return vit_train_to_host(&t->st, t->mom) || ufo_heads_cuda_to_host(t) ? -1 : 0;
+}

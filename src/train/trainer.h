@@ -79,6 +79,8 @@ typedef struct {
 // but face, drop path 0.2, SGD 0.9 / 1e-4 / clip 5, lr 0.2 warmup 10% cosine to 2%.
 void ufo_train_config_default(ufo_train_config *c, const int classes[UFO_NUM_TASKS], long total_steps);
 
+typedef struct ufo_heads_cuda ufo_heads_cuda;
+
 typedef struct {
     vit_model *model;                // owned by the caller; trained in place
     ufo_train_config cfg;
@@ -111,6 +113,11 @@ typedef struct {
     // CUDA, data parallel without ZeRO: [q_lo, q_hi) of the gradients whose
     // all-reduce the backward queued block by block (overlapped with it).
     size_t q_lo, q_hi;
+    // CUDA in one process (train/heads_cuda.h): the heads not Partial-FC sampled
+    // (dev_task[k]) run on the device, their classifiers, gradients and momentum
+    // live there; NULL: every head on the host.
+    ufo_heads_cuda *dev_heads;
+    int dev_task[UFO_NUM_TASKS];
 } ufo_trainer;
 
 typedef struct {
@@ -129,7 +136,8 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
                      ufo_step_stats *stats);
 // Forward + losses + backward only (gradients left in t->st.grads / t->cls_grad,
 // all-reduced when data parallel; with CUDA the model's gradients are on the
-// device: vit_train_grads_to_host; with ZeRO only this rank's slice is summed,
+// device: vit_train_grads_to_host, and with device heads the classifiers'
+// too: ufo_trainer_sync_host; with ZeRO only this rank's slice is summed,
 // in t->zgrad), no update.
 int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_NUM_TASKS], const int32_t *labels,
                      ufo_step_stats *stats);
@@ -141,10 +149,13 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // (e.g. the data sampler's state). Loading checks that the file matches the
 // trainer's model and classifier shapes and refuses anything else.
 // CUDA (cfg.backend VIT_BACKEND_CUDA): the model's parameters, gradients and
-// momentum live on the GPU during training (the classifiers, CosFace and
-// triplet stay on the host); this copies the parameters to model->params and
-// the momentum to t->mom (before saving or evaluating the model). A no-op on
-// the CPU. Save and load do it themselves.
+// momentum live on the GPU during training, and in one process the heads
+// that are not Partial-FC sampled too (their classifiers, CosFace and triplet:
+// t->dev_heads, train/heads_cuda.h; the others stay on the host); this copies
+// the parameters to model->params, the momentum to t->mom and the device
+// heads' classifiers, momentum and gradient to t->cls, t->cls_mom, t->cls_grad
+// (before saving or evaluating the model). A no-op on the CPU. Save and load
+// do it themselves.
 int ufo_trainer_sync_host(ufo_trainer *t);
 
 int ufo_trainer_save(const ufo_trainer *t, const char *path, const char *const *extra_keys,

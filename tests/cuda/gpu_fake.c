@@ -1,7 +1,8 @@
 // A CPU stand-in for the CUDA backend's C interface (cuda_backend.h), for
 // checking the code that DRIVES the backend (model/vit_train_cuda.c, the
 // device SGD in train/sgd_cuda.c, model/vit_cuda.c) on a machine without a
-// GPU. Every op runs its kernels/ref twin on host memory; "device" memory comes
+// GPU. Every op runs its kernels/ref twin on host memory (the losses: the
+// host's ufo_cosface / ufo_triplet); "device" memory comes
 // from gpu_malloc and every pointer an op touches is checked to lie, with its
 // whole extent, inside one live device allocation (a host pointer passed as a
 // device one, or a buffer carved too small, aborts with the op's name).
@@ -12,6 +13,9 @@
 // against it. It checks bookkeeping, not the CUDA kernels (test_cuda_ops does).
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/ref/ref.h"
+#include "base/error.h"
+#include "train/cosface.h"
+#include "train/triplet.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -47,6 +51,15 @@ static void need(const void *p, size_t bytes, const char *op) {
         }
     fprintf(stderr, "gpu_fake: %s: %p (%zu bytes) is not device memory\n", op, p, bytes);
     abort();
+}
+
+// The losses take HOST labels: a device pointer there would not be readable on a GPU.
+static void host_only(const void *p, const char *op) {
+    for (int i = 0; i < MAXA; i++)
+        if (p && allocs[i].p && (const char *)p >= allocs[i].p && (const char *)p < allocs[i].p + allocs[i].n) {
+            fprintf(stderr, "gpu_fake: %s: %p is device memory, the interface takes a host array\n", op, p);
+            abort();
+        }
 }
 
 int gpu_device_count(void) { return 1; }
@@ -330,5 +343,40 @@ int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size
         mom[i] = momentum * mom[i] + d;
         param[i] = param[i] - step * mom[i];
     }
+    return 0;
+}
+
+// The losses: the host versions on the "device" buffers (the labels are host
+// arrays, as in the real interface).
+int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes, float s,
+                float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss, int *correct,
+                int *nonzero) {
+    size_t nD = (size_t)(n > 0 ? n : 0) * (D > 0 ? D : 0), CD = (size_t)(classes > 0 ? classes : 0) * (D > 0 ? D : 0);
+    need(f, nD * 4, "cosface f"), need(W, CD * 4, "cosface W"), need(df, nD * 4, "cosface df");
+    need(dW, CD * 4, "cosface dW"), host_only(labels, "cosface labels");
+    ufo_cosface_opts o = {.s = s, .m = m, .block = block, .nonzero_mean = nonzero_mean, .den = den};
+    ufo_cosface_result r;
+    if (ufo_cosface(f, W, labels, n, D, classes, &o, df, dW, &r)) {
+        snprintf(err_, sizeof err_, "%s", ufo_error());
+        return -1;
+    }
+    if (loss) *loss = r.loss;
+    if (correct) *correct = r.correct;
+    if (nonzero) *nonzero = r.nonzero;
+    return 0;
+}
+int gpu_triplet(gpu_ctx *g, const float *x, const int *labels, int n, int D, float margin, float *dx, double *loss,
+                int *fallback, double *dist_ap_mean, double *dist_an_mean) {
+    size_t nD = (size_t)(n > 0 ? n : 0) * (D > 0 ? D : 0);
+    need(x, nD * 4, "triplet x"), need(dx, nD * 4, "triplet dx"), host_only(labels, "triplet labels");
+    ufo_triplet_result r;
+    if (ufo_triplet(x, labels, n, D, margin, dx, NULL, NULL, &r)) {
+        snprintf(err_, sizeof err_, "%s", ufo_error());
+        return -1;
+    }
+    if (loss) *loss = r.loss;
+    if (fallback) *fallback = r.fallback;
+    if (dist_ap_mean) *dist_ap_mean = r.dist_ap_mean;
+    if (dist_an_mean) *dist_an_mean = r.dist_an_mean;
     return 0;
 }

@@ -1,7 +1,9 @@
 // CUDA backend: every gpu_* op against its ref_* twin (or, for the training
 // pass's glue and the device SGD, its plain-C arithmetic) on random data (odd
-// shapes, the real T = 577 attention), then the whole forward (backbone and
-// BNNeck heads, several batch sizes) against the reference backend.
+// shapes, the real T = 577 attention), the heads' losses (gpu_cosface,
+// gpu_triplet) against the host ufo_cosface / ufo_triplet (themselves checked
+// against PyTorch in tests/py), then the whole forward (backbone and BNNeck
+// heads, several batch sizes) against the reference backend.
 // fp32: max rel err <= 1e-4; bf16: cosine >= 0.999 (the CPU bf16 path's bar)
 // and max rel err <= 2e-2. Without a visible GPU it prints one SKIP line and
 // exits 77 (ctest: skipped).
@@ -14,6 +16,8 @@
 #ifndef UFO_CUDA_OPS_ONLY
 #include "base/error.h"
 #include "model/vit.h"
+#include "train/cosface.h"
+#include "train/triplet.h"
 #endif
 #include <stdint.h>
 #include <stdlib.h>
@@ -468,6 +472,151 @@ static void test_training_glue(void) {
 // --- the whole forward -------------------------------------------------------
 #ifndef UFO_CUDA_OPS_ONLY
 
+// --- the heads' losses against train/cosface.c and train/triplet.c (fp32, rel 1e-4) ---
+
+static double rel1(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1e-30); }
+
+// gpu_cosface vs ufo_cosface on f [n, D], W [classes, D], labels: loss, the
+// top-1 and non-zero counts, df (rows other than skip_row, and skip_row alone:
+// a zero feature row's df is ~1e12 times the others) and dW, accumulated onto
+// a non-zero dW; then the forward alone gives the same loss.
+static void test_cosface(const char *what, const float *f, const float *W, const int32_t *lab, int n, int D,
+                         int classes, int block, float s, float m, int nonzero_mean, int skip_row, int *host_nonzero) {
+    size_t nD = (size_t)n * D, CD = (size_t)classes * D;
+    float *dW0 = rand_buf(CD, 1e-3f, 0), *df_r = zeros(nD), *dW_r = copy_buf(dW0, CD);
+    ufo_cosface_opts o = {.s = s, .m = m, .block = block, .nonzero_mean = nonzero_mean};
+    ufo_cosface_result r;
+    CHECK(ufo_cosface(f, W, lab, n, D, classes, &o, df_r, dW_r, &r) == 0, "%s", ufo_error());
+    float *fd = dev_from(f, nD), *Wd = dev_from(W, CD), *dfd = dev(nD * 4), *dWd = dev_from(dW0, CD);
+    double loss = -1, loss2 = -1;
+    int correct = -1, nonzero = -1, c2 = -1;
+    CHECK(gpu_cosface(G, fd, Wd, lab, n, D, classes, s, m, block, nonzero_mean, 0.0, dfd, dWd, &loss, &correct,
+                      &nonzero) == 0, "%s: %s", what, gpu_error());
+    float *df = to_host(dfd, nD, GPU_F32), *dW = to_host(dWd, CD, GPU_F32);
+    int lo = skip_row == 0 ? 1 : 0, hi = skip_row == n - 1 ? n - 1 : n;   // skip_row: first, last or none (-1)
+    double e_df = check_max_rel_err(df + (size_t)lo * D, df_r + (size_t)lo * D, (long)(hi - lo) * D);
+    double e_skip = skip_row >= 0 ? check_max_rel_err(df + (size_t)skip_row * D, df_r + (size_t)skip_row * D, D) : 0;
+    double e_dW = check_max_rel_err(dW, dW_r, (long)CD), e_loss = rel1(loss, r.loss);
+    printf("  cosface %-36s loss %.6f vs %.6f (rel %.2g), correct %d/%d, nonzero %d/%d, df rel %.3g%s, dW rel %.3g\n",
+           what, loss, r.loss, e_loss, correct, r.correct, nonzero, r.nonzero, e_df, skip_row >= 0 ? " (+ zero row)" : "",
+           e_dW);
+    CHECK(e_loss <= TOL_F32, "%s: loss rel err %.3g", what, e_loss);
+    CHECK(correct == r.correct && nonzero == r.nonzero, "%s: correct %d vs %d, nonzero %d vs %d", what, correct,
+          r.correct, nonzero, r.nonzero);
+    CHECK(e_df <= TOL_F32 && e_skip <= TOL_F32, "%s: df rel err %.3g, zero row %.3g", what, e_df, e_skip);
+    CHECK(e_dW <= TOL_F32, "%s: dW rel err %.3g", what, e_dW);
+    CHECK(gpu_cosface(G, fd, Wd, lab, n, D, classes, s, m, block, nonzero_mean, 0.0, NULL, NULL, &loss2, &c2, NULL) == 0 &&
+              rel1(loss2, loss) <= 1e-12 && c2 == correct,
+          "%s: forward only: %.9g vs %.9g", what, loss2, loss);
+    if (host_nonzero) *host_nonzero = r.nonzero;
+    gpu_free(G, fd), gpu_free(G, Wd), gpu_free(G, dfd), gpu_free(G, dWd);
+    free(dW0), free(df_r), free(dW_r), free(df), free(dW);
+}
+
+static void test_cosface_cases(void) {
+    // 1. 37 rows, 50 classes in blocks of 16 (16 + 16 + 16 + 2); labels 20-22 once;
+    // rows 0 and 1 point exactly at their class, whose weight row is duplicated at
+    // a higher (40 = 5) and a lower (2 = 9) index: top-1 ties, to the lower class;
+    // row 36 is zero (df = d f_hat / 1e-12, as torch's clamp_min).
+    int n = 37, D = 96, C = 50;
+    float *W = rand_buf((size_t)C * D, 0.05f, 0), *f = rand_buf((size_t)n * D, 1, 0);
+    int32_t lab[64];
+    for (int i = 0; i < n; i++) lab[i] = i < 34 ? (i * 7) % 17 : 20 + (i - 34);
+    lab[0] = 5, lab[1] = 9, lab[36] = 3;
+    memcpy(W + 40 * D, W + 5 * D, D * 4);
+    memcpy(W + 2 * D, W + 9 * D, D * 4);
+    for (int k = 0; k < D; k++) f[k] = 3 * W[5 * D + k], f[D + k] = 2 * W[9 * D + k], f[36 * D + k] = 0;
+    for (int i = 2; i < 30; i++)   // most rows near their class: a non-trivial accuracy
+        for (int k = 0; k < D; k++) f[(size_t)i * D + k] = 0.3f * f[(size_t)i * D + k] + 20 * W[(size_t)lab[i] * D + k];
+    test_cosface("37x96, 50 classes, block 16", f, W, lab, n, D, C, 16, 30, 0.2f, 0, 36, NULL);
+    test_cosface("same, one block", f, W, lab, n, D, C, 0, 30, 0.2f, 0, 36, NULL);
+    free(W), free(f);
+    // 2. nonzero_mean: half the rows exactly on their class with s = 64, m = 0.35
+    // (their fp32 loss is 0), the others random.
+    n = 24, D = 64, C = 20;
+    W = rand_buf((size_t)C * D, 0.05f, 0), f = rand_buf((size_t)n * D, 1, 0);
+    for (int i = 0; i < n; i++) {
+        lab[i] = (i * 3) % C;
+        if (i % 2 == 0)
+            for (int k = 0; k < D; k++) f[(size_t)i * D + k] = 4 * W[(size_t)lab[i] * D + k];
+    }
+    int nz = -1;
+    test_cosface("24x64, 20 classes, nonzero_mean", f, W, lab, n, D, C, 7, 64, 0.35f, 1, -1, &nz);
+    CHECK(nz > 0 && nz < n, "the nonzero_mean case needs zero and non-zero losses (nonzero %d of %d)", nz, n);
+    test_cosface("same, plain mean", f, W, lab, n, D, C, 7, 64, 0.35f, 0, -1, NULL);
+    free(W), free(f);
+    // 3. The default block over 8200 classes: 8192 + 8.
+    n = 16, D = 32, C = 8200;
+    W = rand_buf((size_t)C * D, 0.05f, 0), f = rand_buf((size_t)n * D, 1, 0);
+    for (int i = 0; i < n; i++) lab[i] = (i * 977) % C;
+    lab[3] = C - 1;   // the label in the short last block
+    test_cosface("16x32, 8200 classes, default block", f, W, lab, n, D, C, 0, 50, 0.3f, 0, -1, NULL);
+    free(W), free(f);
+}
+
+// gpu_triplet vs ufo_triplet: loss, fallback, the distance means, dx.
+static void test_triplet(const char *what, const float *x, const int32_t *lab, int n, int D, float margin,
+                         int want_fallback) {
+    size_t nD = (size_t)n * D;
+    float *dx_r = zeros(nD);
+    ufo_triplet_result r;
+    CHECK(ufo_triplet(x, lab, n, D, margin, dx_r, NULL, NULL, &r) == 0, "%s", ufo_error());
+    float *xd = dev_from(x, nD), *dxd = dev(nD * 4);
+    double loss = -1, ap = -1, an = -1;
+    int fb = -1;
+    CHECK(gpu_triplet(G, xd, lab, n, D, margin, dxd, &loss, &fb, &ap, &an) == 0, "%s: %s", what, gpu_error());
+    float *dx = to_host(dxd, nD, GPU_F32);
+    double e_dx = check_max_rel_err(dx, dx_r, (long)nD), e_loss = rel1(loss, r.loss);
+    double e_d = fmax(rel1(ap, r.dist_ap_mean), rel1(an, r.dist_an_mean));
+    printf("  triplet %-36s loss %.6f vs %.6f (rel %.2g), fallback %d/%d, dist means rel %.2g, dx rel %.3g\n", what,
+           loss, r.loss, e_loss, fb, r.fallback, e_d, e_dx);
+    CHECK(r.fallback == want_fallback, "%s: the host's fallback is %d, the case needs %d", what, r.fallback,
+          want_fallback);
+    CHECK(e_loss <= TOL_F32 && fb == r.fallback && e_d <= TOL_F32, "%s: loss rel %.3g, fallback %d vs %d", what,
+          e_loss, fb, r.fallback);
+    CHECK(e_dx <= TOL_F32, "%s: dx rel err %.3g", what, e_dx);
+    gpu_free(G, xd), gpu_free(G, dxd);
+    free(dx_r), free(dx);
+}
+
+static void test_triplet_cases(void) {
+    int32_t lab[64];
+    // Random features: 8 identities x 4, one seen once, one pair.
+    int n = 35, D = 64;
+    float *x = rand_buf((size_t)n * D, 1, 0);
+    for (int i = 0; i < n; i++) lab[i] = i < 32 ? i / 4 : i == 32 ? 100 : 7 + 100;
+    test_triplet("35x64, soft margin", x, lab, n, D, 0.0f, 0);
+    test_triplet("35x64, margin 0.3", x, lab, n, D, 0.3f, 0);
+    free(x);
+    // Ties and the clamp: features in {-1, 0, 1} (every Gram entry exact, so
+    // equal distances are equal on both sides), a repeated row with the same
+    // label (distance 0: the clamp), one with another label, a zero row.
+    n = 24, D = 8;
+    x = rand_buf((size_t)n * D, 1, 0);
+    for (size_t i = 0; i < (size_t)n * D; i++) x[i] = x[i] < -0.33f ? -1.0f : x[i] > 0.33f ? 1.0f : 0.0f;
+    for (int i = 0; i < n; i++) lab[i] = i % 5;
+    memcpy(x + 10 * D, x + 5 * D, D * 4);   // labels 0 and 0
+    memcpy(x + 7 * D, x + 3 * D, D * 4);    // labels 2 and 3
+    memset(x + 12 * D, 0, D * 4);
+    test_triplet("24x8 integer features, ties", x, lab, n, D, 0.0f, 0);
+    test_triplet("same, margin 0.3", x, lab, n, D, 0.3f, 0);
+    free(x);
+    // The soft margin overflows (ap - an > 88.7): margin ranking with 0.3 instead.
+    n = 8, D = 16;
+    x = rand_buf((size_t)n * D, 1, 0);
+    for (int i = 0; i < n; i++) lab[i] = i / 2;
+    x[1 * D] += 200;   // sample 1: far from its positive 0, near the negatives
+    test_triplet("8x16, overflow fallback", x, lab, n, D, 0.0f, 1);
+    free(x);
+    // No negatives at all (an = 1e9, no gradient), and one row.
+    n = 6, D = 16;
+    x = rand_buf((size_t)n * D, 1, 0);
+    for (int i = 0; i < n; i++) lab[i] = 4;
+    test_triplet("6x16, one identity", x, lab, n, D, 0.0f, 0);
+    test_triplet("1x16", x, lab, 1, D, 0.0f, 0);
+    free(x);
+}
+
 
 static void test_forward(const char *name, int img, int patch, int dim, int depth, int heads) {
     vit_config c = {.img_size = img, .patch_size = patch, .dim = dim, .depth = depth, .heads = heads,
@@ -597,6 +746,10 @@ int main(void) {
     test_batchnorm_train_backward(16, 300);
     test_batchnorm_train_backward(1, 40);  // n = 1: running_var takes the biased (zero) variance
     test_training_glue();
+#ifndef UFO_CUDA_OPS_ONLY
+    test_cosface_cases();
+    test_triplet_cases();
+#endif
     gpu_ctx_free(G);
 #ifndef UFO_CUDA_OPS_ONLY
     test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);

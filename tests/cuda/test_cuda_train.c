@@ -18,6 +18,10 @@
 //   2. recomputation (run.recompute) gives the same gradients (<= 1e-6).
 //   3. six SGD steps: the losses of every step and the parameters and momentum
 //      after them, fp32 within 1e-3 (six steps of lr 0.05 amplify rounding).
+//   3b. the same for four steps with the face head Partial-FC sampled (on the
+//   host; the other heads on the device), classifiers and their momentum too.
+//   (1-3 with the CUDA trainer's heads on the device, train/heads_cuda.h; run
+//   with UFO_CUDA_HEADS=cpu for the host heads; tools/cuda_fake_check.sh runs both.)
 //   4. checkpoints: save after 3 steps, a fresh CUDA trainer loads it and both
 //      take 2 more steps: same parameters (<= 1e-6, i.e. deterministic); the
 //      same file loads into a CPU trainer with equal parameters (one format).
@@ -89,6 +93,8 @@ static void make_batch(int k, float *img, int32_t *labels) {
     rng_state = keep;
 }
 
+static int PFC;   // 1: the face head (5 classes) Partial-FC sampled, the others not
+
 static ufo_train_config config(vit_backend b, ufo_precision prec, int recompute) {
     ufo_train_config c;
     ufo_train_config_default(&c, CLASSES, 20);
@@ -103,6 +109,7 @@ static ufo_train_config config(vit_backend b, ufo_precision prec, int recompute)
     c.lr.min_lr = LR / 50;
     for (int t = 0; t < UFO_NUM_TASKS; t++) c.cos_s[t] = COS_S;   // SPEC's 20-50 make the test chaotic
     c.lr.warmup_steps = 0;
+    if (PFC) c.pfc_sample_rate = 0.5, c.shard_classes_above = 4;
     return c;
 }
 
@@ -119,6 +126,11 @@ static int start(run *r, vit_backend b, ufo_precision prec, int recompute) {
         vit_free(&r->m);
         return -1;
     }
+    // One process, no Partial-FC: the CUDA trainer runs the heads on the device
+    // (train/heads_cuda.h) unless UFO_CUDA_HEADS=cpu asks for the host path.
+    const char *hp = getenv("UFO_CUDA_HEADS");
+    int want = b == VIT_BACKEND_CUDA && !(hp && !strcmp(hp, "cpu"));
+    CHECK((r->t.dev_heads != NULL) == want, "backend %d: heads on the %s", b, r->t.dev_heads ? "device" : "host");
     return 0;
 }
 
@@ -167,6 +179,7 @@ static void compare_grads(const char *what, run *a, run *ref, int bf16) {
     if (bf16) CHECK(all >= TOL_BF16_COS, "%s: all gradients: cosine %.6f", what, all);
     else CHECK(check_max_rel_err(ga, gr, (long)ref->m.n_floats) <= TOL_F32, "%s: all gradients", what);
     size_t nc = ref->t.cls_off[UFO_NUM_TASKS];
+    CHECK(ufo_trainer_sync_host(&a->t) == 0, "%s", ufo_error());   // device heads: their gradient
     double crel = check_max_rel_err(a->t.cls_grad, ref->t.cls_grad, (long)nc);
     double ccos = cosine(a->t.cls_grad, ref->t.cls_grad, nc);
     printf("  %-40s %d tensors: worst max rel err %.3g, worst cosine %.7f (%s); classifiers rel %.3g cos %.7f\n",
@@ -252,6 +265,38 @@ static void test_steps(void) {
     stop(&dut);
 }
 
+// A sampled head stays on the host, the others on the device (CUDA): four steps
+// against the reference trainer, then the same checks as test_steps.
+static void test_steps_mixed(void) {
+    PFC = 1;
+    run ref, dut;
+    if (start(&ref, VIT_BACKEND_REF, UFO_PREC_FP32, 0) == 0) {
+        if (start(&dut, DUT, UFO_PREC_FP32, 0) == 0) {
+            if (DUT == VIT_BACKEND_CUDA && dut.t.dev_heads)
+                CHECK(!dut.t.dev_task[UFO_TASK_FACE] && dut.t.dev_task[UFO_TASK_PERSON] && dut.t.dev_task[UFO_TASK_PRODUCT],
+                      "the sampled face head on the host, the others on the device");
+            ufo_step_stats sr[4], sd[4];
+            steps(&ref, 0, 4, sr);
+            steps(&dut, 0, 4, sd);
+            for (int k = 0; k < 4; k++) {
+                char what[64];
+                snprintf(what, sizeof what, "face sampled: step %d", k);
+                compare_stats(what, &sd[k], &sr[k], TOL_STEPS);
+            }
+            CHECK(ufo_trainer_sync_host(&dut.t) == 0, "%s", ufo_error());
+            double rp = check_max_rel_err(dut.m.params, ref.m.params, (long)ref.m.n_floats);
+            double rc = check_max_rel_err(dut.t.cls, ref.t.cls, (long)ref.t.cls_off[UFO_NUM_TASKS]);
+            double rm = check_max_rel_err(dut.t.cls_mom, ref.t.cls_mom, (long)ref.t.cls_off[UFO_NUM_TASKS]);
+            printf("  %-40s parameters rel %.3g, classifiers rel %.3g, their momentum rel %.3g\n",
+                   "face sampled: after 4 steps", rp, rc, rm);
+            CHECK(rp <= TOL_STEPS && rc <= TOL_STEPS && rm <= TOL_STEPS, "face sampled: %.3g %.3g %.3g", rp, rc, rm);
+            stop(&dut);
+        }
+        stop(&ref);
+    }
+    PFC = 0;
+}
+
 static void test_checkpoint(void) {
     const char *ck = "test_cuda_train_ck.safetensors";
     run a, b, c;
@@ -298,6 +343,7 @@ int main(void) {
     test_one_gradient(UFO_PREC_FP32);
     test_one_gradient(UFO_PREC_BF16);
     test_steps();
+    test_steps_mixed();
     test_checkpoint();
     return check_summary("test_cuda_train");
 }

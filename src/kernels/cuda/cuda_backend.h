@@ -139,6 +139,25 @@ int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t 
 int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size_t n, float scale,
                    float weight_decay, float momentum, float step);
 
+// ---- The task heads' losses (gpu_losses.cu): train/cosface.h's and train/triplet.h's
+// contracts, one process. Features and weights are device buffers; the labels
+// are HOST arrays (checked, then uploaded); the results come back to the host,
+// so both wait for the stream before returning. Scratch: the context's.
+
+// CosFace, unsharded: f [n, D], W [classes, D]; df [n, D] is WRITTEN, dW
+// [classes, D] ACCUMULATED (+=), either NULL to skip it. Classes in blocks of
+// `block` (<= 0: 8192). The summed loss is divided by den when den > 0, else
+// by max(nonzero, 1) with nonzero_mean, else by n. *loss, *correct (top-1 of
+// cos, ties to the lower class), *nonzero (samples whose fp32 loss is not 0).
+int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes, float s,
+                float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss, int *correct,
+                int *nonzero);
+// Batch-hard triplet: x [n, D] (pre-BN features); dx [n, D] is WRITTEN (NULL:
+// skipped). margin 0: soft margin (*fallback = 1 when it overflowed and the
+// margin ranking loss with 0.3 was used); > 0: hinge. Means of ap / an for the log.
+int gpu_triplet(gpu_ctx *g, const float *x, const int *labels, int n, int D, float margin, float *dx, double *loss,
+                int *fallback, double *dist_ap_mean, double *dist_an_mean);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,179 @@
+// The task heads on the GPU (see heads_cuda.h).
+#include "train/heads_cuda.h"
+#include "base/error.h"
+#include <stdlib.h>
+#include <string.h>
+
+// Task k's head can run on the device: trained, all its classes in every step.
+static int device_task(const ufo_trainer *t, int k) {
+    return t->cfg.classes[k] > 0 && !t->sampled[k] && !t->sharded[k];
+}
+
+int ufo_heads_cuda_wanted(const ufo_trainer *t) {
+    const char *env = getenv("UFO_CUDA_HEADS");   // "cpu": the host path (a fallback, and for comparisons)
+    if (t->cfg.backend != VIT_BACKEND_CUDA || t->comm || (env && !strcmp(env, "cpu"))) return 0;
+    int any = 0;
+    for (int k = 0; k < UFO_NUM_TASKS; k++) any |= device_task(t, k);
+    return any;
+}
+
+#ifdef UFO_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+
+#define SGD_CHUNK 16384   // sgd_cuda.c's norm pieces
+
+struct ufo_heads_cuda {
+    float *cls, *grad, *mom;            // the device heads' classifiers, task k at off[k]
+    size_t off[UFO_NUM_TASKS + 1], n;   // (only device heads take room)
+    ufo_sgd_segment seg[UFO_NUM_TASKS];  // t->cls_seg's of the device heads, at off[k]
+    int nseg;
+    double *part;                       // norm pieces of the SGD
+    size_t part_n;
+};
+
+static int fail(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
+
+static gpu_ctx *ctx(const ufo_trainer *t) { return vit_train_device_of(&t->st)->g; }
+
+int ufo_heads_cuda_init(ufo_trainer *t) {
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (!dev) return ufo_errorf("the heads on the GPU need the CUDA trainer");
+    ufo_heads_cuda *h = calloc(1, sizeof *h);
+    if (!h) return ufo_errorf("out of memory");
+    t->dev_heads = h;
+    int all = 1;
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        t->dev_task[k] = device_task(t, k);
+        all &= t->dev_task[k] || !t->cfg.classes[k];
+        h->off[k + 1] = h->off[k] + (t->dev_task[k] ? t->cls_off[k + 1] - t->cls_off[k] : 0);
+    }
+    h->n = h->off[UFO_NUM_TASKS];
+    for (int s = 0; s < t->ncls_seg; s++) {
+        int k = t->cls_seg_task[s];
+        if (!t->dev_task[k]) continue;
+        h->seg[h->nseg] = t->cls_seg[s];
+        h->seg[h->nseg++].offset = h->off[k];
+    }
+    size_t bytes = (h->n ? h->n : 1) * sizeof(float);
+    h->part_n = h->n / SGD_CHUNK + (size_t)h->nseg + 1;
+    if (!(h->cls = gpu_malloc(dev->g, bytes)) || !(h->grad = gpu_malloc(dev->g, bytes)) ||
+        !(h->mom = gpu_malloc(dev->g, bytes)) || !(h->part = gpu_malloc(dev->g, h->part_n * sizeof(double))))
+        return fail("the classifiers on the GPU");
+    if (gpu_zero(dev->g, h->grad, bytes)) return fail("the classifiers on the GPU");
+    t->st.feat_on_device = all;   // else the host heads need the features on the host
+    return ufo_heads_cuda_to_device(t);
+}
+
+void ufo_heads_cuda_free(ufo_trainer *t) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    if (!h) return;
+    if (dev) {
+        gpu_free(dev->g, h->cls);
+        gpu_free(dev->g, h->grad);
+        gpu_free(dev->g, h->mom);
+        gpu_free(dev->g, h->part);
+    }
+    free(h);
+    t->dev_heads = NULL;
+    memset(t->dev_task, 0, sizeof t->dev_task);
+    t->st.feat_on_device = 0;
+}
+
+int ufo_heads_cuda_to_device(ufo_trainer *t) {
+    ufo_heads_cuda *h = t->dev_heads;
+    if (!h) return 0;
+    gpu_ctx *g = ctx(t);
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        size_t o = t->cls_off[k], bytes = (h->off[k + 1] - h->off[k]) * sizeof(float);
+        if (!t->dev_task[k]) continue;
+        if (gpu_upload(g, h->cls + h->off[k], t->cls + o, bytes) || gpu_upload(g, h->mom + h->off[k], t->cls_mom + o, bytes))
+            return fail("copying the classifiers to the GPU");
+    }
+    return gpu_sync(g) ? fail("copying the classifiers to the GPU") : 0;
+}
+
+int ufo_heads_cuda_to_host(const ufo_trainer *t) {
+    const ufo_heads_cuda *h = t->dev_heads;
+    if (!h) return 0;
+    gpu_ctx *g = ctx(t);
+    for (int k = 0; k < UFO_NUM_TASKS; k++) {
+        size_t o = t->cls_off[k], bytes = (h->off[k + 1] - h->off[k]) * sizeof(float);
+        if (!t->dev_task[k]) continue;
+        if (gpu_download(g, t->cls + o, h->cls + h->off[k], bytes) ||
+            gpu_download(g, t->cls_mom + o, h->mom + h->off[k], bytes) ||
+            gpu_download(g, t->cls_grad + o, h->grad + h->off[k], bytes))
+            return fail("copying the classifiers to the host");
+    }
+    return gpu_sync(g) ? fail("copying the classifiers to the host") : 0;
+}
+
+int ufo_heads_cuda_begin(ufo_trainer *t) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    size_t nD = (size_t)t->st.n * t->model->cfg.dim * sizeof(float);
+    // Rows of heads without triplet get no pre-BN gradient; the other rows are all written.
+    if (gpu_zero(dev->g, h->grad, (h->n ? h->n : 1) * sizeof(float)) || gpu_zero(dev->g, dev->dfeat, nD) ||
+        gpu_zero(dev->g, dev->dfeat_bn, nD))
+        return fail("the heads' gradients");
+    return 0;
+}
+
+int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const ufo_train_config *c = &t->cfg;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    int D = t->model->cfg.dim;
+    size_t o = (size_t)lo * D;
+    double loss;
+    int correct;
+    if (gpu_cosface(dev->g, dev->feat_bn + o, h->cls + h->off[k], labels, n, D, c->classes[k], c->cos_s[k],
+                    c->cos_m[k], 0, 0, 0.0, dev->dfeat_bn + o, h->grad + h->off[k], &loss, &correct, NULL))
+        return ufo_errorf("%s CosFace on the GPU: %s", vit_task_name(k), gpu_error());
+    stats->cosface[k] = loss;
+    stats->accuracy[k] = (double)correct / n;
+    stats->loss += loss;
+    if (c->triplet[k]) {
+        if (gpu_triplet(dev->g, dev->feat + o, labels, n, D, c->triplet_margin, dev->dfeat + o, &loss, NULL, NULL,
+                        NULL))
+            return ufo_errorf("%s triplet on the GPU: %s", vit_task_name(k), gpu_error());
+        stats->triplet[k] = loss;
+        stats->loss += loss;
+    }
+    return 0;
+}
+
+int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]) {
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    int D = t->model->cfg.dim;
+    for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {   // the host heads' rows
+        size_t o = (size_t)lo * D, bytes = (size_t)counts[k] * D * sizeof(float);
+        if (!counts[k] || t->dev_task[k]) continue;
+        if (gpu_upload(dev->g, dev->dfeat + o, t->df + o, bytes) || gpu_upload(dev->g, dev->dfeat_bn + o, t->df_bn + o, bytes))
+            return fail("the host heads' feature gradients");
+    }
+    return vit_train_backward_device(&t->st, dev->dfeat, dev->dfeat_bn);
+}
+
+int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
+    ufo_heads_cuda *h = t->dev_heads;
+    if (!h->nseg) return 0;
+    return ufo_sgd_step_device(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->seg, h->nseg, lr,
+                               &t->cfg.sgd, NULL);
+}
+
+#else   // built without CUDA: a CUDA trainer cannot start, so none of this runs
+
+#define NO_CUDA "this ufo was built without CUDA"
+int ufo_heads_cuda_init(ufo_trainer *t) { return ufo_errorf(NO_CUDA); }
+void ufo_heads_cuda_free(ufo_trainer *t) {}
+int ufo_heads_cuda_to_device(ufo_trainer *t) { return 0; }
+int ufo_heads_cuda_to_host(const ufo_trainer *t) { return 0; }
+int ufo_heads_cuda_begin(ufo_trainer *t) { return ufo_errorf(NO_CUDA); }
+int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats) {
+    return ufo_errorf(NO_CUDA);
+}
+int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]) { return ufo_errorf(NO_CUDA); }
+int ufo_heads_cuda_step(ufo_trainer *t, float lr) { return ufo_errorf(NO_CUDA); }
+
+#endif

@@ -1,0 +1,42 @@
+// The task heads on the GPU, for the CUDA trainer in one process (no data
+// parallelism; sharding needs several processes): the classifiers of the
+// heads that are not Partial-FC sampled, their gradient and SGD momentum live
+// on the device next to the model's, their CosFace and triplet run there
+// (kernels/cuda/gpu_losses.cu: the contracts of train/cosface.h and
+// train/triplet.h), their feature gradients go straight into the backward
+// (vit_train_backward_device), and their classifiers' SGD is
+// ufo_sgd_step_device with the host step's segments (one per task: per-tensor
+// clipping as on the CPU). Nothing of those heads crosses PCIe during a step
+// except the labels and the per-row loss values. A sampled head (pfc.h) stays
+// on the host as before: its features come down, its feature gradients go up.
+//
+// t->dev_task[k] says which heads are on the device. Their rows of t->cls /
+// t->cls_mom / t->cls_grad are current on the host only after
+// ufo_heads_cuda_to_host (ufo_trainer_sync_host and ufo_trainer_save call it;
+// ufo_trainer_load uploads what it read). Data parallel training keeps every
+// head on the host (t->dev_heads NULL), and so does UFO_CUDA_HEADS=cpu.
+// Internal to src/train/trainer.c.
+#pragma once
+#include "train/trainer.h"
+
+// 1 when t (initialised up to its classifiers) should keep some heads on the device.
+int ufo_heads_cuda_wanted(const ufo_trainer *t);
+// Device buffers for the heads not sampled, filled from t->cls / t->cls_mom;
+// sets t->dev_heads, t->dev_task and (all heads on the device)
+// t->st.feat_on_device. On failure: ufo_heads_cuda_free.
+int ufo_heads_cuda_init(ufo_trainer *t);
+void ufo_heads_cuda_free(ufo_trainer *t);
+// t->cls, t->cls_mom -> device (after loading a checkpoint). No-op without device heads.
+int ufo_heads_cuda_to_device(ufo_trainer *t);
+// Device -> t->cls, t->cls_mom, t->cls_grad (the device heads' rows). No-op without device heads.
+int ufo_heads_cuda_to_host(const ufo_trainer *t);
+// One step's gradient, after vit_train_forward: begin (zero the device heads'
+// classifier and feature gradients), then per device head its losses into
+// stats (rows [lo, lo + n) of the batch, labels of those rows), then the
+// backward with the host heads' feature gradients (t->df, t->df_bn rows)
+// uploaded into their rows.
+int ufo_heads_cuda_begin(ufo_trainer *t);
+int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats);
+int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]);
+// The device heads' classifier SGD step at learning rate lr.
+int ufo_heads_cuda_step(ufo_trainer *t, float lr);
