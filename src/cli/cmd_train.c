@@ -25,7 +25,8 @@ static const char *usage =
     "                    read from the checkpoint; overrides may change e.g. optim.steps)\n"
     "  --threads N       OpenMP threads for the model\n"
     "  --device D        cpu (default) or cuda: the model's forward, backward and SGD on the\n"
-    "                    GPU (one process; CosFace/triplet and the classifiers stay on the CPU)\n"
+    "                    GPU; in one process also CosFace/triplet and the classifiers, except\n"
+    "                    Partial-FC sampled heads (UFO_CUDA_HEADS=cpu keeps them all on the CPU)\n"
     "  --stop-after N    checkpoint and stop after step N (resume later with --resume)\n"
     "  --print-recipe    print the recipe with every key, its value and its meaning\n"
     "  --quiet           no progress lines\n"
@@ -46,7 +47,8 @@ static const char *usage =
     "                    all-gathered; checkpoints hold the whole momentum (resume anywhere).\n"
     "UFO_COMM_TIMEOUT (seconds, default 1800) bounds every collective.\n"
     "With --device cuda under mpirun: one GPU per process (the node-local rank), the\n"
-    "model's gradients all-reduced on the GPUs by NCCL (builds that found NCCL).\n";
+    "model's gradients all-reduced on the GPUs by NCCL (builds that found NCCL), block by\n"
+    "block while the backward runs.\n";
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *resume = NULL;
