@@ -58,7 +58,8 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       data.batch_face=6 data.batch_person=8 data.batch_vehicle=8 data.batch_product=8 data.workers=1
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
-rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc"
+rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
+    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/zero2"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
 # Not quiet: the start-up lines say where the heads ran (one process: on the device).
@@ -80,16 +81,18 @@ print(f"cuda_fake_check: {sys.argv[1]} vs {sys.argv[2]}: worst loss rel err {wor
 sys.exit(0 if ok else 1)
 PYEOF
 }
-same_checkpoints() {   # a.safetensors b.safetensors tolerance: every tensor (model, classifiers, momentum)
+same_checkpoints() {   # a.safetensors b.safetensors tolerance [name part]: every tensor (model, classifiers,
+                      # momentum), or those whose name has the part
     PYTHONPATH=tools "$PY" - "$@" <<'PYEOF'
 import sys
 import numpy as np
 from safetensors_io import read
 a, b = read(sys.argv[1])[0], read(sys.argv[2])[0]
 assert sorted(a) == sorted(b), "different tensor names"
-worst = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(b[k]))), 1e-30)) for k in a)
-ok = worst <= float(sys.argv[3])
-print(f"cuda_fake_check: {sys.argv[1]} vs {sys.argv[2]}: {len(a)} tensors, worst rel err {worst:.2e} ({'ok' if ok else 'FAIL'})")
+names = [k for k in a if len(sys.argv) < 5 or sys.argv[4] in k]
+worst = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(b[k]))), 1e-30)) for k in names)
+ok = worst <= float(sys.argv[3]) and names
+print(f"cuda_fake_check: {sys.argv[1]} vs {sys.argv[2]}: {len(names)} tensors, worst rel err {worst:.2e} ({'ok' if ok else 'FAIL'})")
 sys.exit(0 if ok else 1)
 PYEOF
 }
@@ -110,16 +113,43 @@ same_losses "$D/gpu_pfc/log.csv" "$D/cpu_pfc/log.csv" 1e-4
 cmp "$D/gpu_pfc/model.safetensors" "$D/resumed_pfc/model.safetensors"
 echo "cuda_fake_check: the same with Partial-FC sampling: stop after 2 + resume == 4 straight"
 if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
+    mpi2() {   # two ranks of the CLI, MPI standing in for NCCL
+        UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+            mpirun -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS -np 2 --oversubscribe "$B/ufo_fake" "$@"
+    }
+    # Data parallel with the heads on the device (CosFace on each rank's rows,
+    # triplet on the features gathered over the device group, the classifiers'
+    # gradients summed over it): the losses of one process and of np=2 on the CPU.
     # shellcheck disable=SC2086
-    UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-        mpirun -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS -np 2 --oversubscribe \
-        "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/np2" --device cuda $TINY
+    mpi2 train --config recipes/demo.ini --out "$D/np2" --device cuda $TINY 2>"$D/np2.err" || { cat "$D/np2.err"; exit 1; }
+    grep -q "losses and classifiers on the GPU too (data parallel" "$D/np2.err" ||
+        { cat "$D/np2.err"; echo "cuda_fake_check: FAIL: np=2: heads not on the device"; exit 1; }
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_cpu" --device cpu $TINY
     same_losses "$D/np2/log.csv" "$D/gpu/log.csv" 1e-4
+    same_losses "$D/np2/log.csv" "$D/np2_cpu/log.csv" 1e-4
+    # The classifiers and their momentum (the model's norm.bias gets ~0 gradient
+    # through the BNNecks: noise, rel 1 apart between any two runs).
+    same_checkpoints "$D/np2/last.safetensors" "$D/np2_cpu/last.safetensors" 1e-3 classifier.
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_resumed" --device cuda --stop-after 2 $TINY
+    mpi2 train --quiet --resume "$D/np2_resumed/last.safetensors" --device cuda
+    cmp "$D/np2/model.safetensors" "$D/np2_resumed/model.safetensors"
+    echo "cuda_fake_check: np=2 --device cuda, heads on the device: stop after 2 + resume == 4 straight (same model file)"
+    # Partial-FC sharding (face, person, vehicle: 10 classes > 8) keeps those heads
+    # on the host, product's on the device: a mixed step, against the CPU's.
+    # shellcheck disable=SC2086
+    mpi2 train --config recipes/demo.ini --out "$D/np2_shard" --device cuda $TINY run.shard_classes_above=8 \
+        2>"$D/np2_shard.err" || { cat "$D/np2_shard.err"; exit 1; }
+    grep -q "on the GPU too, the Partial-FC sharded ones on the CPU" "$D/np2_shard.err" ||
+        { cat "$D/np2_shard.err"; echo "cuda_fake_check: FAIL: np=2 sharded: not the mixed heads"; exit 1; }
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_shard_cpu" --device cpu $TINY run.shard_classes_above=8
+    same_losses "$D/np2_shard/log.csv" "$D/np2_shard_cpu/log.csv" 1e-4
+    same_checkpoints "$D/np2_shard/last.safetensors" "$D/np2_shard_cpu/last.safetensors" 1e-3 classifier.
     # ZeRO stage 1 on the device buffers: same losses and model as np=2 without it.
     # shellcheck disable=SC2086
-    UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-        mpirun -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS -np 2 --oversubscribe \
-        "$B/ufo_fake" train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \
+    mpi2 train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \
         2>"$D/zero2.err" || { cat "$D/zero2.err"; exit 1; }
     grep -q "ZeRO stage 1" "$D/zero2.err" || { echo "cuda_fake_check: ZeRO did not run"; cat "$D/zero2.err"; exit 1; }
     same_losses "$D/zero2/log.csv" "$D/np2/log.csv" 1e-5

@@ -11,7 +11,8 @@ static int device_task(const ufo_trainer *t, int k) {
 
 int ufo_heads_cuda_wanted(const ufo_trainer *t) {
     const char *env = getenv("UFO_CUDA_HEADS");   // "cpu": the host path (a fallback, and for comparisons)
-    if (t->cfg.backend != VIT_BACKEND_CUDA || t->comm || (env && !strcmp(env, "cpu"))) return 0;
+    if (t->cfg.backend != VIT_BACKEND_CUDA || (env && !strcmp(env, "cpu"))) return 0;
+    if (t->comm && !t->cfg.dev_comm) return 0;   // data parallel: the device group gathers and sums
     int any = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any |= device_task(t, k);
     return any;
@@ -29,6 +30,7 @@ struct ufo_heads_cuda {
     int nseg;
     double *part;                       // norm pieces of the SGD
     size_t part_n;
+    float *gx, *gdx;                    // data parallel: a task's gathered pre-BN features [G, D], their gradient
 };
 
 static int fail(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -59,8 +61,13 @@ int ufo_heads_cuda_init(ufo_trainer *t) {
     if (!(h->cls = gpu_malloc(dev->g, bytes)) || !(h->grad = gpu_malloc(dev->g, bytes)) ||
         !(h->mom = gpu_malloc(dev->g, bytes)) || !(h->part = gpu_malloc(dev->g, h->part_n * sizeof(double))))
         return fail("the classifiers on the GPU");
+    size_t gbytes = (size_t)t->cfg.batch_cap * t->model->cfg.dim * sizeof(float);
+    if (t->comm && (!(h->gx = gpu_malloc(dev->g, gbytes)) || !(h->gdx = gpu_malloc(dev->g, gbytes))))
+        return fail("the triplet features on the GPU");
     if (gpu_zero(dev->g, h->grad, bytes)) return fail("the classifiers on the GPU");
-    t->st.feat_on_device = all;   // else the host heads need the features on the host
+    // Else the host heads need the features on the host; so does sync BN (data
+    // parallel: the BNNecks run on the host, vit_train.h), which downloads them anyway.
+    t->st.feat_on_device = all && !t->comm;
     return ufo_heads_cuda_to_device(t);
 }
 
@@ -73,6 +80,8 @@ void ufo_heads_cuda_free(ufo_trainer *t) {
         gpu_free(dev->g, h->grad);
         gpu_free(dev->g, h->mom);
         gpu_free(dev->g, h->part);
+        gpu_free(dev->g, h->gx);
+        gpu_free(dev->g, h->gdx);
     }
     free(h);
     t->dev_heads = NULL;
@@ -155,6 +164,57 @@ int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]) {
     return vit_train_backward_device(&t->st, dev->dfeat, dev->dfeat_bn);
 }
 
+// Data parallel. The BNNecks are synchronised on the host (vit_train.h), so
+// st->feat_bn is the host's: this rank's rows go up for CosFace, and the
+// feature gradients come back down for the host's BN backward (each [n, D],
+// small next to the classifier the device keeps). The pre-BN features of the
+// triplet are gathered from the device copies over the device group.
+int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
+                           const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const ufo_train_config *c = &t->cfg;
+    const vit_train_device *dev = vit_train_device_of(&t->st);
+    int D = t->model->cfg.dim;
+    size_t o = (size_t)lo * D, bytes = (size_t)n * D * sizeof(float);
+    double loss;
+    int correct;
+    if (n > 0) {   // CosFace on this rank's rows, divided by the global row count
+        if (gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
+        if (gpu_cosface(dev->g, dev->feat_bn + o, h->cls + h->off[k], labels, n, D, c->classes[k], c->cos_s[k],
+                        c->cos_m[k], 0, 0, (double)Gk, dev->dfeat_bn + o, h->grad + h->off[k], &loss, &correct, NULL))
+            return ufo_errorf("%s CosFace on the GPU: %s", vit_task_name(k), gpu_error());
+        *loss_sum = loss, *correct_sum = correct;
+        if (gpu_download(dev->g, t->df_bn + o, dev->dfeat_bn + o, bytes)) return fail("the feature gradients");
+    }
+    if (c->triplet[k]) {   // on the task's global batch; this rank takes its rows of the gradient
+        size_t *cnt = malloc(sizeof(size_t) * t->size);
+        if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
+        for (int r = 0; r < t->size; r++) {
+            int rlo, rhi;
+            ufo_comm_split(Gk, t->size, r, &rlo, &rhi);
+            cnt[r] = (size_t)(rhi - rlo) * D * sizeof(float);
+        }
+        ufo_comm_allgatherv(c->dev_comm, dev->feat + o, h->gx, cnt, "triplet features (device)");
+        free(cnt);
+        if (gpu_triplet(dev->g, h->gx, glabels, Gk, D, c->triplet_margin, h->gdx, &loss, NULL, NULL, NULL))
+            return ufo_errorf("%s triplet on the GPU: %s", vit_task_name(k), gpu_error());
+        stats->triplet[k] = loss;
+        if (n > 0 && gpu_download(dev->g, t->df + o, h->gdx + (size_t)off * D, bytes))
+            return fail("the feature gradients");
+    }
+    return gpu_sync(dev->g) ? fail("the heads on the GPU") : 0;
+}
+
+void ufo_heads_cuda_allreduce(ufo_trainer *t) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const size_t bucket = (size_t)1 << 23;   // trainer.c's GRAD_BUCKET (MPI counts are ints)
+    // The stream has written the gradients before the device group's stream reads them.
+    if (gpu_sync(ctx(t))) ufo_comm_abort(t->comm, 1, "the classifiers' gradients: %s", gpu_error());
+    for (size_t o = 0; o < h->n; o += bucket)
+        ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, h->grad + o, h->n - o < bucket ? h->n - o : bucket,
+                                   "classifier gradient all-reduce (device)");
+}
+
 int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
     ufo_heads_cuda *h = t->dev_heads;
     if (!h->nseg) return 0;
@@ -174,6 +234,11 @@ int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *lab
     return ufo_errorf(NO_CUDA);
 }
 int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]) { return ufo_errorf(NO_CUDA); }
+int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
+                           const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum) {
+    return ufo_errorf(NO_CUDA);
+}
+void ufo_heads_cuda_allreduce(ufo_trainer *t) {}
 int ufo_heads_cuda_step(ufo_trainer *t, float lr) { return ufo_errorf(NO_CUDA); }
 
 #endif

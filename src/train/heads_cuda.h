@@ -38,5 +38,16 @@ int ufo_heads_cuda_to_host(const ufo_trainer *t);
 int ufo_heads_cuda_begin(ufo_trainer *t);
 int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats);
 int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]);
+// Data parallel: task k's losses with this rank's n rows at lo (labels: theirs)
+// of Gk global rows, off = this rank's first among them, glabels = the task's
+// gathered labels (with triplet). CosFace's loss and correct count go to
+// *loss_sum / *correct_sum (the trainer sums them over the ranks), the
+// triplet's to stats; the feature gradients of these rows come down into
+// t->df / t->df_bn for the host's sync-BN backward. Every rank must call it
+// (the triplet's features are gathered over t->cfg.dev_comm).
+int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
+                           const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum);
+// Data parallel: the device heads' classifier gradients summed over the device group.
+void ufo_heads_cuda_allreduce(ufo_trainer *t);
 // The device heads' classifier SGD step at learning rate lr.
 int ufo_heads_cuda_step(ufo_trainer *t, float lr);

@@ -319,8 +319,9 @@ static void allreduce_grads(ufo_trainer *t) {
     for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
         ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
                                    "gradient all-reduce");
+    if (t->dev_heads) ufo_heads_cuda_allreduce(t);   // CUDA: the device heads' classifiers, over the device group
     for (int k = 0; k < UFO_NUM_TASKS; k++)   // replicated classifiers; shards are complete already
-        if (t->cfg.classes[k] && !t->sharded[k])
+        if (t->cfg.classes[k] && !t->sharded[k] && !t->dev_task[k])
             for (size_t o = t->cls_off[k]; o < t->cls_off[k + 1]; o += GRAD_BUCKET) {
                 size_t len = t->cls_off[k + 1] - o < GRAD_BUCKET ? t->cls_off[k + 1] - o : GRAD_BUCKET;
                 ufo_comm_allreduce_sum_f32(t->comm, t->cls_grad + o, len, "classifier gradient all-reduce");
@@ -336,6 +337,9 @@ static int task_losses_dp(ufo_trainer *t, int k, int lo, int cnt, int Gk, int of
     int D = t->model->cfg.dim;
     int need_gather = t->sharded[k] || c->triplet[k] || t->sampled[k];
     if (need_gather) gather_rows(t, labels + lo, sizeof(int32_t), Gk, t->glab, "task labels");
+    if (t->dev_task[k])   // CUDA: this head on the device (train/heads_cuda.h)
+        return ufo_heads_cuda_task_dp(t, k, lo, cnt, Gk, off, labels + lo, t->glab, stats, &red[k],
+                                      &red[UFO_NUM_TASKS + k]);
     if (t->sampled[k] && pfc_draw(t, k, t->glab, Gk)) return -1;
     ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
     ufo_cosface_result cr;
@@ -381,6 +385,7 @@ static int grad_dp(ufo_trainer *t, const float *images, const int counts[UFO_NUM
     }
     memcpy(t->st.total, G, sizeof G);
     if (vit_train_forward(&t->st, images, n, counts, drop, c->bn_momentum)) return -1;
+    if (t->dev_heads && ufo_heads_cuda_begin(t)) return -1;
     memset(t->df, 0, (size_t)n * D * sizeof(float));
     double red[2 * UFO_NUM_TASKS] = {0};
     for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++)
@@ -495,7 +500,8 @@ static int zero_step(ufo_trainer *t, float lr) {
     return rc;
 }
 
-// Classifier update when some are sampled: only the kept rows of a sampled
+// Classifier update when some are sampled, or some on the device (CUDA: those
+// are skipped, ufo_heads_cuda_step updates them): only the kept rows of a sampled
 // classifier are segments (a row not drawn keeps weights and momentum, see
 // trainer.h), clipped by the norm of the task's whole gradient (its other rows
 // are 0). The others as in ufo_trainer_step.
@@ -532,6 +538,7 @@ static int sampled_classifier_step(ufo_trainer *t, float lr) {
         double g = t->sampled[k] || t->sharded[k] ? sqrt(sums[s]) : -1;   // -1: the SGD's own norm
         for (int i = first[s]; i < first[s + 1]; i++) t->step_given[i] = g;
     }
+    if (!ns) return 0;   // every head on the device
     return ufo_sgd_step_ex(t->cls, t->cls_grad, t->cls_mom, t->cls_off[UFO_NUM_TASKS], t->step_seg, ns, lr,
                            &t->cfg.sgd, NULL, t->step_given);
 }
@@ -555,12 +562,8 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     if (t->dev_heads && ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
     int any_sampled = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
-    if (any_sampled) {
+    if (any_sampled || t->dev_heads) {   // (it skips the device heads: sampled or sharded ones are left, if any)
         if (t->ncls_seg && sampled_classifier_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
-        t->step++;
-        return 0;
-    }
-    if (t->dev_heads) {   // no head sampled: all of them on the device
         t->step++;
         return 0;
     }
