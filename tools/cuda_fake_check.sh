@@ -13,9 +13,11 @@
 # ran on the device, the losses of --device cpu (rel 1e-4; also with Partial-FC
 # sampling, whose sampled heads stay on the host), stop + --resume ==
 # straight (same model file, device heads saved and restored), and,
-# when mpirun exists, `mpirun -np 2` == one process (rel 1e-4; the stand-in's
-# device memory is host memory, so MPI stands in for NCCL:
-# UFO_TEST_HOST_AS_DEVICE_COMM). Last, the kNN metrics' screen on the "GPU"
+# when mpirun exists, `mpirun -np 2` (the stand-in's device memory is host
+# memory, so MPI stands in for NCCL: UFO_TEST_HOST_AS_DEVICE_COMM) with the
+# heads on the device == one process and == np=2 --device cpu (rel 1e-4),
+# resume == straight, a mix of sharded (host) and device heads == the CPU's,
+# ZeRO == without (bit for bit). Last, the kNN metrics' screen on the "GPU"
 # (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About a
 # minute on 2 cores.
 # Usage: bash tools/cuda_fake_check.sh   (from anywhere; builds into build-fake)
@@ -59,7 +61,7 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
 rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
-    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/zero2"
+    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
 # Not quiet: the start-up lines say where the heads ran (one process: on the device).
@@ -147,6 +149,12 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_shard_cpu" --device cpu $TINY run.shard_classes_above=8
     same_losses "$D/np2_shard/log.csv" "$D/np2_shard_cpu/log.csv" 1e-4
     same_checkpoints "$D/np2_shard/last.safetensors" "$D/np2_shard_cpu/last.safetensors" 1e-3 classifier.
+    # The same heads sharded AND Partial-FC sampled (on the host), product's on the device.
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc" --device cuda $TINY $PFC
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc_cpu" --device cpu $TINY $PFC
+    same_losses "$D/np2_pfc/log.csv" "$D/np2_pfc_cpu/log.csv" 1e-4
     # ZeRO stage 1 on the device buffers: same losses and model as np=2 without it.
     # shellcheck disable=SC2086
     mpi2 train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \

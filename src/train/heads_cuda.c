@@ -169,8 +169,8 @@ int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]) {
 // feature gradients come back down for the host's BN backward (each [n, D],
 // small next to the classifier the device keeps). The pre-BN features of the
 // triplet are gathered from the device copies over the device group.
-int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
-                           const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum) {
+static int task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
+                   const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum) {
     ufo_heads_cuda *h = t->dev_heads;
     const ufo_train_config *c = &t->cfg;
     const vit_train_device *dev = vit_train_device_of(&t->st);
@@ -203,6 +203,14 @@ int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off
             return fail("the feature gradients");
     }
     return gpu_sync(dev->g) ? fail("the heads on the GPU") : 0;
+}
+
+int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
+                           const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum) {
+    // A device failure is this rank's alone: end the job rather than leave the others in a collective.
+    if (task_dp(t, k, lo, n, Gk, off, labels, glabels, stats, loss_sum, correct_sum))
+        ufo_comm_abort(t->comm, 1, "step %ld: %s", t->step, ufo_error());
+    return 0;
 }
 
 void ufo_heads_cuda_allreduce(ufo_trainer *t) {

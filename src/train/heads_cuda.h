@@ -1,21 +1,30 @@
-// The task heads on the GPU, for the CUDA trainer in one process (no data
-// parallelism; sharding needs several processes): the classifiers of the
-// heads that are not Partial-FC sampled, their gradient and SGD momentum live
-// on the device next to the model's, their CosFace and triplet run there
-// (kernels/cuda/gpu_losses.cu: the contracts of train/cosface.h and
-// train/triplet.h), their feature gradients go straight into the backward
-// (vit_train_backward_device), and their classifiers' SGD is
+// The task heads on the GPU, for the CUDA trainer: the classifiers of the
+// heads that are neither Partial-FC sampled nor sharded, their gradient and
+// SGD momentum live on the device next to the model's, their CosFace and
+// triplet run there (kernels/cuda/gpu_losses.cu: the contracts of
+// train/cosface.h and train/triplet.h), and their classifiers' SGD is
 // ufo_sgd_step_device with the host step's segments (one per task: per-tensor
-// clipping as on the CPU). Nothing of those heads crosses PCIe during a step
-// except the labels and the per-row loss values. A sampled head (pfc.h) stays
-// on the host as before: its features come down, its feature gradients go up.
+// clipping as on the CPU). A sampled head (pfc.h) or a sharded one stays on
+// the host as before: its features come down, its feature gradients go up;
+// device and host heads mix in one step.
+//
+// One process: the feature gradients go straight into the backward
+// (vit_train_backward_device); nothing of the device heads crosses PCIe during
+// a step except the labels and the per-row loss values.
+// Data parallel (t->comm; ufo_heads_cuda_task_dp): the same losses as the host
+// path (trainer.c's task_losses_dp): CosFace on this rank's rows over the
+// global row count, triplet on the task's features all-gathered over the
+// device group (t->cfg.dev_comm) and labels over the host group, the
+// classifiers' gradients summed over the device group
+// (ufo_heads_cuda_allreduce), the same SGD on every rank. Sync BN runs on the
+// host (vit_train.h), so the post-BN features go up and both feature
+// gradients come down ([n, D] each); t->st.feat_on_device stays 0.
 //
 // t->dev_task[k] says which heads are on the device. Their rows of t->cls /
 // t->cls_mom / t->cls_grad are current on the host only after
 // ufo_heads_cuda_to_host (ufo_trainer_sync_host and ufo_trainer_save call it;
-// ufo_trainer_load uploads what it read). Data parallel training keeps every
-// head on the host (t->dev_heads NULL), and so does UFO_CUDA_HEADS=cpu.
-// Internal to src/train/trainer.c.
+// ufo_trainer_load uploads what it read). UFO_CUDA_HEADS=cpu keeps every head
+// on the host (t->dev_heads NULL). Internal to src/train/trainer.c.
 #pragma once
 #include "train/trainer.h"
 
@@ -44,7 +53,8 @@ int ufo_heads_cuda_backward(ufo_trainer *t, const int counts[UFO_NUM_TASKS]);
 // *loss_sum / *correct_sum (the trainer sums them over the ranks), the
 // triplet's to stats; the feature gradients of these rows come down into
 // t->df / t->df_bn for the host's sync-BN backward. Every rank must call it
-// (the triplet's features are gathered over t->cfg.dev_comm).
+// (the triplet's features are gathered over t->cfg.dev_comm); a device
+// failure ends the job (ufo_comm_abort), as the others would wait for this rank.
 int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const int32_t *labels,
                            const int32_t *glabels, ufo_step_stats *stats, double *loss_sum, double *correct_sum);
 // Data parallel: the device heads' classifier gradients summed over the device group.

@@ -113,7 +113,7 @@ typedef struct {
     // CUDA, data parallel without ZeRO: [q_lo, q_hi) of the gradients whose
     // all-reduce the backward queued block by block (overlapped with it).
     size_t q_lo, q_hi;
-    // CUDA in one process (train/heads_cuda.h): the heads not Partial-FC sampled
+    // CUDA (train/heads_cuda.h): the heads neither Partial-FC sampled nor sharded
     // (dev_task[k]) run on the device, their classifiers, gradients and momentum
     // live there; NULL: every head on the host.
     ufo_heads_cuda *dev_heads;
@@ -149,8 +149,8 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
 // (e.g. the data sampler's state). Loading checks that the file matches the
 // trainer's model and classifier shapes and refuses anything else.
 // CUDA (cfg.backend VIT_BACKEND_CUDA): the model's parameters, gradients and
-// momentum live on the GPU during training, and in one process the heads
-// that are not Partial-FC sampled too (their classifiers, CosFace and triplet:
+// momentum live on the GPU during training, and the heads that are neither
+// Partial-FC sampled nor sharded too (their classifiers, CosFace and triplet:
 // t->dev_heads, train/heads_cuda.h; the others stay on the host); this copies
 // the parameters to model->params, the momentum to t->mom and the device
 // heads' classifiers, momentum and gradient to t->cls, t->cls_mom, t->cls_grad
