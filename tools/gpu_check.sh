@@ -22,7 +22,8 @@
 #      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
 #      python3 when `import torch` works with CUDA, else "skipped"
 # Warnings are not errors here (another compiler version must not stop a
-# runtime check; CI builds with -Werror). Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
+# runtime check; CI builds with -Werror). Each finished step is also appended
+# to $OUT/progress.txt, and a TERM (a timeout) prints what finished and exits 124. Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
 # ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
 # check that ran passed.
 set -u
@@ -42,14 +43,30 @@ T0=$(date +%s)
 SUMMARY=()
 FAILED=0
 
-note() { SUMMARY+=("$1"); echo "== $1"; }
+# Each line also goes to $OUT/progress.txt at once: if the device session's
+# time runs out mid-way, what finished is there (the files under $OUT come back).
+note() { SUMMARY+=("$1"); echo "== $1"; echo "$1" >>"$OUT/progress.txt"; }
+: >"$OUT/progress.txt"
+# A TERM (the caller's timeout) prints what finished. The commands run in the
+# background and are waited for, so the trap runs at once, not after the current one.
+CHILD=""
+stopped() {
+    [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null
+    echo "==== gpu_check stopped after $(($(date +%s) - T0))s; finished so far:"
+    for s in "${SUMMARY[@]}"; do echo "  $s"; done
+    exit 124
+}
+trap stopped TERM INT
 # run NAME TIMEOUT CMD...: output to $OUT/NAME.log, tail shown on failure.
 run() {
     local name=$1 limit=$2
     shift 2
     local t=$(date +%s)
-    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1 &
+    CHILD=$!
+    wait "$CHILD"
     local rc=$?
+    CHILD=""
     local dt=$(($(date +%s) - t))
     if [ $rc -eq 0 ]; then
         note "PASS $name (${dt}s)"
