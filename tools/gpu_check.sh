@@ -22,10 +22,11 @@
 #      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
 #      python3 when `import torch` works with CUDA, else "skipped"
 # Warnings are not errors here (another compiler version must not stop a
-# runtime check; CI builds with -Werror). Each finished step is also appended
-# to $OUT/progress.txt, and a TERM (a timeout) prints what finished and exits 124. Run from the repository root: bash tools/gpu_check.sh. Logs go to $OUT (or
-# ./gpu_check_out); the last lines are a compact summary. Exit 0 if every
-# check that ran passed.
+# runtime check; CI builds with -Werror). Run from the repository root:
+# bash tools/gpu_check.sh. Logs go to $OUT (or ./gpu_check_out); the last
+# lines are a compact summary. Exit 0 if every check that ran passed. Each
+# finished step is also appended to $OUT/progress.txt at once, and a TERM (a
+# timeout) prints what finished and exits 124.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
