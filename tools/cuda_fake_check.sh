@@ -16,7 +16,8 @@
 # when mpirun exists, `mpirun -np 2` (the stand-in's device memory is host
 # memory, so MPI stands in for NCCL: UFO_TEST_HOST_AS_DEVICE_COMM) with the
 # heads on the device == one process and == np=2 --device cpu (rel 1e-4),
-# resume == straight, a mix of sharded (host) and device heads == the CPU's,
+# resume == straight, Partial-FC sharded heads on the device == the CPU's (and
+# their resume == straight), sampled (host) heads mixed with device ones,
 # ZeRO == without (bit for bit). Last, the kNN metrics' screen on the "GPU"
 # (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About a
 # minute on 2 cores.
@@ -61,7 +62,7 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
 rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
-    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2"
+    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_shard_resumed" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
 # Not quiet: the start-up lines say where the heads ran (one process: on the device).
@@ -138,17 +139,27 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     mpi2 train --quiet --resume "$D/np2_resumed/last.safetensors" --device cuda
     cmp "$D/np2/model.safetensors" "$D/np2_resumed/model.safetensors"
     echo "cuda_fake_check: np=2 --device cuda, heads on the device: stop after 2 + resume == 4 straight (same model file)"
-    # Partial-FC sharding (face, person, vehicle: 10 classes > 8) keeps those heads
-    # on the host, product's on the device: a mixed step, against the CPU's.
+    # Partial-FC sharding (face, person, vehicle: 10 classes > 8): those heads on
+    # the device too, each rank its shard (features gathered over the device
+    # group, the per-row softmax state and d f_hat all-reduced, the shard's SGD
+    # clipped by the whole tensor's norm), product's replicated: against the CPU's.
     # shellcheck disable=SC2086
     mpi2 train --config recipes/demo.ini --out "$D/np2_shard" --device cuda $TINY run.shard_classes_above=8 \
         2>"$D/np2_shard.err" || { cat "$D/np2_shard.err"; exit 1; }
-    grep -q "on the GPU too, the Partial-FC sharded ones on the CPU" "$D/np2_shard.err" ||
-        { cat "$D/np2_shard.err"; echo "cuda_fake_check: FAIL: np=2 sharded: not the mixed heads"; exit 1; }
+    grep -q "on the GPU too, the Partial-FC sharded ones on the GPU (data parallel" "$D/np2_shard.err" ||
+        { cat "$D/np2_shard.err"; echo "cuda_fake_check: FAIL: np=2 sharded: not on the device"; exit 1; }
     # shellcheck disable=SC2086
     mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_shard_cpu" --device cpu $TINY run.shard_classes_above=8
     same_losses "$D/np2_shard/log.csv" "$D/np2_shard_cpu/log.csv" 1e-4
     same_checkpoints "$D/np2_shard/last.safetensors" "$D/np2_shard_cpu/last.safetensors" 1e-3 classifier.
+    # The device shards come to the host for the checkpoint (rank 0 gathers them) and go back on resume.
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_shard_resumed" --device cuda --stop-after 2 $TINY \
+        run.shard_classes_above=8
+    mpi2 train --quiet --resume "$D/np2_shard_resumed/last.safetensors" --device cuda
+    cmp "$D/np2_shard/model.safetensors" "$D/np2_shard_resumed/model.safetensors"
+    cmp "$D/np2_shard/last.safetensors" "$D/np2_shard_resumed/last.safetensors"
+    echo "cuda_fake_check: np=2 sharded heads on the device: stop after 2 + resume == 4 straight (same model and checkpoint)"
     # The same heads sharded AND Partial-FC sampled (on the host), product's on the device.
     # shellcheck disable=SC2086
     mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc" --device cuda $TINY $PFC

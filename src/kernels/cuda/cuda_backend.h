@@ -152,6 +152,28 @@ int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size
 int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes, float s,
                 float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss, int *correct,
                 int *nonzero);
+// Partial-FC (class-sharded) CosFace, train/cosface.h's opts.shard semantics:
+// W holds this rank's classes [class_lo, class_lo + classes) of total_classes,
+// f and labels (GLOBAL class ids) are the whole batch, the same on every rank.
+// The cross-rank reductions are the caller's (kernels know no process group):
+// `allreduce` on HOST arrays in place (doubles or floats, max or sum; the
+// per-row pass-1 state, a few times n values), `allreduce_device` a sum over
+// a DEVICE buffer of floats in place (d f_hat, [n, D]; the stream's work is
+// complete when it is called, the sum must be in the buffer when it returns:
+// NCCL on the device group), or NULL: d f_hat comes down, `allreduce` sums
+// it, it goes back up. Each returns 0, or non-zero (the call fails).
+typedef struct {
+    int (*allreduce)(void *ctx, void *buf, size_t n, int is_double, int op_max);
+    int (*allreduce_device)(void *ctx, float *buf, size_t n);
+    void *ctx;
+    int class_lo, total_classes;
+} gpu_cosface_shard;
+// gpu_cosface with `sh` (NULL: gpu_cosface): the loss, *correct and *nonzero
+// are the global batch's on every rank, df [n, D] every row's (d f_hat summed
+// over the shards), dW [classes, D] the shard's own, complete. classes >= 1.
+int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
+                        float s, float m, int block, int nonzero_mean, double den, float *df, float *dW,
+                        double *loss, int *correct, int *nonzero, const gpu_cosface_shard *sh);
 // Batch-hard triplet: x [n, D] (pre-BN features); dx [n, D] is WRITTEN (NULL:
 // skipped). margin 0: soft margin (*fallback = 1 when it overflowed and the
 // margin ranking loss with 0.3 was used); > 0: hinge. Means of ap / an for the log.

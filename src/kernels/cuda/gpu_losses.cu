@@ -1,5 +1,5 @@
 // The task heads' losses on the GPU: CosFace (train/cosface.h) and batch-hard
-// triplet (train/triplet.h), one process (no Partial-FC sharding), for the
+// triplet (train/triplet.h), one process or (CosFace) Partial-FC sharded, for the
 // CUDA trainer (train/heads_cuda.c). Same algorithms and fp32 expressions as
 // the host versions, so the two agree to rounding (tests/cuda/test_cuda_ops.c
 // checks them against ufo_cosface / ufo_triplet):
@@ -235,15 +235,67 @@ __global__ void triplet_dx_kernel(float *dx, const float *x, const int *sel, con
 
 // ---- CosFace ------------------------------------------------------------------------
 
-extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
-                           float s, float m, int block, int nonzero_mean, double den, float *df, float *dW,
-                           double *loss, int *correct, int *nonzero) {
+namespace {
+
+// Partial-FC: train/cosface.c's combine_shards on the per-row state (host
+// arrays, buf 3n doubles): the shards' (max, sum) pairs become the global
+// ones, the label cos comes from its owner, the top-1 maxima are global.
+int combine_shards(const gpu_cosface_shard *sh, int n, float s, float m, double *M, double *S, float *cy, float *zy,
+                   float *lo_max, float *hi_max, double *buf) {
+    for (int i = 0; i < n; i++) buf[i] = M[i], buf[n + i] = lo_max[i], buf[2 * n + i] = hi_max[i];
+    if (sh->allreduce(sh->ctx, buf, (size_t)n * 3, 1, 1)) return gpu_fail("cosface: Partial-FC max all-reduce failed");
+    for (int i = 0; i < n; i++) {
+        const double gm = buf[i];   // -inf only if no rank has a non-label column
+        S[i] = M[i] == -INFINITY ? 0.0 : S[i] * exp(M[i] - gm);
+        M[i] = gm;
+        lo_max[i] = (float)buf[n + i], hi_max[i] = (float)buf[2 * n + i];
+        buf[i] = S[i], buf[n + i] = cy[i];
+    }
+    if (sh->allreduce(sh->ctx, buf, (size_t)n * 2, 1, 0)) return gpu_fail("cosface: Partial-FC sum all-reduce failed");
+    for (int i = 0; i < n; i++) {
+        S[i] = buf[i];
+        cy[i] = (float)buf[n + i];   // exact: one rank adds the value, the others 0
+        zy[i] = s * (cy[i] - m);
+    }
+    return 0;
+}
+
+// Host memory of a call, freed on every return (after the stream has read it:
+// every path that uploads from it waits for the stream before returning 0).
+struct HostMem {
+    void *p = nullptr;
+    ~HostMem() { free(p); }
+};
+
+}  // namespace
+
+static int cosface_run(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
+                       float s, float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss,
+                       int *correct, int *nonzero, const gpu_cosface_shard *sh) {
     if (n <= 0 || D <= 0 || classes <= 0)
         return gpu_fail("cosface: bad sizes n=%d D=%d classes=%d", n, D, classes);
     if (!(s > 0)) return gpu_fail("cosface: scale s must be > 0 (got %g)", (double)s);
+    const int c_lo = sh ? sh->class_lo : 0, all = sh ? sh->total_classes : classes;
+    if (sh && (!sh->allreduce || c_lo < 0 || c_lo + classes > all))
+        return gpu_fail("cosface: shard [%d, %d) outside %d classes (or no all-reduce)", c_lo, c_lo + classes, all);
     for (int i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= classes)
-            return gpu_fail("cosface: label %d of sample %d is outside [0, %d)", labels[i], i, classes);
+        if (labels[i] < 0 || labels[i] >= all)
+            return gpu_fail("cosface: label %d of sample %d is outside [0, %d)", labels[i], i, all);
+    // Sharded: the labels relative to the shard (outside [0, classes) when
+    // another rank owns them) and the per-row state's host copies.
+    HostMem hm;
+    int *hlab = nullptr;
+    double *hM = nullptr, *hS = nullptr, *hbuf = nullptr;
+    float *hcy = nullptr, *hzy = nullptr, *hlo = nullptr, *hhi = nullptr;
+    if (sh) {
+        if (!(hm.p = malloc((size_t)n * (4 + 8 * 2 + 4 * 4 + 8 * 3))))
+            return gpu_fail("cosface: out of host memory (n=%d)", n);
+        hM = (double *)hm.p, hS = hM + n, hbuf = hS + n;
+        hcy = (float *)(hbuf + 3 * (size_t)n), hzy = hcy + n, hlo = hzy + n, hhi = hlo + n;
+        hlab = (int *)(hhi + n);
+        for (int i = 0; i < n; i++) hlab[i] = labels[i] - c_lo;
+        labels = hlab;
+    }
     const int want = block > 0 ? block : 8192;   // cosface.h's UFO_COSFACE_BLOCK
     const int blk = want < classes ? want : classes;
     const size_t nD = (size_t)n * D, C = (size_t)classes;
@@ -287,6 +339,15 @@ extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int
         cos_pass1_kernel<<<(unsigned)n, kThreads, 0, st>>>(Z, rw, lab, nb, c0, s, m, M, S, cy, zy, lo_max, hi_max);
         if (gpu_check_launch("cosface pass 1")) return -1;
     }
+    if (sh) {   // the per-row state down, reduced over the shards, back up
+        if (gpu_download(g, hM, M, v8) || gpu_download(g, hS, S, v8) || gpu_download(g, hcy, cy, v4) ||
+            gpu_download(g, hlo, lo_max, v4) || gpu_download(g, hhi, hi_max, v4) || gpu_sync(g))
+            return -1;
+        if (combine_shards(sh, n, s, m, hM, hS, hcy, hzy, hlo, hhi, hbuf)) return -1;
+        if (gpu_upload(g, M, hM, v8) || gpu_upload(g, S, hS, v8) || gpu_upload(g, cy, hcy, v4) ||
+            gpu_upload(g, zy, hzy, v4) || gpu_upload(g, lo_max, hlo, v4) || gpu_upload(g, hi_max, hhi, v4))
+            return -1;
+    }
     cos_loss_kernel<<<blocks_for((size_t)n), kThreads, 0, st>>>(li, flags, lse, dlab, M, S, cy, zy, lo_max, hi_max, n);
     if (gpu_check_launch("cosface loss")) return -1;
 
@@ -325,11 +386,37 @@ extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int
             if (gpu_check_launch("cosface dW")) return -1;
         }
     }
+    if (df && sh) {   // d f_hat is the sum of every shard's columns
+        if (gpu_sync(g)) return -1;
+        if (sh->allreduce_device) {
+            if (sh->allreduce_device(sh->ctx, dfn, nD)) return gpu_fail("cosface: Partial-FC d feature all-reduce failed");
+        } else {
+            HostMem hd;
+            if (!(hd.p = malloc(nD * 4))) return gpu_fail("cosface: out of host memory (n=%d, D=%d)", n, D);
+            if (gpu_download(g, hd.p, dfn, nD * 4) || gpu_sync(g)) return -1;
+            if (sh->allreduce(sh->ctx, hd.p, nD, 0, 0)) return gpu_fail("cosface: Partial-FC d feature all-reduce failed");
+            if (gpu_upload(g, dfn, hd.p, nD * 4) || gpu_sync(g)) return -1;
+        }
+    }
     if (df) {
         cos_df_kernel<<<(unsigned)n, kThreads, 0, st>>>(df, dfn, fn, rf, fbig, D);
         if (gpu_check_launch("cosface df")) return -1;
     }
     return 0;
+}
+
+extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
+                           float s, float m, int block, int nonzero_mean, double den, float *df, float *dW,
+                           double *loss, int *correct, int *nonzero) {
+    return cosface_run(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct, nonzero,
+                       nullptr);
+}
+
+extern "C" int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D,
+                                   int classes, float s, float m, int block, int nonzero_mean, double den, float *df,
+                                   float *dW, double *loss, int *correct, int *nonzero, const gpu_cosface_shard *sh) {
+    return cosface_run(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct, nonzero,
+                       sh);
 }
 
 // ---- Triplet ------------------------------------------------------------------------
