@@ -18,6 +18,7 @@
 #include "model/vit.h"
 #include "train/cosface.h"
 #include "train/triplet.h"
+#include <pthread.h>
 #endif
 #include <stdint.h>
 #include <stdlib.h>
@@ -554,6 +555,165 @@ static void test_cosface_cases(void) {
     free(W), free(f);
 }
 
+// gpu_cosface_sharded: R shards run at once, one thread and one context each,
+// their all-reduces between the threads (rank order, so every shard gets the
+// same sums), against the host ufo_cosface over ALL classes (one process): the
+// loss, correct and nonzero on every shard, df of every row on every shard, dW
+// the shards' rows side by side. dev_cb 1: d f_hat through allreduce_device
+// (called with the device buffer, the sum expected there on return); 0: the
+// backend's download / host all-reduce / upload. R = 1 (identity reduces) must
+// also give gpu_cosface's results bit for bit.
+typedef struct {
+    pthread_barrier_t bar;
+    void *bufs[3];
+    int R;
+} shard_group;
+typedef struct {
+    shard_group *grp;
+    int rank, lo, hi, rc;
+    gpu_ctx *g;
+    const float *f, *W, *dW0;
+    const int32_t *lab;
+    int n, D, C, block, dev_cb;
+    float s, m;
+    double loss;
+    int correct, nonzero;
+    float *df, *dW;   // host results
+    char err[256];
+} shard_rank;
+
+static int shard_allreduce(void *ctx, void *buf, size_t n, int is_double, int op_max) {
+    shard_rank *r = ctx;
+    shard_group *grp = r->grp;
+    size_t es = is_double ? 8 : 4;
+    char *acc = malloc(n * es);
+    if (!acc) return -1;
+    grp->bufs[r->rank] = buf;
+    pthread_barrier_wait(&grp->bar);
+    memcpy(acc, grp->bufs[0], n * es);
+    for (int q = 1; q < grp->R; q++)
+        for (size_t i = 0; i < n; i++) {
+            if (is_double) {
+                double *a = (double *)acc, b = ((const double *)grp->bufs[q])[i];
+                a[i] = op_max ? (b > a[i] ? b : a[i]) : a[i] + b;
+            } else {
+                float *a = (float *)acc, b = ((const float *)grp->bufs[q])[i];
+                a[i] = op_max ? (b > a[i] ? b : a[i]) : a[i] + b;
+            }
+        }
+    pthread_barrier_wait(&grp->bar);   // every shard has read every buffer
+    memcpy(buf, acc, n * es);
+    free(acc);
+    return 0;
+}
+static int shard_allreduce_dev(void *ctx, float *buf, size_t n) {
+    shard_rank *r = ctx;
+    float *h = malloc(n * 4);
+    int rc = !h || gpu_download(r->g, h, buf, n * 4) || gpu_sync(r->g) || shard_allreduce(ctx, h, n, 0, 0) ||
+             gpu_upload(r->g, buf, h, n * 4) || gpu_sync(r->g);
+    free(h);
+    return rc ? -1 : 0;
+}
+
+static void *shard_run(void *arg) {
+    shard_rank *r = arg;
+    size_t nD = (size_t)r->n * r->D, CD = (size_t)(r->hi - r->lo) * r->D;
+    r->rc = -1;
+    float *fd = NULL, *Wd = NULL, *dfd = NULL, *dWd = NULL;
+    if (!(r->g = gpu_ctx_create(0))) goto out;
+    fd = gpu_malloc(r->g, nD * 4), Wd = gpu_malloc(r->g, CD * 4), dfd = gpu_malloc(r->g, nD * 4);
+    dWd = gpu_malloc(r->g, CD * 4);
+    if (!fd || !Wd || !dfd || !dWd || gpu_upload(r->g, fd, r->f, nD * 4) ||
+        gpu_upload(r->g, Wd, r->W + (size_t)r->lo * r->D, CD * 4) ||
+        gpu_upload(r->g, dWd, r->dW0 + (size_t)r->lo * r->D, CD * 4))
+        goto out;
+    gpu_cosface_shard sh = {shard_allreduce, r->dev_cb ? shard_allreduce_dev : NULL, r, r->lo, r->C};
+    if (gpu_cosface_sharded(r->g, fd, Wd, r->lab, r->n, r->D, r->hi - r->lo, r->s, r->m, r->block, 0, 0.0, dfd, dWd,
+                            &r->loss, &r->correct, &r->nonzero, &sh) ||
+        gpu_download(r->g, r->df, dfd, nD * 4) || gpu_download(r->g, r->dW + (size_t)r->lo * r->D, dWd, CD * 4) ||
+        gpu_sync(r->g))
+        goto out;
+    r->rc = 0;
+out:
+    if (r->rc) snprintf(r->err, sizeof r->err, "%s", gpu_error());
+    if (r->g) gpu_free(r->g, fd), gpu_free(r->g, Wd), gpu_free(r->g, dfd), gpu_free(r->g, dWd), gpu_ctx_free(r->g);
+    return NULL;
+}
+
+static void test_cosface_sharded(const char *what, const float *f, const float *W, const int32_t *lab, int n, int D,
+                                 int C, int block, float s, float m, int R, int dev_cb) {
+    size_t nD = (size_t)n * D, CD = (size_t)C * D;
+    float *dW0 = rand_buf(CD, 1e-3f, 0), *df_r = zeros(nD), *dW_r = copy_buf(dW0, CD), *dW = zeros(CD);
+    ufo_cosface_opts o = {.s = s, .m = m, .block = block};
+    ufo_cosface_result cr;
+    CHECK(ufo_cosface(f, W, lab, n, D, C, &o, df_r, dW_r, &cr) == 0, "%s", ufo_error());
+    shard_group grp = {.R = R};
+    pthread_barrier_init(&grp.bar, NULL, (unsigned)R);
+    shard_rank rk[3];
+    pthread_t th[3];
+    for (int q = 0; q < R; q++) {
+        rk[q] = (shard_rank){.grp = &grp, .rank = q, .f = f, .W = W, .dW0 = dW0, .lab = lab, .n = n, .D = D, .C = C,
+                             .block = block, .dev_cb = dev_cb, .s = s, .m = m, .df = zeros(nD), .dW = dW};
+        ufo_comm_split(C, R, q, &rk[q].lo, &rk[q].hi);
+        CHECK(pthread_create(&th[q], NULL, shard_run, &rk[q]) == 0, "pthread_create");
+    }
+    for (int q = 0; q < R; q++) pthread_join(th[q], NULL);
+    pthread_barrier_destroy(&grp.bar);
+    double e_df = 0, e_loss = 0;
+    for (int q = 0; q < R; q++) {
+        CHECK(rk[q].rc == 0, "%s: shard %d: %s", what, q, rk[q].err);
+        double e = check_max_rel_err(rk[q].df, df_r, (long)nD), el = rel1(rk[q].loss, cr.loss);
+        e_df = e > e_df ? e : e_df, e_loss = el > e_loss ? el : e_loss;
+        CHECK(rk[q].correct == cr.correct && rk[q].nonzero == cr.nonzero, "%s: shard %d: correct %d vs %d, nonzero %d vs %d",
+              what, q, rk[q].correct, cr.correct, rk[q].nonzero, cr.nonzero);
+        // Every shard holds the same global values (the same reductions, the same per-row kernels).
+        CHECK(rk[q].loss == rk[0].loss && memcmp(rk[q].df, rk[0].df, nD * 4) == 0, "%s: shard %d differs from shard 0",
+              what, q);
+    }
+    double e_dW = check_max_rel_err(dW, dW_r, (long)CD);
+    printf("  cosface sharded %-30s %d shards%s: loss %.6f vs %.6f (rel %.2g), correct %d/%d, df rel %.3g, dW rel %.3g\n",
+           what, R, dev_cb ? " (d f_hat on the device)" : "", rk[0].loss, cr.loss, e_loss, rk[0].correct, cr.correct,
+           e_df, e_dW);
+    CHECK(e_loss <= TOL_F32 && e_df <= TOL_F32 && e_dW <= TOL_F32, "%s: loss %.3g, df %.3g, dW %.3g", what, e_loss,
+          e_df, e_dW);
+    if (R == 1) {   // identity reduces: gpu_cosface's results exactly
+        float *fd = dev_from(f, nD), *Wd = dev_from(W, CD), *dfd = dev(nD * 4), *dWd = dev_from(dW0, CD);
+        double loss = -1;
+        int correct = -1;
+        CHECK(gpu_cosface(G, fd, Wd, lab, n, D, C, s, m, block, 0, 0.0, dfd, dWd, &loss, &correct, NULL) == 0, "%s",
+              gpu_error());
+        float *df1 = to_host(dfd, nD, GPU_F32), *dW1 = to_host(dWd, CD, GPU_F32);
+        CHECK(loss == rk[0].loss && correct == rk[0].correct && !memcmp(df1, rk[0].df, nD * 4) && !memcmp(dW1, dW, CD * 4),
+              "%s: one shard differs from gpu_cosface (loss %.9g vs %.9g)", what, rk[0].loss, loss);
+        gpu_free(G, fd), gpu_free(G, Wd), gpu_free(G, dfd), gpu_free(G, dWd);
+        free(df1), free(dW1);
+    }
+    for (int q = 0; q < R; q++) free(rk[q].df);
+    free(dW0), free(df_r), free(dW_r), free(dW);
+}
+
+static void test_cosface_sharded_cases(void) {
+    // test_cosface_cases' case 1 (no zero row: its df of ~1e12 would hide the
+    // others' errors): ties between a label (5, 9) and a copy of its weight row
+    // (40, 2), in other shards when split; block 7 crosses the shard boundaries.
+    int n = 37, D = 96, C = 50;
+    float *W = rand_buf((size_t)C * D, 0.05f, 0), *f = rand_buf((size_t)n * D, 1, 0);
+    int32_t lab[64];
+    for (int i = 0; i < n; i++) lab[i] = i < 34 ? (i * 7) % 17 : 20 + (i - 34);
+    lab[0] = 5, lab[1] = 9, lab[33] = 49;
+    memcpy(W + 40 * D, W + 5 * D, D * 4);
+    memcpy(W + 2 * D, W + 9 * D, D * 4);
+    for (int k = 0; k < D; k++) f[k] = 3 * W[5 * D + k], f[D + k] = 2 * W[9 * D + k];
+    for (int i = 2; i < 30; i++)
+        for (int k = 0; k < D; k++) f[(size_t)i * D + k] = 0.3f * f[(size_t)i * D + k] + 20 * W[(size_t)lab[i] * D + k];
+    test_cosface_sharded("37x96, 50 classes, block 7", f, W, lab, n, D, C, 7, 30, 0.2f, 1, 0);
+    test_cosface_sharded("same", f, W, lab, n, D, C, 7, 30, 0.2f, 1, 1);
+    test_cosface_sharded("same", f, W, lab, n, D, C, 7, 30, 0.2f, 2, 0);
+    test_cosface_sharded("same", f, W, lab, n, D, C, 7, 30, 0.2f, 2, 1);
+    test_cosface_sharded("same, one block per shard", f, W, lab, n, D, C, 0, 30, 0.2f, 3, 1);
+    free(W), free(f);
+}
+
 // gpu_triplet vs ufo_triplet: loss, fallback, the distance means, dx.
 static void test_triplet(const char *what, const float *x, const int32_t *lab, int n, int D, float margin,
                          int want_fallback) {
@@ -748,6 +908,7 @@ int main(void) {
     test_training_glue();
 #ifndef UFO_CUDA_OPS_ONLY
     test_cosface_cases();
+    test_cosface_sharded_cases();
     test_triplet_cases();
 #endif
     gpu_ctx_free(G);
