@@ -1,12 +1,13 @@
 // The task heads on the GPU, for the CUDA trainer: the classifiers of the
-// heads that are neither Partial-FC sampled nor sharded, their gradient and
-// SGD momentum live on the device next to the model's, their CosFace and
+// heads that are not Partial-FC sampled (of a sharded one: this rank's
+// shard), their gradient and SGD momentum live on the device next to the
+// model's, their CosFace and
 // triplet run there (kernels/cuda/gpu_losses.cu: the contracts of
 // train/cosface.h and train/triplet.h), and their classifiers' SGD is
 // ufo_sgd_step_device with the host step's segments (one per task: per-tensor
-// clipping as on the CPU). A sampled head (pfc.h) or a sharded one stays on
-// the host as before: its features come down, its feature gradients go up;
-// device and host heads mix in one step.
+// clipping as on the CPU). A sampled head (pfc.h) stays on the host as
+// before: its features come down, its feature gradients go up; device and
+// host heads mix in one step.
 //
 // One process: the feature gradients go straight into the backward
 // (vit_train_backward_device); nothing of the device heads crosses PCIe during
@@ -16,9 +17,16 @@
 // global row count, triplet on the task's features all-gathered over the
 // device group (t->cfg.dev_comm) and labels over the host group, the
 // classifiers' gradients summed over the device group
-// (ufo_heads_cuda_allreduce), the same SGD on every rank. Sync BN runs on the
-// host (vit_train.h), so the post-BN features go up and both feature
-// gradients come down ([n, D] each); t->st.feat_on_device stays 0.
+// (ufo_heads_cuda_allreduce), the same SGD on every rank. A Partial-FC
+// sharded head (t->sharded[k]) keeps trainer.c's sharded semantics
+// (gpu_cosface_sharded): the task's post-BN rows of all ranks gathered over
+// the device group, this rank's shard of the classes, the per-row softmax
+// state all-reduced over t->comm and d f_hat over the device group, this
+// rank's rows of df back; its dW is complete (not all-reduced), its SGD
+// clipped by the whole tensor's norm (the shards' sums of squares over
+// t->comm). Sync BN runs on the host (vit_train.h), so the post-BN features
+// go up and both feature gradients come down ([n, D] each);
+// t->st.feat_on_device stays 0.
 //
 // t->dev_task[k] says which heads are on the device. Their rows of t->cls /
 // t->cls_mom / t->cls_grad are current on the host only after

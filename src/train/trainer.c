@@ -562,7 +562,7 @@ int ufo_trainer_step(ufo_trainer *t, const float *images, const int counts[UFO_N
     if (t->dev_heads && ufo_heads_cuda_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
     int any_sampled = 0;
     for (int k = 0; k < UFO_NUM_TASKS; k++) any_sampled |= t->sampled[k];
-    if (any_sampled || t->dev_heads) {   // (it skips the device heads: sampled or sharded ones are left, if any)
+    if (any_sampled || t->dev_heads) {   // (it skips the device heads: the sampled ones are left, if any)
         if (t->ncls_seg && sampled_classifier_step(t, lr)) return ufo_error_wrap("step %ld (classifiers)", t->step);
         t->step++;
         return 0;
