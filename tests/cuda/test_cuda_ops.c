@@ -1,7 +1,8 @@
 // CUDA backend: every gpu_* op against its ref_* twin (or, for the training
 // pass's glue and the device SGD, its plain-C arithmetic) on random data (odd
 // shapes, the real T = 577 attention), the heads' losses (gpu_cosface,
-// gpu_triplet) against the host ufo_cosface / ufo_triplet (themselves checked
+// gpu_cosface_sharded with 1-3 shards run at once in threads, gpu_triplet)
+// against the host ufo_cosface / ufo_triplet (themselves checked
 // against PyTorch in tests/py), then the whole forward (backbone and BNNeck
 // heads, several batch sizes) against the reference backend.
 // fp32: max rel err <= 1e-4; bf16: cosine >= 0.999 (the CPU bf16 path's bar)
