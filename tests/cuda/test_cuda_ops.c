@@ -11,6 +11,7 @@
 //
 // -DUFO_CUDA_OPS_ONLY builds the op checks alone from the CUDA and reference
 // sources (tools/gpu_check.sh's fallback where libufo's CPU dependencies are missing).
+#define _GNU_SOURCE   // pthread_timedjoin_np (the sharded CosFace check's watchdog)
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/ref/ref.h"
 #include "check.h"
@@ -20,6 +21,8 @@
 #include "train/cosface.h"
 #include "train/triplet.h"
 #include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 #endif
 #include <stdint.h>
 #include <stdlib.h>
@@ -658,7 +661,19 @@ static void test_cosface_sharded(const char *what, const float *f, const float *
         ufo_comm_split(C, R, q, &rk[q].lo, &rk[q].hi);
         CHECK(pthread_create(&th[q], NULL, shard_run, &rk[q]) == 0, "pthread_create");
     }
-    for (int q = 0; q < R; q++) pthread_join(th[q], NULL);
+    // A shard that fails before a reduce leaves the others at the barrier for
+    // good: give up after a minute (these cases take milliseconds) rather than
+    // spend a device session's time on ctest's timeout.
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    for (int q = 0; q < R; q++)
+        if (pthread_timedjoin_np(th[q], NULL, &deadline)) {
+            printf("FAILED: %s: shard %d did not finish within 60 s (%s; another shard failed before a reduce?)\n", what,
+                   q, rk[q].err[0] ? rk[q].err : "no error yet");
+            fflush(stdout);
+            _exit(1);
+        }
     pthread_barrier_destroy(&grp.bar);
     double e_df = 0, e_loss = 0;
     for (int q = 0; q < R; q++) {
