@@ -8,7 +8,10 @@
 # train/heads_cuda.c: buffer sizes, host/device pointers, op order, SGD,
 # checkpoints), not the CUDA kernels (tools/gpu_check.sh on a GPU does);
 # test_cuda_train runs twice, with the heads on the device (the default in one
-# process) and on the host (UFO_CUDA_HEADS=cpu). Then `ufo train --device cuda`
+# process) and on the host (UFO_CUDA_HEADS=cpu); test_cuda_ops runs once (it
+# checks the test's own code: its reference values, its threads; about a
+# minute), and test_nccl's checks under mpirun -np 2 and 3 with MPI in NCCL's
+# place. Then `ufo train --device cuda`
 # (the CLI linked with the stand-in) on tiny synthetic data: it says the heads
 # ran on the device, the losses of --device cpu (rel 1e-4; also with Partial-FC
 # sampling, whose sampled heads stay on the host), stop + --resume ==
@@ -19,8 +22,8 @@
 # resume == straight, Partial-FC sharded heads on the device == the CPU's (and
 # their resume == straight), sampled (host) heads mixed with device ones,
 # ZeRO == without (bit for bit). Last, the kNN metrics' screen on the "GPU"
-# (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About a
-# minute on 2 cores.
+# (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About two
+# minutes on 2 cores.
 # Usage: bash tools/cuda_fake_check.sh   (from anywhere; builds into build-fake)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +45,12 @@ cc $FLAGS -DUFO_VERSION='"fake-gpu"' src/cli/*.c tests/cuda/gpu_fake.c $LIBS $MP
 echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (heads on the device)"
 UFO_CUDA_HEADS=cpu "$B/test_cuda_train_fake" >/dev/null
 echo "cuda_fake_check: test_cuda_train passed against the CPU stand-in (UFO_CUDA_HEADS=cpu: heads on the host)"
+# test_cuda_ops against the stand-in: checks the test itself (its plumbing, its
+# threads, its reference values), so a GPU session is not spent on a test bug.
+# shellcheck disable=SC2086
+cc $FLAGS tests/cuda/test_cuda_ops.c tests/cuda/gpu_fake.c $LIBS $MPIL -lpthread -o "$B/test_cuda_ops_fake"
+"$B/test_cuda_ops_fake" >"$B/test_cuda_ops_fake.log" 2>&1 || { tail -20 "$B/test_cuda_ops_fake.log"; exit 1; }
+echo "cuda_fake_check: $(tail -1 "$B/test_cuda_ops_fake.log") against the CPU stand-in (the test's own checks)"
 if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     # test_nccl's checks, with MPI in NCCL's place on the stand-in's host "device" buffers.
     # shellcheck disable=SC2086

@@ -17,6 +17,7 @@
 #include "train/cosface.h"
 #include "train/triplet.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ struct gpu_ctx {
     size_t chunk;
 };
 
-static char err_[256];
+static _Thread_local char err_[256];   // per thread, as the backend's gpu_error()
 const char *gpu_error(void) { return err_; }
 
 #define MAXA 4096
@@ -36,10 +37,14 @@ static struct {
     char *p;
     size_t n;
 } allocs[MAXA];
+// One table for every thread (test_cuda_ops runs shards in threads, as a real
+// GPU serves several contexts): every look-up and change under the lock.
+static pthread_mutex_t allocs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void need(const void *p, size_t bytes, const char *op) {
     if (!p || bytes == 0) return;
     const char *c = p;
+    pthread_mutex_lock(&allocs_mu);
     for (int i = 0; i < MAXA; i++)
         if (allocs[i].p && c >= allocs[i].p && c < allocs[i].p + allocs[i].n) {
             if (c + bytes > allocs[i].p + allocs[i].n) {
@@ -47,6 +52,7 @@ static void need(const void *p, size_t bytes, const char *op) {
                         (size_t)(c - allocs[i].p), allocs[i].n);
                 abort();
             }
+            pthread_mutex_unlock(&allocs_mu);
             return;
         }
     fprintf(stderr, "gpu_fake: %s: %p (%zu bytes) is not device memory\n", op, p, bytes);
@@ -73,21 +79,26 @@ void gpu_ctx_free(gpu_ctx *g) { free(g); }
 int gpu_sync(gpu_ctx *g) { return 0; }
 
 void *gpu_malloc(gpu_ctx *g, size_t bytes) {
+    pthread_mutex_lock(&allocs_mu);
     for (int i = 0; i < MAXA; i++)
         if (!allocs[i].p) {
             allocs[i].p = malloc(bytes ? bytes : 1);
             allocs[i].n = bytes ? bytes : 1;
             memset(allocs[i].p, 0xff, allocs[i].n);   // NaN: uninitialised reads show up
-            return allocs[i].p;
+            void *p = allocs[i].p;
+            pthread_mutex_unlock(&allocs_mu);
+            return p;
         }
     abort();
 }
 void gpu_free(gpu_ctx *g, void *p) {
     if (!p) return;
+    pthread_mutex_lock(&allocs_mu);
     for (int i = 0; i < MAXA; i++)
         if (allocs[i].p == p) {
             free(p);
             allocs[i].p = NULL;
+            pthread_mutex_unlock(&allocs_mu);
             return;
         }
     fprintf(stderr, "gpu_fake: gpu_free of a non-device pointer\n");
