@@ -358,28 +358,11 @@ int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size
 }
 
 // The losses: the host versions on the "device" buffers (the labels are host
-// arrays, as in the real interface).
-int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes, float s,
-                float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss, int *correct,
-                int *nonzero) {
-    size_t nD = (size_t)(n > 0 ? n : 0) * (D > 0 ? D : 0), CD = (size_t)(classes > 0 ? classes : 0) * (D > 0 ? D : 0);
-    need(f, nD * 4, "cosface f"), need(W, CD * 4, "cosface W"), need(df, nD * 4, "cosface df");
-    need(dW, CD * 4, "cosface dW"), host_only(labels, "cosface labels");
-    ufo_cosface_opts o = {.s = s, .m = m, .block = block, .nonzero_mean = nonzero_mean, .den = den};
-    ufo_cosface_result r;
-    if (ufo_cosface(f, W, labels, n, D, classes, &o, df, dW, &r)) {
-        snprintf(err_, sizeof err_, "%s", ufo_error());
-        return -1;
-    }
-    if (loss) *loss = r.loss;
-    if (correct) *correct = r.correct;
-    if (nonzero) *nonzero = r.nonzero;
-    return 0;
-}
-// Sharded: the host's ufo_cosface with opts.shard, over a stand-in group whose
-// all-reduce is the caller's callbacks: host arrays go to `allreduce`; d f_hat
-// (cosface.c's one fp32 sum) goes to `allreduce_device` through a fresh
-// "device" buffer, as the real backend passes its device scratch.
+// arrays, as in the real interface). Sharded: the host's ufo_cosface with
+// opts.shard, over a stand-in group whose all-reduce is the caller's
+// callbacks: host arrays go to `allreduce`; d f_hat (cosface.c's one fp32 sum)
+// goes to `allreduce_device` through a fresh "device" buffer, as the real
+// backend passes its device scratch.
 static int shard_reduce(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, ufo_comm_op op, const char *what) {
     const gpu_cosface_shard *sh = c->impl;
     (void)what;
@@ -397,20 +380,18 @@ static int shard_reduce(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, ufo_
 int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
                         float s, float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss,
                         int *correct, int *nonzero, const gpu_cosface_shard *sh) {
-    if (!sh) return gpu_cosface(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct,
-                                nonzero);
     size_t nD = (size_t)(n > 0 ? n : 0) * (D > 0 ? D : 0), CD = (size_t)(classes > 0 ? classes : 0) * (D > 0 ? D : 0);
     need(f, nD * 4, "cosface f"), need(W, CD * 4, "cosface W"), need(df, nD * 4, "cosface df");
     need(dW, CD * 4, "cosface dW"), host_only(labels, "cosface labels");
-    if (classes <= 0 || !sh->allreduce) {
+    if (sh && (classes <= 0 || !sh->allreduce)) {
         snprintf(err_, sizeof err_, "cosface: bad sizes n=%d D=%d classes=%d (or no all-reduce)", n, D, classes);
         return -1;
     }
     static const ufo_comm_ops ops = {.name = "gpu_fake shard", .allreduce = shard_reduce};
     // size 2: ufo_cosface takes the sharded path for any size > 1 (the size itself is never used).
     ufo_comm c = {.rank = 0, .size = 2, .timeout_s = 1e9, .ops = &ops, .impl = (void *)sh};
-    ufo_cosface_opts o = {.s = s, .m = m, .block = block, .nonzero_mean = nonzero_mean, .den = den, .shard = &c,
-                          .class_lo = sh->class_lo, .total_classes = sh->total_classes};
+    ufo_cosface_opts o = {.s = s, .m = m, .block = block, .nonzero_mean = nonzero_mean, .den = den};
+    if (sh) o.shard = &c, o.class_lo = sh->class_lo, o.total_classes = sh->total_classes;
     ufo_cosface_result r;
     if (ufo_cosface(f, W, labels, n, D, classes, &o, df, dW, &r)) {
         snprintf(err_, sizeof err_, "%s", ufo_error());
@@ -420,6 +401,12 @@ int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *l
     if (correct) *correct = r.correct;
     if (nonzero) *nonzero = r.nonzero;
     return 0;
+}
+int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes, float s,
+                float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss, int *correct,
+                int *nonzero) {
+    return gpu_cosface_sharded(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct,
+                               nonzero, NULL);
 }
 int gpu_triplet(gpu_ctx *g, const float *x, const int *labels, int n, int D, float margin, float *dx, double *loss,
                 int *fallback, double *dist_ap_mean, double *dist_an_mean) {

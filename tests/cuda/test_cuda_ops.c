@@ -518,21 +518,33 @@ static void test_cosface(const char *what, const float *f, const float *W, const
     free(dW0), free(df_r), free(dW_r), free(df), free(dW);
 }
 
-static void test_cosface_cases(void) {
-    // 1. 37 rows, 50 classes in blocks of 16 (16 + 16 + 16 + 2); labels 20-22 once;
-    // rows 0 and 1 point exactly at their class, whose weight row is duplicated at
-    // a higher (40 = 5) and a lower (2 = 9) index: top-1 ties, to the lower class;
-    // row 36 is zero (df = d f_hat / 1e-12, as torch's clamp_min).
-    int n = 37, D = 96, C = 50;
+// 37 rows x 96 of 50 classes with top-1 ties: labels 20-22 once; rows 0 and 1
+// point exactly at their class, whose weight row is duplicated at a higher
+// (40 = 5) and a lower (2 = 9) index (ties go to the lower class); most rows
+// near their class (a non-trivial accuracy). *W, *f: malloc'd [50, 96], [37, 96].
+enum { TIE_N = 37, TIE_D = 96, TIE_C = 50 };
+static void cosface_tie_data(float **Wp, float **fp, int32_t *lab) {
+    int n = TIE_N, D = TIE_D, C = TIE_C;
     float *W = rand_buf((size_t)C * D, 0.05f, 0), *f = rand_buf((size_t)n * D, 1, 0);
-    int32_t lab[64];
     for (int i = 0; i < n; i++) lab[i] = i < 34 ? (i * 7) % 17 : 20 + (i - 34);
-    lab[0] = 5, lab[1] = 9, lab[36] = 3;
+    lab[0] = 5, lab[1] = 9;
     memcpy(W + 40 * D, W + 5 * D, D * 4);
     memcpy(W + 2 * D, W + 9 * D, D * 4);
-    for (int k = 0; k < D; k++) f[k] = 3 * W[5 * D + k], f[D + k] = 2 * W[9 * D + k], f[36 * D + k] = 0;
-    for (int i = 2; i < 30; i++)   // most rows near their class: a non-trivial accuracy
+    for (int k = 0; k < D; k++) f[k] = 3 * W[5 * D + k], f[D + k] = 2 * W[9 * D + k];
+    for (int i = 2; i < 30; i++)
         for (int k = 0; k < D; k++) f[(size_t)i * D + k] = 0.3f * f[(size_t)i * D + k] + 20 * W[(size_t)lab[i] * D + k];
+    *Wp = W, *fp = f;
+}
+
+static void test_cosface_cases(void) {
+    // 1. The tie data in blocks of 16 (16 + 16 + 16 + 2); row 36 is zero (df =
+    // d f_hat / 1e-12, as torch's clamp_min), labelled 3.
+    int n = TIE_N, D = TIE_D, C = TIE_C;
+    float *W, *f;
+    int32_t lab[64];
+    cosface_tie_data(&W, &f, lab);
+    lab[36] = 3;
+    for (int k = 0; k < D; k++) f[36 * D + k] = 0;
     test_cosface("37x96, 50 classes, block 16", f, W, lab, n, D, C, 16, 30, 0.2f, 0, 36, NULL);
     test_cosface("same, one block", f, W, lab, n, D, C, 0, 30, 0.2f, 0, 36, NULL);
     free(W), free(f);
@@ -709,19 +721,15 @@ static void test_cosface_sharded(const char *what, const float *f, const float *
 }
 
 static void test_cosface_sharded_cases(void) {
-    // test_cosface_cases' case 1 (no zero row: its df of ~1e12 would hide the
-    // others' errors): ties between a label (5, 9) and a copy of its weight row
-    // (40, 2), in other shards when split; block 7 crosses the shard boundaries.
-    int n = 37, D = 96, C = 50;
-    float *W = rand_buf((size_t)C * D, 0.05f, 0), *f = rand_buf((size_t)n * D, 1, 0);
+    // The tie data (no zero row: its df of ~1e12 would hide the others'
+    // errors; row 33 labelled with the last class): ties between a label (5, 9)
+    // and a copy of its weight row (40, 2), in other shards when split; block 7
+    // crosses the shard boundaries.
+    int n = TIE_N, D = TIE_D, C = TIE_C;
+    float *W, *f;
     int32_t lab[64];
-    for (int i = 0; i < n; i++) lab[i] = i < 34 ? (i * 7) % 17 : 20 + (i - 34);
-    lab[0] = 5, lab[1] = 9, lab[33] = 49;
-    memcpy(W + 40 * D, W + 5 * D, D * 4);
-    memcpy(W + 2 * D, W + 9 * D, D * 4);
-    for (int k = 0; k < D; k++) f[k] = 3 * W[5 * D + k], f[D + k] = 2 * W[9 * D + k];
-    for (int i = 2; i < 30; i++)
-        for (int k = 0; k < D; k++) f[(size_t)i * D + k] = 0.3f * f[(size_t)i * D + k] + 20 * W[(size_t)lab[i] * D + k];
+    cosface_tie_data(&W, &f, lab);
+    lab[33] = 49;
     test_cosface_sharded("37x96, 50 classes, block 7", f, W, lab, n, D, C, 7, 30, 0.2f, 1, 0);
     test_cosface_sharded("same", f, W, lab, n, D, C, 7, 30, 0.2f, 1, 1);
     test_cosface_sharded("same", f, W, lab, n, D, C, 7, 30, 0.2f, 2, 0);
