@@ -32,10 +32,11 @@
 // not in the softmax has no evidence for any move, and the update costs
 // O(kept rows).) Its clipping norm is that of the whole (sparse) gradient.
 //
-// ZeRO stage 1 (cfg.zero, data parallel on the CPU): rank r holds the SGD
-// momentum of the model only for its slice [zlo, zhi) of the flat parameter
-// buffer (ufo_comm_split of n_floats, as size_t). The gradients are
-// reduce-scattered (each rank receives the sum of its slice, in zgrad), the
+// ZeRO stage 1 (cfg.zero, data parallel): rank r holds the SGD momentum of
+// the model only for its slice [zlo, zhi) of the flat parameter buffer
+// (ufo_comm_split of n_floats, as size_t). The gradients are reduce-scattered
+// (each rank receives the sum of its slice, in zgrad; with CUDA the device's
+// grad_slice, over the device group), the
 // per-tensor clipping norms are the all-reduced sums of squares of each
 // tensor's parts in every slice (a tensor may span slices), each rank updates
 // its slice of the parameters, and the parameters are all-gathered. The
