@@ -110,15 +110,17 @@ PYEOF
 }
 same_losses "$D/gpu/log.csv" "$D/cpu/log.csv" 1e-4
 # Partial-FC sampling in one process (face, person and vehicle have 10 classes
-# here, product 6): the sampled heads on the host, product's on the device.
+# here, product 6): every head on the device, the sampled ones over their kept
+# rows (gathered, the gradient rows added back, only those rows stepped).
 PFC="run.pfc_sample_rate=0.5 run.shard_classes_above=8"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu_pfc" --device cpu $TINY $PFC
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --config recipes/demo.ini --out "$D/gpu_pfc" --device cuda $TINY $PFC 2>"$D/gpu_pfc.err"
-grep -q "on the GPU too, the Partial-FC sampled ones on the CPU" "$D/gpu_pfc.err" ||
-    { cat "$D/gpu_pfc.err"; echo "cuda_fake_check: FAIL: not the mixed heads"; exit 1; }
+grep -q "on the GPU too, the Partial-FC sampled ones on the GPU" "$D/gpu_pfc.err" ||
+    { cat "$D/gpu_pfc.err"; echo "cuda_fake_check: FAIL: the sampled heads are not on the device"; exit 1; }
 same_losses "$D/gpu_pfc/log.csv" "$D/cpu_pfc/log.csv" 1e-4
+same_checkpoints "$D/gpu_pfc/last.safetensors" "$D/cpu_pfc/last.safetensors" 1e-3 classifier.
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/resumed_pfc" --device cuda --stop-after 2 $TINY $PFC
 "$B/ufo_fake" train --quiet --resume "$D/resumed_pfc/last.safetensors" --device cuda
@@ -169,12 +171,17 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     cmp "$D/np2_shard/model.safetensors" "$D/np2_shard_resumed/model.safetensors"
     cmp "$D/np2_shard/last.safetensors" "$D/np2_shard_resumed/last.safetensors"
     echo "cuda_fake_check: np=2 sharded heads on the device: stop after 2 + resume == 4 straight (same model and checkpoint)"
-    # The same heads sharded AND Partial-FC sampled (on the host), product's on the device.
+    # The same heads sharded AND Partial-FC sampled, on the device too (each
+    # shard its kept rows, class ids as positions in kept[]), product's replicated.
     # shellcheck disable=SC2086
-    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc" --device cuda $TINY $PFC
+    mpi2 train --config recipes/demo.ini --out "$D/np2_pfc" --device cuda $TINY $PFC 2>"$D/np2_pfc.err" ||
+        { cat "$D/np2_pfc.err"; exit 1; }
+    grep -q "sharded ones on the GPU, the Partial-FC sampled ones on the GPU (data parallel" "$D/np2_pfc.err" ||
+        { cat "$D/np2_pfc.err"; echo "cuda_fake_check: FAIL: np=2 sampled: not on the device"; exit 1; }
     # shellcheck disable=SC2086
     mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc_cpu" --device cpu $TINY $PFC
     same_losses "$D/np2_pfc/log.csv" "$D/np2_pfc_cpu/log.csv" 1e-4
+    same_checkpoints "$D/np2_pfc/last.safetensors" "$D/np2_pfc_cpu/last.safetensors" 1e-3 classifier.
     # ZeRO stage 1 on the device buffers: same losses and model as np=2 without it.
     # shellcheck disable=SC2086
     mpi2 train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \

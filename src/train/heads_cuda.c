@@ -1,13 +1,14 @@
 // The task heads on the GPU (see heads_cuda.h).
 #include "train/heads_cuda.h"
 #include "base/error.h"
+#include "train/pfc.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-// Task k's head can run on the device: trained, all its classes (or all of
-// its Partial-FC shard's) in every step.
-static int device_task(const ufo_trainer *t, int k) { return t->cfg.classes[k] > 0 && !t->sampled[k]; }
+// Task k's head runs on the device when it is trained (Partial-FC sampled
+// and sharded ones too).
+static int device_task(const ufo_trainer *t, int k) { return t->cfg.classes[k] > 0; }
 
 int ufo_heads_cuda_wanted(const ufo_trainer *t) {
     const char *env = getenv("UFO_CUDA_HEADS");   // "cpu": the host path (a fallback, and for comparisons)
@@ -27,11 +28,22 @@ struct ufo_heads_cuda {
     float *cls, *grad, *mom;            // the device heads' classifiers, task k at off[k]
     size_t off[UFO_NUM_TASKS + 1], n;   // (only device heads take room)
     ufo_sgd_segment seg[UFO_NUM_TASKS];  // t->cls_seg's of the device heads, at off[k]
-    int nseg;
+    int seg_task[UFO_NUM_TASKS], nseg;
     double *part;                       // norm pieces of the SGD
     size_t part_n;
     float *gx, *gdx;                    // data parallel: a task's gathered features [G, D], their gradient
-    int any_shard;                      // a device head is Partial-FC sharded
+    int any_shard, any_sampled;         // a device head is Partial-FC sharded / sampled
+    // Partial-FC sampled heads: a step's kept rows of this rank (row indices
+    // in the task's classifier: host hrows, device rows), gathered into Wc,
+    // their gradient dWc (rows_cap rows at most); the labels as positions in
+    // kept[] (hlab, batch_cap). The step's segments: runs of kept rows.
+    int *rows, *hrows;
+    int32_t *hlab;
+    float *Wc, *dWc, *hWc, *hdWc;       // hWc, hdWc: a shard keeping no class runs on the host
+    size_t rows_cap;
+    ufo_sgd_segment *sseg;
+    double *ssum, *sgiven;
+    int sseg_cap;
 };
 
 static int fail(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -52,17 +64,34 @@ int ufo_heads_cuda_init(ufo_trainer *t) {
     }
     h->n = h->off[UFO_NUM_TASKS];
     for (int s = 0; s < t->ncls_seg; s++) {
-        int k = t->cls_seg_task[s];
+        int k = t->cls_seg_task[s], rows = t->shard_hi[k] - t->shard_lo[k];
         if (!t->dev_task[k]) continue;
         h->any_shard |= t->sharded[k];
+        h->any_sampled |= t->sampled[k];
+        if (t->sampled[k] && (size_t)rows > h->rows_cap) h->rows_cap = (size_t)rows;
+        h->sseg_cap += t->sampled[k] ? rows : 1;   // at most one run per kept row
+        h->seg_task[h->nseg] = k;
         h->seg[h->nseg] = t->cls_seg[s];
         h->seg[h->nseg++].offset = h->off[k];
     }
-    size_t bytes = (h->n ? h->n : 1) * sizeof(float);
-    h->part_n = h->n / SGD_CHUNK + (size_t)h->nseg + 1;
+    size_t bytes = (h->n ? h->n : 1) * sizeof(float), D = (size_t)t->model->cfg.dim, rc = h->rows_cap + 1;
+    h->part_n = h->n / SGD_CHUNK + (size_t)h->sseg_cap + 1;
     if (!(h->cls = gpu_malloc(dev->g, bytes)) || !(h->grad = gpu_malloc(dev->g, bytes)) ||
         !(h->mom = gpu_malloc(dev->g, bytes)) || !(h->part = gpu_malloc(dev->g, h->part_n * sizeof(double))))
         return fail("the classifiers on the GPU");
+    size_t sc = (size_t)h->sseg_cap + 1;   // the step's segments (with sharded or sampled heads)
+    h->sseg = malloc(sc * sizeof *h->sseg), h->ssum = malloc(sc * sizeof(double)), h->sgiven = malloc(sc * sizeof(double));
+    if (!h->sseg || !h->ssum || !h->sgiven) return ufo_errorf("out of memory for the classifiers' segments");
+    if (h->any_sampled) {
+        size_t bc = (size_t)t->cfg.batch_cap + 1;
+        if (!(h->rows = gpu_malloc(dev->g, rc * sizeof(int))) || !(h->Wc = gpu_malloc(dev->g, rc * D * sizeof(float))) ||
+            !(h->dWc = gpu_malloc(dev->g, rc * D * sizeof(float))))
+            return fail("the sampled classifier rows on the GPU");
+        h->hrows = malloc(rc * sizeof(int)), h->hlab = malloc(bc * sizeof(int32_t));
+        if (t->comm) h->hWc = malloc(rc * D * sizeof(float)), h->hdWc = malloc(rc * D * sizeof(float));
+        if (!h->hrows || !h->hlab || (t->comm && (!h->hWc || !h->hdWc)))
+            return ufo_errorf("out of memory for the sampled heads");
+    }
     size_t gbytes = (size_t)t->cfg.batch_cap * t->model->cfg.dim * sizeof(float);
     if (t->comm && (!(h->gx = gpu_malloc(dev->g, gbytes)) || !(h->gdx = gpu_malloc(dev->g, gbytes))))
         return fail("the gathered features on the GPU");
@@ -84,7 +113,11 @@ void ufo_heads_cuda_free(ufo_trainer *t) {
         gpu_free(dev->g, h->part);
         gpu_free(dev->g, h->gx);
         gpu_free(dev->g, h->gdx);
+        gpu_free(dev->g, h->rows);
+        gpu_free(dev->g, h->Wc);
+        gpu_free(dev->g, h->dWc);
     }
+    free(h->hrows), free(h->hlab), free(h->hWc), free(h->hdWc), free(h->sseg), free(h->ssum), free(h->sgiven);
     free(h);
     t->dev_heads = NULL;
     memset(t->dev_task, 0, sizeof t->dev_task);
@@ -130,17 +163,70 @@ int ufo_heads_cuda_begin(ufo_trainer *t) {
     return 0;
 }
 
-int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats) {
+// ---- Partial-FC sampled heads (pfc.h; trainer.c's ufo_pfc_cosface on the device) ----
+// The step's kept classes (t->kept[k], drawn by trainer.c's pfc_draw on every
+// rank alike) that are this rank's rows, [*klo, *klo + *nk) of kept[], go up
+// as row indices; their rows of the classifier are gathered into h->Wc and
+// h->dWc is zeroed for their gradient.
+static int gather_kept(ufo_trainer *t, int k, int *klo, int *nk) {
     ufo_heads_cuda *h = t->dev_heads;
+    int D = t->model->cfg.dim, hi;
+    ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], klo, &hi);
+    *nk = hi - *klo;
+    for (int j = 0; j < *nk; j++) h->hrows[j] = t->kept[k][*klo + j] - t->shard_lo[k];
+    if (*nk && (gpu_upload(ctx(t), h->rows, h->hrows, (size_t)*nk * sizeof(int)) ||
+                gpu_gather_rows(ctx(t), h->Wc, h->cls + h->off[k], h->rows, *nk, D) ||
+                gpu_zero(ctx(t), h->dWc, (size_t)*nk * D * sizeof(float))))
+        return fail("the kept classifier rows");
+    return 0;
+}
+
+// h->hlab = labels as positions in kept[] (every label is among them).
+static int kept_labels(const ufo_trainer *t, int k, const int32_t *labels, int n) {
+    for (int i = 0; i < n; i++) {
+        int p, q;
+        ufo_pfc_range(t->kept[k], t->nkept[k], labels[i], labels[i] + 1, &p, &q);
+        if (q != p + 1) return ufo_errorf("Partial-FC: label %d of sample %d is not among the kept classes", (int)labels[i], i);
+        t->dev_heads->hlab[i] = p;
+    }
+    return 0;
+}
+
+// The compact gradient rows are added into the classifier's (rows not kept: += 0).
+static int scatter_kept(ufo_trainer *t, int k, int nk) {
+    ufo_heads_cuda *h = t->dev_heads;
+    if (gpu_scatter_add_rows(ctx(t), h->grad + h->off[k], h->dWc, h->rows, nk, t->model->cfg.dim))
+        return fail("the kept classifier rows' gradient");
+    return 0;
+}
+
+// One process, or a replicated head's rows of the batch: CosFace over
+// classes (all) or, sampled, the kept ones.
+static int task_cosface(ufo_trainer *t, int k, const float *f, const int32_t *labels, int n, double den, float *df,
+                        double *loss, int *correct) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const ufo_train_config *c = &t->cfg;
+    const float *W = h->cls + h->off[k];
+    float *dW = h->grad + h->off[k];
+    int classes = c->classes[k], klo = 0, nk = 0;
+    if (t->sampled[k]) {
+        if (gather_kept(t, k, &klo, &nk) || kept_labels(t, k, labels, n)) return -1;
+        W = h->Wc, dW = h->dWc, labels = h->hlab, classes = nk;
+    }
+    if (gpu_cosface(ctx(t), f, W, labels, n, t->model->cfg.dim, classes, c->cos_s[k], c->cos_m[k], 0, 0, den, df, dW,
+                    loss, correct, NULL))
+        return ufo_errorf("%s CosFace on the GPU: %s", vit_task_name(k), gpu_error());
+    return t->sampled[k] ? scatter_kept(t, k, nk) : 0;
+}
+
+int ufo_heads_cuda_task(ufo_trainer *t, int k, int lo, int n, const int32_t *labels, ufo_step_stats *stats) {
     const ufo_train_config *c = &t->cfg;
     const vit_train_device *dev = vit_train_device_of(&t->st);
     int D = t->model->cfg.dim;
     size_t o = (size_t)lo * D;
     double loss;
     int correct;
-    if (gpu_cosface(dev->g, dev->feat_bn + o, h->cls + h->off[k], labels, n, D, c->classes[k], c->cos_s[k],
-                    c->cos_m[k], 0, 0, 0.0, dev->dfeat_bn + o, h->grad + h->off[k], &loss, &correct, NULL))
-        return ufo_errorf("%s CosFace on the GPU: %s", vit_task_name(k), gpu_error());
+    if (task_cosface(t, k, dev->feat_bn + o, labels, n, 0.0, dev->dfeat_bn + o, &loss, &correct)) return -1;
     stats->cosface[k] = loss;
     stats->accuracy[k] = (double)correct / n;
     stats->loss += loss;
@@ -192,6 +278,58 @@ static size_t *row_counts(const ufo_trainer *t, int Gk, size_t row_bytes) {
     return cnt;
 }
 
+// gpu_cosface_sharded over h->gx (Gk rows) with this rank's classes
+// [klo, klo + nk) of total, d f into h->gdx.
+static int sharded_device(ufo_trainer *t, int k, const float *W, const int32_t *lab, int Gk, int nk, int klo,
+                          int total, float *dW, ufo_step_stats *stats) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const ufo_train_config *c = &t->cfg;
+    gpu_cosface_shard sh = {shard_allreduce, shard_allreduce_device, t, klo, total};
+    double loss;
+    int correct;
+    if (gpu_cosface_sharded(ctx(t), h->gx, W, lab, Gk, t->model->cfg.dim, nk, c->cos_s[k], c->cos_m[k], 0, 0, 0.0,
+                            h->gdx, dW, &loss, &correct, NULL, &sh))
+        return ufo_errorf("%s CosFace (sharded) on the GPU: %s", vit_task_name(k), gpu_error());
+    stats->cosface[k] = loss, stats->accuracy[k] = (double)correct / Gk;
+    return 0;
+}
+
+// 1 when some rank's shard keeps no class of task k this step (the same
+// answer on every rank: kept[] and the shards are).
+static int some_shard_empty(const ufo_trainer *t, int k) {
+    for (int r = 0; r < t->size; r++) {
+        int lo, hi, a, b;
+        ufo_comm_split(t->cfg.classes[k], t->size, r, &lo, &hi);
+        ufo_pfc_range(t->kept[k], t->nkept[k], lo, hi, &a, &b);
+        if (a == b) return 1;
+    }
+    return 0;
+}
+
+// The device CosFace needs a class per shard; a step where some shard keeps
+// none (rare: few classes per shard, a low rate) runs the host's sharded
+// CosFace (which allows an empty shard) on every rank: the gathered features
+// and the kept rows come down, d f and the rows' gradient go back up.
+static int empty_shard_host(ufo_trainer *t, int k, int klo, int nk, int Gk, ufo_step_stats *stats) {
+    ufo_heads_cuda *h = t->dev_heads;
+    const ufo_train_config *c = &t->cfg;
+    size_t D = (size_t)t->model->cfg.dim;
+    if (gpu_download(ctx(t), t->gx, h->gx, (size_t)Gk * D * sizeof(float)) ||
+        (nk && gpu_download(ctx(t), h->hWc, h->Wc, (size_t)nk * D * sizeof(float))) || gpu_sync(ctx(t)))
+        return fail("the sampled classifier rows to the host");
+    memset(h->hdWc, 0, ((size_t)nk + 1) * D * sizeof(float));
+    ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k], .shard = t->comm, .class_lo = klo,
+                           .total_classes = t->nkept[k]};
+    ufo_cosface_result cr;
+    if (ufo_cosface(t->gx, h->hWc, h->hlab, Gk, (int)D, nk, &co, t->gdx, h->hdWc, &cr))
+        return ufo_error_wrap("%s CosFace (sharded, sampled)", vit_task_name(k));
+    stats->cosface[k] = cr.loss, stats->accuracy[k] = cr.accuracy;
+    if (gpu_upload(ctx(t), h->gdx, t->gdx, (size_t)Gk * D * sizeof(float)) ||
+        (nk && gpu_upload(ctx(t), h->dWc, h->hdWc, (size_t)nk * D * sizeof(float))))
+        return fail("the sampled classifier gradient to the GPU");
+    return 0;
+}
+
 // A Partial-FC sharded head (trainer.c's task_losses_dp, on the device): the
 // task's post-BN rows of every rank gathered over the device group, CosFace
 // over this rank's shard of the classes (the loss and accuracy global), this
@@ -208,14 +346,23 @@ static int sharded_cosface(ufo_trainer *t, int k, int lo, int n, int Gk, int off
     size_t *cnt = row_counts(t, Gk, (size_t)D * sizeof(float));
     ufo_comm_allgatherv(c->dev_comm, dev->feat_bn + o, h->gx, cnt, "Partial-FC features (device)");
     free(cnt);
-    gpu_cosface_shard sh = {shard_allreduce, shard_allreduce_device, t, t->shard_lo[k], c->classes[k]};
-    double loss;
-    int correct;
-    if (gpu_cosface_sharded(dev->g, h->gx, h->cls + h->off[k], t->glab, Gk, D, t->shard_hi[k] - t->shard_lo[k],
-                            c->cos_s[k], c->cos_m[k], 0, 0, 0.0, h->gdx, h->grad + h->off[k], &loss, &correct, NULL,
-                            &sh))
-        return ufo_errorf("%s CosFace (sharded) on the GPU: %s", vit_task_name(k), gpu_error());
-    stats->cosface[k] = loss, stats->accuracy[k] = (double)correct / Gk;
+    // Sampled: the softmax over the kept classes of every shard, class ids
+    // (this shard's first, the total, the labels) become positions in kept[]
+    // (ufo_pfc_cosface's rewrite).
+    const float *W = h->cls + h->off[k];
+    float *dW = h->grad + h->off[k];
+    const int32_t *lab = t->glab;
+    int klo = t->shard_lo[k], nk = t->shard_hi[k] - t->shard_lo[k], total = c->classes[k];
+    if (t->sampled[k]) {
+        if (gather_kept(t, k, &klo, &nk) || kept_labels(t, k, t->glab, Gk)) return -1;
+        W = h->Wc, dW = h->dWc, lab = h->hlab, total = t->nkept[k];
+        if (some_shard_empty(t, k)) {
+            if (empty_shard_host(t, k, klo, nk, Gk, stats)) return -1;
+        } else if (sharded_device(t, k, W, lab, Gk, nk, klo, total, dW, stats))
+            return -1;
+        if (scatter_kept(t, k, nk)) return -1;
+    } else if (sharded_device(t, k, W, lab, Gk, nk, klo, total, dW, stats))
+        return -1;
     // Before the triplet reuses gx / gdx.
     if (n > 0 && gpu_download(dev->g, t->df_bn + o, h->gdx + (size_t)off * D, bytes)) return fail("the feature gradients");
     return gpu_sync(dev->g) ? fail("the feature gradients") : 0;
@@ -239,9 +386,7 @@ static int task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const 
         if (sharded_cosface(t, k, lo, n, Gk, off, stats)) return -1;
     } else if (n > 0) {   // CosFace on this rank's rows, divided by the global row count
         if (gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
-        if (gpu_cosface(dev->g, dev->feat_bn + o, h->cls + h->off[k], labels, n, D, c->classes[k], c->cos_s[k],
-                        c->cos_m[k], 0, 0, (double)Gk, dev->dfeat_bn + o, h->grad + h->off[k], &loss, &correct, NULL))
-            return ufo_errorf("%s CosFace on the GPU: %s", vit_task_name(k), gpu_error());
+        if (task_cosface(t, k, dev->feat_bn + o, labels, n, (double)Gk, dev->dfeat_bn + o, &loss, &correct)) return -1;
         *loss_sum = loss, *correct_sum = correct;
         if (gpu_download(dev->g, t->df_bn + o, dev->dfeat_bn + o, bytes)) return fail("the feature gradients");
     }
@@ -282,24 +427,51 @@ void ufo_heads_cuda_allreduce(ufo_trainer *t) {
 int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
     ufo_heads_cuda *h = t->dev_heads;
     if (!h->nseg) return 0;
-    if (!h->any_shard)
+    if (!h->any_shard && !h->any_sampled)
         return ufo_sgd_step_device(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->seg, h->nseg, lr,
                                    &t->cfg.sgd, NULL);
-    // A sharded classifier is clipped by the norm of the whole tensor: the
-    // shards' sums of squares over the host group (zero_step's pattern);
-    // every rank calls this, so a device failure ends the job.
-    double sums[UFO_NUM_TASKS], given[UFO_NUM_TASKS];
-    if (ufo_sgd_sumsq_device(ctx(t), h->grad, h->part, h->part_n, h->n, h->seg, h->nseg, sums))
-        ufo_comm_abort(t->comm, 1, "step %ld: %s", t->step, ufo_error());
-    ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)h->nseg, "Partial-FC gradient norm (GPU)");
-    for (int s = 0, i = 0; s < t->ncls_seg; s++) {   // h->seg is t->cls_seg's device heads, in order
-        int k = t->cls_seg_task[s];
-        if (!t->dev_task[k]) continue;
-        given[i] = t->sharded[k] ? sqrt(sums[i]) : -1;   // -1: the SGD's own norm
-        i++;
+    // trainer.c's sampled_classifier_step on the device: a sampled head's
+    // segments are its runs of kept rows (a row not drawn keeps its weights
+    // and momentum), clipped by the norm of the task's whole gradient (its
+    // other rows are 0); a sharded classifier by the whole tensor's, the
+    // shards' sums of squares over the host group (zero_step's pattern).
+    int D = t->model->cfg.dim, ns = 0, first[UFO_NUM_TASKS + 1];
+    for (int i = 0; i < h->nseg; i++) {
+        int k = h->seg_task[i];
+        first[i] = ns;
+        if (!t->sampled[k]) {
+            h->sseg[ns++] = h->seg[i];
+            continue;
+        }
+        int klo, khi;
+        ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], &klo, &khi);
+        for (int j = klo; j < khi;) {
+            int e = j + 1;
+            while (e < khi && t->kept[k][e] == t->kept[k][e - 1] + 1) e++;
+            h->sseg[ns] = h->seg[i];
+            h->sseg[ns].offset = h->off[k] + (size_t)(t->kept[k][j] - t->shard_lo[k]) * D;
+            h->sseg[ns++].size = (size_t)(e - j) * D;
+            j = e;
+        }
     }
-    return ufo_sgd_step_device_ex(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->seg, h->nseg, lr,
-                                  &t->cfg.sgd, NULL, given);
+    first[h->nseg] = ns;
+    double sums[UFO_NUM_TASKS] = {0};
+    // Every rank calls this when sharded, so a device failure ends the job.
+    if (ns && ufo_sgd_sumsq_device(ctx(t), h->grad, h->part, h->part_n, h->n, h->sseg, ns, h->ssum)) {
+        if (!h->any_shard) return -1;
+        ufo_comm_abort(t->comm, 1, "step %ld: %s", t->step, ufo_error());
+    }
+    for (int i = 0; i < h->nseg; i++)   // in order, as the host adds its segments' sums
+        for (int s = first[i]; s < first[i + 1]; s++) sums[i] += h->ssum[s];
+    if (h->any_shard) ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)h->nseg, "Partial-FC gradient norm (GPU)");
+    for (int i = 0; i < h->nseg; i++) {
+        int k = h->seg_task[i];
+        double g = t->sampled[k] || t->sharded[k] ? sqrt(sums[i]) : -1;   // -1: the SGD's own norm
+        for (int s = first[i]; s < first[i + 1]; s++) h->sgiven[s] = g;
+    }
+    if (!ns) return 0;
+    return ufo_sgd_step_device_ex(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->sseg, ns, lr,
+                                  &t->cfg.sgd, NULL, h->sgiven);
 }
 
 #else   // built without CUDA: a CUDA trainer cannot start, so none of this runs

@@ -409,19 +409,17 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
                 fprintf(stderr, "train: %s classifier: Partial-FC sampling, %d of %d classes per step (at least)\n",
                         vit_task_name(t), ufo_pfc_keep_count(s.sets[t].num_classes, r->pfc_sample_rate, 0),
                         s.sets[t].num_classes);
-        // The device takes every head but the Partial-FC sampled ones (sharded ones included).
-        int host_sampled = 0, dev_sharded = 0;
+        // The device takes every head (Partial-FC sharded and sampled ones included).
+        int dev_sharded = 0, dev_sampled = 0;
         for (int t = 0; t < UFO_NUM_TASKS; t++) {
-            if (s.trainer.cfg.classes[t] && !s.trainer.dev_task[t]) host_sampled |= s.trainer.sampled[t];
             dev_sharded |= s.trainer.dev_task[t] && s.trainer.sharded[t];
+            dev_sampled |= s.trainer.dev_task[t] && s.trainer.sampled[t];
         }
         if (vit_train_device_of(&s.trainer.st))   // tools/cuda_fake_check.sh reads "on the GPU too"
-            fprintf(stderr, "train: on the GPU (%s); losses and classifiers %s%s%s\n",
-                    vit_train_device_name(&s.trainer.st),
-                    !s.trainer.dev_heads ? "on the CPU"
-                    : host_sampled       ? "on the GPU too, the Partial-FC sampled ones on the CPU"
-                                         : "on the GPU too",
+            fprintf(stderr, "train: on the GPU (%s); losses and classifiers %s%s%s%s\n",
+                    vit_train_device_name(&s.trainer.st), !s.trainer.dev_heads ? "on the CPU" : "on the GPU too",
                     dev_sharded ? ", the Partial-FC sharded ones on the GPU" : "",
+                    dev_sampled ? ", the Partial-FC sampled ones on the GPU" : "",
                     s.trainer.dev_heads && s.trainer.comm ? " (data parallel: sync BN on the CPU)" : "");
     }
     int stopped = 0;

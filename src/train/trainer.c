@@ -337,10 +337,10 @@ static int task_losses_dp(ufo_trainer *t, int k, int lo, int cnt, int Gk, int of
     int D = t->model->cfg.dim;
     int need_gather = t->sharded[k] || c->triplet[k] || t->sampled[k];
     if (need_gather) gather_rows(t, labels + lo, sizeof(int32_t), Gk, t->glab, "task labels");
+    if (t->sampled[k] && pfc_draw(t, k, t->glab, Gk)) return -1;   // on the host, device heads too
     if (t->dev_task[k])   // CUDA: this head on the device (train/heads_cuda.h)
         return ufo_heads_cuda_task_dp(t, k, lo, cnt, Gk, off, labels + lo, t->glab, stats, &red[k],
                                       &red[UFO_NUM_TASKS + k]);
-    if (t->sampled[k] && pfc_draw(t, k, t->glab, Gk)) return -1;
     ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
     ufo_cosface_result cr;
     if (t->sharded[k]) {
@@ -434,13 +434,13 @@ int ufo_trainer_grad(ufo_trainer *t, const float *images, const int counts[UFO_N
     memset(t->df, 0, (size_t)n * D * sizeof(float));
     for (int k = 0, lo = 0; k < UFO_NUM_TASKS; lo += counts[k], k++) {
         if (!counts[k]) continue;
+        if (t->sampled[k] && pfc_draw(t, k, labels + lo, counts[k])) return -1;   // on the host, device heads too
         if (t->dev_task[k]) {   // CUDA: this head on the device (train/heads_cuda.h)
             if (ufo_heads_cuda_task(t, k, lo, counts[k], labels + lo, stats)) return -1;
             continue;
         }
         ufo_cosface_opts co = {.s = c->cos_s[k], .m = c->cos_m[k]};
         ufo_cosface_result cr;
-        if (t->sampled[k] && pfc_draw(t, k, labels + lo, counts[k])) return -1;
         if (task_cosface(t, k, t->st.feat_bn + (size_t)lo * D, labels + lo, counts[k], c->classes[k], &co,
                          t->df_bn + (size_t)lo * D, &cr))
             return ufo_error_wrap("%s CosFace", vit_task_name(k));

@@ -328,6 +328,34 @@ int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, s
     for (size_t r = 0; r < rows; r++) memmove(dst + r * dst_stride, src + r * src_stride, cols * 4);
     return 0;
 }
+// The rows are read as device memory, and each row of dst / src checked on its own.
+int gpu_gather_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D) {
+    if (n < 0 || D < 0) {
+        snprintf(err_, sizeof err_, "gather_rows: bad sizes n=%d D=%d", n, D);
+        return -1;
+    }
+    if (!n || !D) return 0;
+    need(dst, (size_t)n * D * 4, "gather_rows dst"), need(rows, (size_t)n * 4, "gather_rows rows");
+    for (int j = 0; j < n; j++) {
+        need(src + (size_t)rows[j] * D, (size_t)D * 4, "gather_rows src row");
+        memcpy(dst + (size_t)j * D, src + (size_t)rows[j] * D, (size_t)D * 4);
+    }
+    return 0;
+}
+int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D) {
+    if (n < 0 || D < 0) {
+        snprintf(err_, sizeof err_, "scatter_add_rows: bad sizes n=%d D=%d", n, D);
+        return -1;
+    }
+    if (!n || !D) return 0;
+    need(src, (size_t)n * D * 4, "scatter_add_rows src"), need(rows, (size_t)n * 4, "scatter_add_rows rows");
+    for (int j = 0; j < n; j++) {
+        float *d = dst + (size_t)rows[j] * D;
+        need(d, (size_t)D * 4, "scatter_add_rows dst row");
+        for (int i = 0; i < D; i++) d[i] += src[(size_t)j * D + i];
+    }
+    return 0;
+}
 int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate) {
     need(dst, n * per * 4, "scale_rows dst"), need(src, n * per * 4, "scale_rows src"), need(s, n * 4, "scale_rows s");
     for (size_t i = 0; i < n * per; i++) {

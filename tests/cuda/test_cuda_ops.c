@@ -436,6 +436,41 @@ static void test_training_glue(void) {
     for (size_t i = 0; i < rows * cols; i++) bad += got[i] != 0.0f;
     CHECK(bad == 0, "gpu_zero left %zu values", bad);
     free(got);
+    // gather_rows / scatter_add_rows (Partial-FC's kept rows): ascending with
+    // gaps and runs, the first and the last row of a [C, D] matrix; exact.
+    {
+        enum { C = 233, D = 70, K = 9 };
+        static const int keep[K] = {0, 1, 2, 17, 100, 101, 180, 231, 232};
+        int *dk = dev(sizeof keep);
+        float *dc = dev(K * D * 4);
+        CHECK(gpu_upload(G, dk, keep, sizeof keep) == 0 && gpu_gather_rows(G, dc, dx, dk, K, D) == 0, "%s",
+              gpu_error());
+        got = to_host(dc, K * D, GPU_F32);
+        bad = 0;
+        for (int j = 0; j < K; j++)
+            for (int d = 0; d < D; d++) bad += got[j * D + d] != x[(size_t)keep[j] * D + d];
+        CHECK(bad == 0, "gather_rows: %zu values differ", bad);
+        free(got);
+        // dst = x (C rows); dst[keep[j]] += y[j]: the other rows stay x exactly.
+        float *dst = dev_from(x, (size_t)C * D), *dsrc = dev_from(y, K * D);
+        CHECK(gpu_scatter_add_rows(G, dst, dsrc, dk, K, D) == 0, "%s", gpu_error());
+        got = to_host(dst, (size_t)C * D, GPU_F32);
+        bad = 0;
+        for (int c = 0, j = 0; c < C; c++) {
+            int hit = j < K && keep[j] == c;
+            for (int d = 0; d < D; d++) {
+                float want = x[(size_t)c * D + d] + (hit ? y[(size_t)j * D + d] : 0.0f);
+                bad += hit ? got[(size_t)c * D + d] != want : memcmp(&got[(size_t)c * D + d], &x[(size_t)c * D + d], 4) != 0;
+            }
+            j += hit;
+        }
+        CHECK(bad == 0, "scatter_add_rows: %zu values differ", bad);
+        free(got);
+        CHECK(gpu_gather_rows(G, dc, dx, dk, 0, D) == 0 && gpu_scatter_add_rows(G, dst, dc, dk, 0, D) == 0, "%s",
+              gpu_error());
+        CHECK(gpu_gather_rows(G, dc, dx, dk, -1, D) != 0, "gather_rows took n = -1");
+        gpu_free(G, dk), gpu_free(G, dc), gpu_free(G, dst), gpu_free(G, dsrc);
+    }
     // scale_rows: dst = s * src, then dst += src (s NULL)
     size_t per = n / rows;
     float *dy = dev_from(y, n), *ds = dev_from(s, rows);

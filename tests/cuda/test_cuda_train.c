@@ -265,16 +265,18 @@ static void test_steps(void) {
     stop(&dut);
 }
 
-// A sampled head stays on the host, the others on the device (CUDA): four steps
-// against the reference trainer, then the same checks as test_steps.
+// A Partial-FC sampled face head, on the device too (CUDA: its kept rows
+// gathered, only those rows stepped): four steps against the reference
+// trainer, then the same checks as test_steps.
 static void test_steps_mixed(void) {
     PFC = 1;
     run ref, dut;
     if (start(&ref, VIT_BACKEND_REF, UFO_PREC_FP32, 0) == 0) {
         if (start(&dut, DUT, UFO_PREC_FP32, 0) == 0) {
             if (DUT == VIT_BACKEND_CUDA && dut.t.dev_heads)
-                CHECK(!dut.t.dev_task[UFO_TASK_FACE] && dut.t.dev_task[UFO_TASK_PERSON] && dut.t.dev_task[UFO_TASK_PRODUCT],
-                      "the sampled face head on the host, the others on the device");
+                CHECK(dut.t.sampled[UFO_TASK_FACE] && dut.t.dev_task[UFO_TASK_FACE] && dut.t.dev_task[UFO_TASK_PERSON] &&
+                          dut.t.dev_task[UFO_TASK_PRODUCT],
+                      "the sampled face head and the others on the device");
             ufo_step_stats sr[4], sd[4];
             steps(&ref, 0, 4, sr);
             steps(&dut, 0, 4, sd);

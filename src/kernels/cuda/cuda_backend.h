@@ -128,6 +128,11 @@ int gpu_zero(gpu_ctx *g, void *p, size_t bytes);
 // dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols (fp32).
 int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
                   size_t cols);
+// Partial-FC's sampled classifier rows: `rows` is a DEVICE array of n row
+// indices into the [*, D] matrix. gather: dst [n, D] (dense) = src[rows[j]];
+// scatter_add: dst[rows[j]] += src [n, D] (the rows must be distinct).
+int gpu_gather_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D);
+int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D);
 // Per-sample scaling of n samples of `per` values: dst[i] (+)= s[i / per] * src[i]
 // (s NULL: 1; accumulate 0 writes, 1 adds). The drop-path residual scales.
 int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate);

@@ -413,6 +413,21 @@ __global__ void copy_rows_kernel(float *dst, size_t dst_stride, const float *src
     dst[r * dst_stride + c] = src[r * src_stride + c];
 }
 
+// One thread per value of the n * D gathered (scattered) ones.
+__global__ void gather_rows_kernel(float *dst, const float *src, const int *rows, size_t n, size_t D) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * D) return;
+    size_t j = i / D, d = i % D;
+    dst[i] = src[(size_t)rows[j] * D + d];
+}
+
+__global__ void scatter_add_rows_kernel(float *dst, const float *src, const int *rows, size_t n, size_t D) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * D) return;
+    size_t j = i / D, d = i % D;
+    dst[(size_t)rows[j] * D + d] += src[i];   // rows distinct: no two threads add to one value
+}
+
 __global__ void scale_rows_kernel(float *dst, const float *src, const float *s, size_t per, size_t total,
                                   int accumulate) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -470,6 +485,22 @@ extern "C" int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const fl
     if (n == 0) return 0;
     copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, dst_stride, src, src_stride, rows, cols);
     return gpu_check_launch("copy_rows");
+}
+
+extern "C" int gpu_gather_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D) {
+    if (n < 0 || D < 0) return gpu_fail("gather_rows: bad sizes n=%d D=%d", n, D);
+    size_t total = (size_t)n * D;
+    if (total == 0) return 0;
+    gather_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, src, rows, (size_t)n, (size_t)D);
+    return gpu_check_launch("gather_rows");
+}
+
+extern "C" int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D) {
+    if (n < 0 || D < 0) return gpu_fail("scatter_add_rows: bad sizes n=%d D=%d", n, D);
+    size_t total = (size_t)n * D;
+    if (total == 0) return 0;
+    scatter_add_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, src, rows, (size_t)n, (size_t)D);
+    return gpu_check_launch("scatter_add_rows");
 }
 
 extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
