@@ -71,7 +71,8 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
 rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
-    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_shard_resumed" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2"
+    "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_shard_resumed" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2" \
+    "$D/np2_low" "$D/np2_low_cpu" "$D/np2_low_resumed"
 # shellcheck disable=SC2086
 "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/cpu" --device cpu $TINY
 # Not quiet: the start-up lines say where the heads ran (one process: on the device).
@@ -182,6 +183,29 @@ if [ -n "$MPIL" ] && command -v mpirun >/dev/null; then
     mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_pfc_cpu" --device cpu $TINY $PFC
     same_losses "$D/np2_pfc/log.csv" "$D/np2_pfc_cpu/log.csv" 1e-4
     same_checkpoints "$D/np2_pfc/last.safetensors" "$D/np2_pfc_cpu/last.safetensors" 1e-3 classifier.
+    # A low rate (kept = the batch's labels, 1 negative at most): in some steps
+    # one shard keeps no class (the dump shows it: every kept class of a
+    # 10-class head in [0, 5) or in [5, 10)); those steps' CosFace runs the
+    # host's sharded one on the device's rows. Against the CPU, and stop + resume.
+    LOW="run.pfc_sample_rate=0.05 run.shard_classes_above=8"
+    rm -f "$D/np2_low.dump"
+    # shellcheck disable=SC2086
+    UFO_TEST_PFC_DUMP="$D/np2_low.dump" UFO_TEST_HOST_AS_DEVICE_COMM=1 OMPI_ALLOW_RUN_AS_ROOT=1 \
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -x UFO_TEST_PFC_DUMP -x UFO_TEST_HOST_AS_DEVICE_COMM -x OMP_NUM_THREADS \
+        -np 2 --oversubscribe "$B/ufo_fake" train --quiet --config recipes/demo.ini --out "$D/np2_low" --device cuda \
+        $TINY $LOW
+    awk -F'|' '{ n = split($2, k, " "); lo = 0; for (i = 1; i <= n; i++) lo += k[i] < 5; if (lo == 0 || lo == n) e++ }
+        END { exit !(e > 0) }' "$D/np2_low.dump" ||
+        { echo "cuda_fake_check: FAIL: np=2 low rate: no step with an empty shard"; exit 1; }
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_low_cpu" --device cpu $TINY $LOW
+    same_losses "$D/np2_low/log.csv" "$D/np2_low_cpu/log.csv" 1e-4
+    same_checkpoints "$D/np2_low/last.safetensors" "$D/np2_low_cpu/last.safetensors" 1e-3 classifier.
+    # shellcheck disable=SC2086
+    mpi2 train --quiet --config recipes/demo.ini --out "$D/np2_low_resumed" --device cuda --stop-after 2 $TINY $LOW
+    mpi2 train --quiet --resume "$D/np2_low_resumed/last.safetensors" --device cuda
+    cmp "$D/np2_low/model.safetensors" "$D/np2_low_resumed/model.safetensors"
+    echo "cuda_fake_check: np=2 sharded + sampled heads on the device (a shard keeping no class in some steps): stop after 2 + resume == 4 straight"
     # ZeRO stage 1 on the device buffers: same losses and model as np=2 without it.
     # shellcheck disable=SC2086
     mpi2 train --config recipes/demo.ini --out "$D/zero2" --device cuda $TINY run.zero=1 \

@@ -1,13 +1,17 @@
 // The task heads on the GPU, for the CUDA trainer: the classifiers of the
-// heads that are not Partial-FC sampled (of a sharded one: this rank's
-// shard), their gradient and SGD momentum live on the device next to the
-// model's, their CosFace and
+// heads (of a sharded one: this rank's shard), their gradient and SGD
+// momentum live on the device next to the model's, their CosFace and
 // triplet run there (kernels/cuda/gpu_losses.cu: the contracts of
 // train/cosface.h and train/triplet.h), and their classifiers' SGD is
 // ufo_sgd_step_device with the host step's segments (one per task: per-tensor
-// clipping as on the CPU). A sampled head (pfc.h) stays on the host as
-// before: its features come down, its feature gradients go up; device and
-// host heads mix in one step.
+// clipping as on the CPU). A Partial-FC sampled head (pfc.h; t->kept[k]
+// drawn on the host by trainer.c's pfc_draw) gathers its kept rows into a
+// compact matrix for CosFace (labels and, sharded, class_lo / total_classes
+// as positions in kept[]), adds the gradient rows back, and its SGD steps
+// only the runs of kept rows, clipped by the task gradient's whole norm
+// (trainer.c's sampled_classifier_step). A sharded step where some shard
+// keeps no class runs that CosFace on the host (gpu_cosface_sharded needs a
+// class per shard).
 //
 // One process: the feature gradients go straight into the backward
 // (vit_train_backward_device); nothing of the device heads crosses PCIe during
