@@ -14,13 +14,16 @@
 # place. Then `ufo train --device cuda`
 # (the CLI linked with the stand-in) on tiny synthetic data: it says the heads
 # ran on the device, the losses of --device cpu (rel 1e-4; also with Partial-FC
-# sampling, whose sampled heads stay on the host), stop + --resume ==
+# sampling, the sampled heads on the device too, and their classifiers rel
+# 1e-3), stop + --resume ==
 # straight (same model file, device heads saved and restored), and,
 # when mpirun exists, `mpirun -np 2` (the stand-in's device memory is host
 # memory, so MPI stands in for NCCL: UFO_TEST_HOST_AS_DEVICE_COMM) with the
 # heads on the device == one process and == np=2 --device cpu (rel 1e-4),
 # resume == straight, Partial-FC sharded heads on the device == the CPU's (and
-# their resume == straight), sampled (host) heads mixed with device ones,
+# their resume == straight), sharded + sampled heads on the device == the
+# CPU's (also at rate 0.05, where some steps leave a shard without a kept
+# class: resume == straight there),
 # ZeRO == without (bit for bit). Last, the kNN metrics' screen on the "GPU"
 # (test_cuda_knn, and `ufo eval --device cuda` with it on == off). About two
 # minutes on 2 cores.
