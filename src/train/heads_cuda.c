@@ -36,14 +36,11 @@ struct ufo_heads_cuda {
     // Partial-FC sampled heads: a step's kept rows of this rank (row indices
     // in the task's classifier: host hrows, device rows), gathered into Wc,
     // their gradient dWc (rows_cap rows at most); the labels as positions in
-    // kept[] (hlab, batch_cap). The step's segments: runs of kept rows.
+    // kept[] (hlab, batch_cap).
     int *rows, *hrows;
     int32_t *hlab;
     float *Wc, *dWc, *hWc, *hdWc;       // hWc, hdWc: a shard keeping no class runs on the host
     size_t rows_cap;
-    ufo_sgd_segment *sseg;
-    double *ssum, *sgiven;
-    int sseg_cap;
 };
 
 static int fail(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -69,19 +66,15 @@ int ufo_heads_cuda_init(ufo_trainer *t) {
         h->any_shard |= t->sharded[k];
         h->any_sampled |= t->sampled[k];
         if (t->sampled[k] && (size_t)rows > h->rows_cap) h->rows_cap = (size_t)rows;
-        h->sseg_cap += t->sampled[k] ? rows : 1;   // at most one run per kept row
         h->seg_task[h->nseg] = k;
         h->seg[h->nseg] = t->cls_seg[s];
         h->seg[h->nseg++].offset = h->off[k];
     }
     size_t bytes = (h->n ? h->n : 1) * sizeof(float), D = (size_t)t->model->cfg.dim, rc = h->rows_cap + 1;
-    h->part_n = h->n / SGD_CHUNK + (size_t)h->sseg_cap + 1;
+    h->part_n = h->n / SGD_CHUNK + (size_t)h->nseg + 1;
     if (!(h->cls = gpu_malloc(dev->g, bytes)) || !(h->grad = gpu_malloc(dev->g, bytes)) ||
         !(h->mom = gpu_malloc(dev->g, bytes)) || !(h->part = gpu_malloc(dev->g, h->part_n * sizeof(double))))
         return fail("the classifiers on the GPU");
-    size_t sc = (size_t)h->sseg_cap + 1;   // the step's segments (with sharded or sampled heads)
-    h->sseg = malloc(sc * sizeof *h->sseg), h->ssum = malloc(sc * sizeof(double)), h->sgiven = malloc(sc * sizeof(double));
-    if (!h->sseg || !h->ssum || !h->sgiven) return ufo_errorf("out of memory for the classifiers' segments");
     if (h->any_sampled) {
         size_t bc = (size_t)t->cfg.batch_cap + 1;
         if (!(h->rows = gpu_malloc(dev->g, rc * sizeof(int))) || !(h->Wc = gpu_malloc(dev->g, rc * D * sizeof(float))) ||
@@ -117,7 +110,7 @@ void ufo_heads_cuda_free(ufo_trainer *t) {
         gpu_free(dev->g, h->Wc);
         gpu_free(dev->g, h->dWc);
     }
-    free(h->hrows), free(h->hlab), free(h->hWc), free(h->hdWc), free(h->sseg), free(h->ssum), free(h->sgiven);
+    free(h->hrows), free(h->hlab), free(h->hWc), free(h->hdWc);
     free(h);
     t->dev_heads = NULL;
     memset(t->dev_task, 0, sizeof t->dev_task);
@@ -430,48 +423,50 @@ int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
     if (!h->any_shard && !h->any_sampled)
         return ufo_sgd_step_device(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->seg, h->nseg, lr,
                                    &t->cfg.sgd, NULL);
-    // trainer.c's sampled_classifier_step on the device: a sampled head's
-    // segments are its runs of kept rows (a row not drawn keeps its weights
-    // and momentum), clipped by the norm of the task's whole gradient (its
-    // other rows are 0); a sharded classifier by the whole tensor's, the
-    // shards' sums of squares over the host group (zero_step's pattern).
-    int D = t->model->cfg.dim, ns = 0, first[UFO_NUM_TASKS + 1];
-    for (int i = 0; i < h->nseg; i++) {
-        int k = h->seg_task[i];
-        first[i] = ns;
-        if (!t->sampled[k]) {
-            h->sseg[ns++] = h->seg[i];
-            continue;
-        }
-        int klo, khi;
-        ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], &klo, &khi);
-        for (int j = klo; j < khi;) {
-            int e = j + 1;
-            while (e < khi && t->kept[k][e] == t->kept[k][e - 1] + 1) e++;
-            h->sseg[ns] = h->seg[i];
-            h->sseg[ns].offset = h->off[k] + (size_t)(t->kept[k][j] - t->shard_lo[k]) * D;
-            h->sseg[ns++].size = (size_t)(e - j) * D;
-            j = e;
-        }
-    }
-    first[h->nseg] = ns;
-    double sums[UFO_NUM_TASKS] = {0};
+    // trainer.c's sampled_classifier_step on the device. A sampled head's rows
+    // not kept keep their weights and momentum, and it is clipped by the norm
+    // of the task's whole gradient: its rows not kept are 0 (zeroed each step,
+    // the kept rows' gradient added in), so one sum of squares over the task's
+    // block is the kept rows'. A sharded classifier is clipped by the whole
+    // tensor's norm, the shards' sums over the host group (zero_step's pattern).
+    int D = t->model->cfg.dim, ns = 0;
+    double sums[UFO_NUM_TASKS] = {0}, given[UFO_NUM_TASKS];
+    ufo_sgd_segment seg[UFO_NUM_TASKS];
     // Every rank calls this when sharded, so a device failure ends the job.
-    if (ns && ufo_sgd_sumsq_device(ctx(t), h->grad, h->part, h->part_n, h->n, h->sseg, ns, h->ssum)) {
+    if (ufo_sgd_sumsq_device(ctx(t), h->grad, h->part, h->part_n, h->n, h->seg, h->nseg, sums)) {
         if (!h->any_shard) return -1;
         ufo_comm_abort(t->comm, 1, "step %ld: %s", t->step, ufo_error());
     }
-    for (int i = 0; i < h->nseg; i++)   // in order, as the host adds its segments' sums
-        for (int s = first[i]; s < first[i + 1]; s++) sums[i] += h->ssum[s];
-    if (h->any_shard) ufo_comm_allreduce_sum_f64(t->comm, sums, (size_t)h->nseg, "Partial-FC gradient norm (GPU)");
-    for (int i = 0; i < h->nseg; i++) {
-        int k = h->seg_task[i];
-        double g = t->sampled[k] || t->sharded[k] ? sqrt(sums[i]) : -1;   // -1: the SGD's own norm
-        for (int s = first[i]; s < first[i + 1]; s++) h->sgiven[s] = g;
+    if (h->any_shard) {   // the shards' parts; a replicated head's sum is whole on every rank already
+        double part[UFO_NUM_TASKS];
+        for (int i = 0; i < h->nseg; i++) part[i] = t->sharded[h->seg_task[i]] ? sums[i] : 0;
+        ufo_comm_allreduce_sum_f64(t->comm, part, (size_t)h->nseg, "Partial-FC gradient norm (GPU)");
+        for (int i = 0; i < h->nseg; i++)
+            if (t->sharded[h->seg_task[i]]) sums[i] = part[i];
     }
-    if (!ns) return 0;
-    return ufo_sgd_step_device_ex(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->sseg, ns, lr,
-                                  &t->cfg.sgd, NULL, h->sgiven);
+    for (int i = 0; i < h->nseg; i++) {   // all checked before anything moves, as one host step
+        given[i] = sqrt(sums[i]);
+        if (!isfinite(given[i]))
+            return ufo_errorf("sgd: the %s classifier's gradient is not finite", vit_task_name(h->seg_task[i]));
+        if (!t->sampled[h->seg_task[i]]) seg[ns] = h->seg[i], given[ns] = given[i], ns++;
+    }
+    if (ns && ufo_sgd_step_device_ex(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, seg, ns, lr,
+                                     &t->cfg.sgd, NULL, given))
+        return -1;
+    for (int i = 0; i < h->nseg; i++) {   // the sampled heads: their kept rows of this rank, one launch each
+        int k = h->seg_task[i], klo, khi;
+        if (!t->sampled[k]) continue;
+        ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], &klo, &khi);
+        for (int j = klo; j < khi; j++) h->hrows[j - klo] = t->kept[k][j] - t->shard_lo[k];
+        size_t o = h->off[k];
+        if (khi == klo) continue;
+        if (gpu_upload(ctx(t), h->rows, h->hrows, (size_t)(khi - klo) * sizeof(int)))
+            return fail("the kept classifier rows (SGD)");
+        if (ufo_sgd_step_device_rows(ctx(t), h->cls + o, h->grad + o, h->mom + o, h->rows, khi - klo, D,
+                                     h->seg[i].weight_decay, h->seg[i].lr_mult, lr, &t->cfg.sgd, sqrt(sums[i])))
+            return ufo_error_wrap("the %s classifier's kept rows", vit_task_name(k));
+    }
+    return 0;
 }
 
 #else   // built without CUDA: a CUDA trainer cannot start, so none of this runs

@@ -8,8 +8,8 @@
 // drawn on the host by trainer.c's pfc_draw) gathers its kept rows into a
 // compact matrix for CosFace (labels and, sharded, class_lo / total_classes
 // as positions in kept[]), adds the gradient rows back, and its SGD steps
-// only the runs of kept rows, clipped by the task gradient's whole norm
-// (trainer.c's sampled_classifier_step). A sharded step where some shard
+// only the kept rows (one launch over their row list), clipped by the task
+// gradient's whole norm (trainer.c's sampled_classifier_step). A sharded step where some shard
 // keeps no class runs that CosFace on the host (gpu_cosface_sharded needs a
 // class per shard).
 //

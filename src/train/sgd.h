@@ -72,6 +72,13 @@ int ufo_sgd_step_device(void *gpu_ctx, float *param, const float *grad, float *m
 int ufo_sgd_step_device_ex(void *gpu_ctx, float *param, const float *grad, float *mom, double *part, size_t part_n,
                            size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
                            double *norms, const double *given);
+// The device step of the rows rows[0..nrows) (device ints, distinct) of one
+// [*, cols] tensor, clipped by the given norm of that tensor's gradient: a
+// Partial-FC sampled classifier's kept rows in one launch (its rows not kept
+// keep weights and momentum).
+int ufo_sgd_step_device_rows(void *gpu_ctx, float *param, const float *grad, float *mom, const int *rows, int nrows,
+                             int cols, float weight_decay, float lr_mult, float lr, const ufo_sgd_opts *opts,
+                             double norm);
 // sums[t] = ufo_sgd_sumsq of segment t of a device gradient (same pieces as the step's norms).
 int ufo_sgd_sumsq_device(void *gpu_ctx, const float *grad, double *part, size_t part_n, size_t total,
                          const ufo_sgd_segment *seg, int nseg, double *sums);

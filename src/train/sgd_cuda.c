@@ -86,6 +86,17 @@ int ufo_sgd_step_device_ex(void *gpu, float *param, const float *grad, float *mo
     return rc;
 }
 
+int ufo_sgd_step_device_rows(void *gpu, float *param, const float *grad, float *mom, const int *rows, int nrows,
+                             int cols, float weight_decay, float lr_mult, float lr, const ufo_sgd_opts *opts,
+                             double norm) {
+    if (!isfinite(norm)) return ufo_errorf("sgd: a sampled classifier's gradient is not finite");
+    if (gpu_sgd_update_rows(gpu, param, grad, mom, rows, nrows, cols, (float)clip_scale(norm, opts), weight_decay,
+                            opts->momentum, lr * lr_mult) ||
+        gpu_sync(gpu))
+        return ufo_errorf("sgd on the GPU: %s", gpu_error());
+    return 0;
+}
+
 int ufo_sgd_step_device(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
                         size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
                         double *norms) {
@@ -102,6 +113,12 @@ int ufo_sgd_sumsq_device(void *gpu, const float *grad, double *part, size_t part
 int ufo_sgd_step_device_ex(void *gpu, float *param, const float *grad, float *mom, double *part, size_t part_n,
                            size_t total, const ufo_sgd_segment *seg, int nseg, float lr, const ufo_sgd_opts *opts,
                            double *norms, const double *given) {
+    return ufo_errorf("this ufo was built without CUDA");
+}
+
+int ufo_sgd_step_device_rows(void *gpu, float *param, const float *grad, float *mom, const int *rows, int nrows,
+                             int cols, float weight_decay, float lr_mult, float lr, const ufo_sgd_opts *opts,
+                             double norm) {
     return ufo_errorf("this ufo was built without CUDA");
 }
 

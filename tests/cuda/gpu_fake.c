@@ -384,6 +384,20 @@ int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size
     }
     return 0;
 }
+int gpu_sgd_update_rows(gpu_ctx *g, float *param, const float *grad, float *mom, const int *rows, int nrows, int cols,
+                        float scale, float weight_decay, float momentum, float step) {
+    if (nrows < 0 || cols < 0) {
+        snprintf(err_, sizeof err_, "sgd_update_rows: bad sizes nrows=%d cols=%d", nrows, cols);
+        return -1;
+    }
+    if (!nrows || !cols) return 0;
+    need(rows, (size_t)nrows * 4, "sgd_rows rows");
+    for (int r = 0; r < nrows; r++) {
+        size_t o = (size_t)rows[r] * cols;
+        if (gpu_sgd_update(g, param + o, grad + o, mom + o, (size_t)cols, scale, weight_decay, momentum, step)) return -1;
+    }
+    return 0;
+}
 
 // The losses: the host versions on the "device" buffers (the labels are host
 // arrays, as in the real interface). Sharded: the host's ufo_cosface with

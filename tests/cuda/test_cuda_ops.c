@@ -469,6 +469,33 @@ static void test_training_glue(void) {
         CHECK(gpu_gather_rows(G, dc, dx, dk, 0, D) == 0 && gpu_scatter_add_rows(G, dst, dc, dk, 0, D) == 0, "%s",
               gpu_error());
         CHECK(gpu_gather_rows(G, dc, dx, dk, -1, D) != 0, "gather_rows took n = -1");
+        // sgd_update_rows: the kept rows take gpu_sgd_update's step (sgd.c's
+        // arithmetic, here in double), the others stay as they were, bit for bit.
+        float *m0 = rand_buf((size_t)C * D, 1, 0), *pr = copy_buf(x, (size_t)C * D), *mr = copy_buf(m0, (size_t)C * D);
+        for (int j = 0; j < K; j++)
+            for (int d = 0; d < D; d++) {
+                size_t i = (size_t)keep[j] * D + d;
+                double step = (double)y[i] * 0.7f + (double)1e-4f * pr[i];
+                mr[i] = (float)((double)0.9f * mr[i] + step);
+                pr[i] = (float)(pr[i] - (double)0.05f * mr[i]);
+            }
+        float *dp = dev_from(x, (size_t)C * D), *dg = dev_from(y, (size_t)C * D), *dm = dev_from(m0, (size_t)C * D);
+        CHECK(gpu_sgd_update_rows(G, dp, dg, dm, dk, K, D, 0.7f, 1e-4f, 0.9f, 0.05f) == 0, "%s", gpu_error());
+        float *gp = to_host(dp, (size_t)C * D, GPU_F32), *gm = to_host(dm, (size_t)C * D, GPU_F32);
+        compare("sgd_update_rows parameters", gp, pr, (size_t)C * D, GPU_F32);
+        compare("sgd_update_rows momentum", gm, mr, (size_t)C * D, GPU_F32);
+        bad = 0;
+        for (int c = 0, j = 0; c < C; c++) {
+            if (j < K && keep[j] == c) {
+                j++;
+                continue;
+            }
+            bad += memcmp(gp + (size_t)c * D, x + (size_t)c * D, D * 4) != 0;
+            bad += memcmp(gm + (size_t)c * D, m0 + (size_t)c * D, D * 4) != 0;
+        }
+        CHECK(bad == 0, "sgd_update_rows changed %zu rows it was not given", bad);
+        gpu_free(G, dp), gpu_free(G, dg), gpu_free(G, dm);
+        free(m0), free(pr), free(mr), free(gp), free(gm);
         gpu_free(G, dk), gpu_free(G, dc), gpu_free(G, dst), gpu_free(G, dsrc);
     }
     // scale_rows: dst = s * src, then dst += src (s NULL)

@@ -143,6 +143,11 @@ int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t 
 //   d = grad * scale + weight_decay * param;  mom = momentum * mom + d;  param -= step * mom
 int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float *mom, size_t n, float scale,
                    float weight_decay, float momentum, float step);
+// The same update on rows rows[0..nrows) (a device int array, distinct rows) of
+// [*, cols] buffers; the other rows are untouched. One launch for a Partial-FC
+// sampled classifier's kept rows (one launch per run of rows would be thousands).
+int gpu_sgd_update_rows(gpu_ctx *g, float *param, const float *grad, float *mom, const int *rows, int nrows, int cols,
+                        float scale, float weight_decay, float momentum, float step);
 
 // ---- The task heads' losses (gpu_losses.cu): train/cosface.h's and train/triplet.h's
 // contracts, one process. Features and weights are device buffers; the labels

@@ -461,6 +461,18 @@ __global__ void sgd_kernel(float *p, const float *g, float *b, size_t n, float s
     p[i] = p[i] - step * m;
 }
 
+// sgd_kernel's update on the rows rows[r] of [*, cols] buffers, one thread per value.
+__global__ void sgd_rows_kernel(float *p, const float *g, float *b, const int *rows, size_t n, int cols, float sc,
+                                float wd, float mu, float step) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    size_t i = (size_t)rows[e / cols] * cols + e % cols;
+    float d = g[i] * sc + wd * p[i];
+    float m = mu * b[i] + d;
+    b[i] = m;
+    p[i] = p[i] - step * m;
+}
+
 }  // namespace
 
 extern "C" int gpu_from_bf16(gpu_ctx *g, float *dst, const void *src, size_t n) {
@@ -523,4 +535,14 @@ extern "C" int gpu_sgd_update(gpu_ctx *g, float *param, const float *grad, float
     if (n == 0) return 0;
     sgd_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(param, grad, mom, n, scale, weight_decay, momentum, step);
     return gpu_check_launch("sgd");
+}
+
+extern "C" int gpu_sgd_update_rows(gpu_ctx *g, float *param, const float *grad, float *mom, const int *rows, int nrows,
+                                   int cols, float scale, float weight_decay, float momentum, float step) {
+    if (nrows < 0 || cols < 0) return gpu_fail("sgd_update_rows: bad sizes nrows=%d cols=%d", nrows, cols);
+    size_t n = (size_t)nrows * cols;
+    if (n == 0) return 0;
+    sgd_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(param, grad, mom, rows, n, cols, scale, weight_decay,
+                                                               momentum, step);
+    return gpu_check_launch("sgd_rows");
 }
