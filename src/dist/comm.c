@@ -50,6 +50,17 @@ void ufo_comm_split(int n, int size, int rank, int *lo, int *hi) {
     *hi = (int)((long long)n * (rank + 1) / size);
 }
 
+size_t *ufo_comm_split_counts(ufo_comm *c, int n, size_t unit) {
+    size_t *cnt = malloc(sizeof(size_t) * (size_t)c->size);
+    if (!cnt) ufo_comm_abort(c, 1, "out of memory");
+    for (int r = 0; r < c->size; r++) {
+        int lo, hi;
+        ufo_comm_split(n, c->size, r, &lo, &hi);
+        cnt[r] = (size_t)(hi - lo) * unit;
+    }
+    return cnt;
+}
+
 // ---- timed dispatch (size 1: local copies, no transport) ---------------------
 
 static int reduce(ufo_comm *c, void *buf, size_t n, ufo_comm_dtype t, ufo_comm_op op, const char *what) {

@@ -92,6 +92,10 @@ int ufo_comm_wait(ufo_comm *c, const char *what);
 // [lo, hi) of the rank's share when n items are split as evenly as possible
 // in rank order (the first n % size ranks get one more).
 void ufo_comm_split(int n, int size, int rank, int *lo, int *hi);
+// The counts of a gather of n items split that way: counts[r] = unit x the
+// size of rank r's share. A malloc'd array of c->size (free it); out of
+// memory aborts the job.
+size_t *ufo_comm_split_counts(ufo_comm *c, int n, size_t unit);
 
 // Transports. MPI: in libufo (an error if built without MPI).
 int ufo_comm_mpi_init(ufo_comm *c);

@@ -87,19 +87,14 @@ static int embed_share(vit_model *m, const ufo_eval_set *s, int task, const ufo_
     eo.cache_dir = NULL;
     eo.quiet = eo.quiet || c->rank != 0;
     float *mine = ufo_alloc(((size_t)(hi - lo) * D + 1) * sizeof(float));
-    size_t *cnt = malloc(sizeof(size_t) * c->size);
-    int rc = mine && cnt ? 0 : ufo_errorf("out of memory");
+    int rc = mine ? 0 : ufo_errorf("out of memory");
     if (rc == 0 && hi > lo) rc = ufo_embed_set(m, &view, task, &eo, mine, &cached);
     if (rc == 0) {
-        for (int r = 0; r < c->size; r++) {
-            int a, b;
-            ufo_comm_split(s->n, c->size, r, &a, &b);
-            cnt[r] = (size_t)(b - a) * D * sizeof(float);
-        }
+        size_t *cnt = ufo_comm_split_counts(c, s->n, (size_t)D * sizeof(float));
         ufo_comm_gatherv(c, mine, f, cnt, 0, "evaluation features");
+        free(cnt);
     }
     ufo_free(mine);
-    free(cnt);
     return rc;
 }
 

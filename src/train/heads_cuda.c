@@ -159,16 +159,22 @@ int ufo_heads_cuda_begin(ufo_trainer *t) {
 // ---- Partial-FC sampled heads (pfc.h; trainer.c's ufo_pfc_cosface on the device) ----
 // The step's kept classes (t->kept[k], drawn by trainer.c's pfc_draw on every
 // rank alike) that are this rank's rows, [*klo, *klo + *nk) of kept[], go up
-// as row indices; their rows of the classifier are gathered into h->Wc and
-// h->dWc is zeroed for their gradient.
-static int gather_kept(ufo_trainer *t, int k, int *klo, int *nk) {
+// as row indices (h->rows); gather_kept also gathers their rows of the
+// classifier into h->Wc and zeroes h->dWc for their gradient.
+static int upload_kept(ufo_trainer *t, int k, int *klo, int *nk) {
     ufo_heads_cuda *h = t->dev_heads;
-    int D = t->model->cfg.dim, hi;
+    int hi;
     ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], klo, &hi);
     *nk = hi - *klo;
     for (int j = 0; j < *nk; j++) h->hrows[j] = t->kept[k][*klo + j] - t->shard_lo[k];
-    if (*nk && (gpu_upload(ctx(t), h->rows, h->hrows, (size_t)*nk * sizeof(int)) ||
-                gpu_gather_rows(ctx(t), h->Wc, h->cls + h->off[k], h->rows, *nk, D) ||
+    return *nk && gpu_upload(ctx(t), h->rows, h->hrows, (size_t)*nk * sizeof(int)) ? fail("the kept classifier rows") : 0;
+}
+
+static int gather_kept(ufo_trainer *t, int k, int *klo, int *nk) {
+    ufo_heads_cuda *h = t->dev_heads;
+    int D = t->model->cfg.dim;
+    if (upload_kept(t, k, klo, nk)) return -1;
+    if (*nk && (gpu_gather_rows(ctx(t), h->Wc, h->cls + h->off[k], h->rows, *nk, D) ||
                 gpu_zero(ctx(t), h->dWc, (size_t)*nk * D * sizeof(float))))
         return fail("the kept classifier rows");
     return 0;
@@ -259,18 +265,6 @@ static int shard_allreduce_device(void *ctx, float *buf, size_t n) {
     return ufo_comm_allreduce_sum_f32(t->cfg.dev_comm, buf, n, "Partial-FC d feature (device)");
 }
 
-// cnt[r] = rank r's bytes of task rows of `row_bytes` (trainer.c's gather_rows split).
-static size_t *row_counts(const ufo_trainer *t, int Gk, size_t row_bytes) {
-    size_t *cnt = malloc(sizeof(size_t) * t->size);
-    if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
-    for (int r = 0; r < t->size; r++) {
-        int rlo, rhi;
-        ufo_comm_split(Gk, t->size, r, &rlo, &rhi);
-        cnt[r] = (size_t)(rhi - rlo) * row_bytes;
-    }
-    return cnt;
-}
-
 // gpu_cosface_sharded over h->gx (Gk rows) with this rank's classes
 // [klo, klo + nk) of total, d f into h->gdx.
 static int sharded_device(ufo_trainer *t, int k, const float *W, const int32_t *lab, int Gk, int nk, int klo,
@@ -336,7 +330,7 @@ static int sharded_cosface(ufo_trainer *t, int k, int lo, int n, int Gk, int off
     // The upload must be complete before the device group's stream reads it.
     if (n > 0 && gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
     if (gpu_sync(dev->g)) return fail("the features to the GPU");
-    size_t *cnt = row_counts(t, Gk, (size_t)D * sizeof(float));
+    size_t *cnt = ufo_comm_split_counts(t->comm, Gk, (size_t)D * sizeof(float));
     ufo_comm_allgatherv(c->dev_comm, dev->feat_bn + o, h->gx, cnt, "Partial-FC features (device)");
     free(cnt);
     // Sampled: the softmax over the kept classes of every shard, class ids
@@ -384,7 +378,7 @@ static int task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const 
         if (gpu_download(dev->g, t->df_bn + o, dev->dfeat_bn + o, bytes)) return fail("the feature gradients");
     }
     if (c->triplet[k]) {   // on the task's global batch; this rank takes its rows of the gradient
-        size_t *cnt = row_counts(t, Gk, (size_t)D * sizeof(float));
+        size_t *cnt = ufo_comm_split_counts(t->comm, Gk, (size_t)D * sizeof(float));
         ufo_comm_allgatherv(c->dev_comm, dev->feat + o, h->gx, cnt, "triplet features (device)");
         free(cnt);
         if (gpu_triplet(dev->g, h->gx, glabels, Gk, D, c->triplet_margin, h->gdx, &loss, NULL, NULL, NULL))
@@ -406,7 +400,7 @@ int ufo_heads_cuda_task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off
 
 void ufo_heads_cuda_allreduce(ufo_trainer *t) {
     ufo_heads_cuda *h = t->dev_heads;
-    const size_t bucket = (size_t)1 << 23;   // trainer.c's GRAD_BUCKET (MPI counts are ints)
+    const size_t bucket = UFO_GRAD_BUCKET;
     // The stream has written the gradients before the device group's stream reads them.
     if (gpu_sync(ctx(t))) ufo_comm_abort(t->comm, 1, "the classifiers' gradients: %s", gpu_error());
     for (int k = 0; k < UFO_NUM_TASKS; k++) {   // replicated classifiers; a shard's dW is complete already
@@ -420,17 +414,16 @@ void ufo_heads_cuda_allreduce(ufo_trainer *t) {
 int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
     ufo_heads_cuda *h = t->dev_heads;
     if (!h->nseg) return 0;
-    if (!h->any_shard && !h->any_sampled)
-        return ufo_sgd_step_device(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, h->seg, h->nseg, lr,
-                                   &t->cfg.sgd, NULL);
-    // trainer.c's sampled_classifier_step on the device. A sampled head's rows
-    // not kept keep their weights and momentum, and it is clipped by the norm
-    // of the task's whole gradient: its rows not kept are 0 (zeroed each step,
-    // the kept rows' gradient added in), so one sum of squares over the task's
-    // block is the kept rows'. A sharded classifier is clipped by the whole
-    // tensor's norm, the shards' sums over the host group (zero_step's pattern).
+    // trainer.c's classifier steps on the device, clipped per task: a head
+    // neither sharded nor sampled by its own norm (the pieces ufo_sgd_step_device
+    // sums); a sampled head's rows not kept keep their weights and momentum,
+    // and it is clipped by the norm of the task's whole gradient: its rows not
+    // kept are 0 (zeroed each step, the kept rows' gradient added in), so one
+    // sum of squares over the task's block is the kept rows'. A sharded
+    // classifier is clipped by the whole tensor's norm, the shards' sums over
+    // the host group (zero_step's pattern).
     int D = t->model->cfg.dim, ns = 0;
-    double sums[UFO_NUM_TASKS] = {0}, given[UFO_NUM_TASKS];
+    double sums[UFO_NUM_TASKS] = {0}, norm[UFO_NUM_TASKS], given[UFO_NUM_TASKS];
     ufo_sgd_segment seg[UFO_NUM_TASKS];
     // Every rank calls this when sharded, so a device failure ends the job.
     if (ufo_sgd_sumsq_device(ctx(t), h->grad, h->part, h->part_n, h->n, h->seg, h->nseg, sums)) {
@@ -445,25 +438,21 @@ int ufo_heads_cuda_step(ufo_trainer *t, float lr) {
             if (t->sharded[h->seg_task[i]]) sums[i] = part[i];
     }
     for (int i = 0; i < h->nseg; i++) {   // all checked before anything moves, as one host step
-        given[i] = sqrt(sums[i]);
-        if (!isfinite(given[i]))
+        norm[i] = sqrt(sums[i]);
+        if (!isfinite(norm[i]))
             return ufo_errorf("sgd: the %s classifier's gradient is not finite", vit_task_name(h->seg_task[i]));
-        if (!t->sampled[h->seg_task[i]]) seg[ns] = h->seg[i], given[ns] = given[i], ns++;
+        if (!t->sampled[h->seg_task[i]]) seg[ns] = h->seg[i], given[ns++] = norm[i];
     }
     if (ns && ufo_sgd_step_device_ex(ctx(t), h->cls, h->grad, h->mom, h->part, h->part_n, h->n, seg, ns, lr,
                                      &t->cfg.sgd, NULL, given))
         return -1;
     for (int i = 0; i < h->nseg; i++) {   // the sampled heads: their kept rows of this rank, one launch each
-        int k = h->seg_task[i], klo, khi;
-        if (!t->sampled[k]) continue;
-        ufo_pfc_range(t->kept[k], t->nkept[k], t->shard_lo[k], t->shard_hi[k], &klo, &khi);
-        for (int j = klo; j < khi; j++) h->hrows[j - klo] = t->kept[k][j] - t->shard_lo[k];
+        int k = h->seg_task[i], klo, nk;
         size_t o = h->off[k];
-        if (khi == klo) continue;
-        if (gpu_upload(ctx(t), h->rows, h->hrows, (size_t)(khi - klo) * sizeof(int)))
-            return fail("the kept classifier rows (SGD)");
-        if (ufo_sgd_step_device_rows(ctx(t), h->cls + o, h->grad + o, h->mom + o, h->rows, khi - klo, D,
-                                     h->seg[i].weight_decay, h->seg[i].lr_mult, lr, &t->cfg.sgd, sqrt(sums[i])))
+        if (!t->sampled[k]) continue;
+        if (upload_kept(t, k, &klo, &nk)) return -1;
+        if (nk && ufo_sgd_step_device_rows(ctx(t), h->cls + o, h->grad + o, h->mom + o, h->rows, nk, D,
+                                           h->seg[i].weight_decay, h->seg[i].lr_mult, lr, &t->cfg.sgd, norm[i]))
             return ufo_error_wrap("the %s classifier's kept rows", vit_task_name(k));
     }
     return 0;

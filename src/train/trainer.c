@@ -229,13 +229,7 @@ static void global_counts(ufo_trainer *t, const int counts[UFO_NUM_TASKS], int G
 
 // dst [G rows] = every rank's rows of task k, in rank order (= global order).
 static void gather_rows(ufo_trainer *t, const void *src, size_t row_bytes, int Gk, void *dst, const char *what) {
-    size_t *cnt = malloc(sizeof(size_t) * t->size);
-    if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
-    for (int r = 0; r < t->size; r++) {
-        int lo, hi;
-        ufo_comm_split(Gk, t->size, r, &lo, &hi);
-        cnt[r] = (size_t)(hi - lo) * row_bytes;
-    }
+    size_t *cnt = ufo_comm_split_counts(t->comm, Gk, row_bytes);
     ufo_comm_allgatherv(t->comm, src, dst, cnt, what);
     free(cnt);
 }
@@ -251,16 +245,17 @@ static void local_drop(ufo_trainer *t, const int counts[UFO_NUM_TASKS], const in
                 t->drop[(size_t)l * n + lo + i] = t->gdrop[(size_t)l * N + glo + off[k] + i];
 }
 
-#define GRAD_BUCKET ((size_t)1 << 23)   // floats per gradient all-reduce (32 MB)
-
-// counts[r] = how many of [o, o + len) lie in rank r's ZeRO slice (times `unit`).
-static void slice_counts(const ufo_trainer *t, size_t o, size_t len, size_t unit, size_t *counts) {
-    size_t n = t->model->n_floats;
+// ZeRO's collectives go bucket by bucket: for the bucket starting at o,
+// counts[r] = how many of its values lie in rank r's slice (times `unit`);
+// returns where this rank's part of the bucket starts (in the flat buffer).
+static size_t slice_counts(const ufo_trainer *t, size_t o, size_t unit, size_t *counts) {
+    size_t n = t->model->n_floats, end = n - o < UFO_GRAD_BUCKET ? n : o + UFO_GRAD_BUCKET;
     for (int r = 0; r < t->size; r++) {
         size_t a = n * (size_t)r / (size_t)t->size, b = n * (size_t)(r + 1) / (size_t)t->size;
-        a = a > o ? a : o, b = b < o + len ? b : o + len;
+        a = a > o ? a : o, b = b < end ? b : end;
         counts[r] = a < b ? (b - a) * unit : 0;
     }
+    return o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
 }
 
 // ZeRO's buffers, on the host or (CUDA) on the device with the device group.
@@ -282,9 +277,8 @@ static void reduce_scatter_grads(ufo_trainer *t) {
     zero_bufs z = zero_bufs_of(t);
     size_t n = t->model->n_floats, *cnt = malloc(sizeof(size_t) * t->size);
     if (!cnt) ufo_comm_abort(t->comm, 1, "out of memory");
-    for (size_t o = 0; o < n; o += GRAD_BUCKET) {
-        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
-        slice_counts(t, o, len, 1, cnt);
+    for (size_t o = 0; o < n; o += UFO_GRAD_BUCKET) {
+        size_t a = slice_counts(t, o, 1, cnt);
         ufo_comm_reduce_scatter_sum_f32(z.comm, z.grads + o, z.zgrad + (a - t->zlo), cnt,
                                         "gradient reduce-scatter (ZeRO)");
     }
@@ -316,14 +310,14 @@ static void allreduce_grads(ufo_trainer *t) {
         ufo_comm_allreduce_sum_f32(dc, dev->grads, t->q_lo, "gradient all-reduce (device, embedding)");
         ufo_comm_allreduce_sum_f32(dc, dev->grads + t->q_hi, n - t->q_hi, "gradient all-reduce (device, heads)");
     }
-    for (size_t o = 0; o < n && !dev; o += GRAD_BUCKET)
-        ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET,
+    for (size_t o = 0; o < n && !dev; o += UFO_GRAD_BUCKET)
+        ufo_comm_allreduce_sum_f32(t->comm, t->st.grads + o, n - o < UFO_GRAD_BUCKET ? n - o : UFO_GRAD_BUCKET,
                                    "gradient all-reduce");
     if (t->dev_heads) ufo_heads_cuda_allreduce(t);   // CUDA: the device heads' classifiers, over the device group
     for (int k = 0; k < UFO_NUM_TASKS; k++)   // replicated classifiers; shards are complete already
         if (t->cfg.classes[k] && !t->sharded[k] && !t->dev_task[k])
-            for (size_t o = t->cls_off[k]; o < t->cls_off[k + 1]; o += GRAD_BUCKET) {
-                size_t len = t->cls_off[k + 1] - o < GRAD_BUCKET ? t->cls_off[k + 1] - o : GRAD_BUCKET;
+            for (size_t o = t->cls_off[k]; o < t->cls_off[k + 1]; o += UFO_GRAD_BUCKET) {
+                size_t len = t->cls_off[k + 1] - o < UFO_GRAD_BUCKET ? t->cls_off[k + 1] - o : UFO_GRAD_BUCKET;
                 ufo_comm_allreduce_sum_f32(t->comm, t->cls_grad + o, len, "classifier gradient all-reduce");
             }
 }
@@ -488,9 +482,8 @@ static int zero_step(ufo_trainer *t, float lr) {
                              NULL, given);
     // Every rank failed alike (the norms are global); the parameters stay whole.
     // The all-gather runs in place: each rank's slice is already where it belongs.
-    for (size_t o = 0; o < n && rc == 0; o += GRAD_BUCKET) {
-        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
-        slice_counts(t, o, len, sizeof(float), cnt);
+    for (size_t o = 0; o < n && rc == 0; o += UFO_GRAD_BUCKET) {
+        size_t a = slice_counts(t, o, sizeof(float), cnt);
         ufo_comm_allgatherv(z.comm, z.params + a, z.params + o, cnt, "parameter all-gather (ZeRO)");
     }
     free(sums);
@@ -606,14 +599,9 @@ static ufo_tensor_entry entry(char *name, const float *data, int64_t d0, int64_t
 static int gather_shards(const ufo_trainer *t, int k, const float *shard, float **full) {
     int D = t->model->cfg.dim, C = t->cfg.classes[k];
     *full = NULL;
-    size_t *cnt = malloc(sizeof(size_t) * t->size);
     if (t->rank == 0) *full = ufo_alloc((size_t)C * D * sizeof(float));
-    if (!cnt || (t->rank == 0 && !*full)) ufo_comm_abort(t->comm, 1, "out of memory gathering the %s classifier", vit_task_name(k));
-    for (int r = 0; r < t->size; r++) {
-        int lo, hi;
-        ufo_comm_split(C, t->size, r, &lo, &hi);
-        cnt[r] = (size_t)(hi - lo) * D * sizeof(float);
-    }
+    if (t->rank == 0 && !*full) ufo_comm_abort(t->comm, 1, "out of memory gathering the %s classifier", vit_task_name(k));
+    size_t *cnt = ufo_comm_split_counts(t->comm, C, (size_t)D * sizeof(float));
     ufo_comm_gatherv(t->comm, shard, *full, cnt, 0, "checkpoint classifier shards");
     free(cnt);
     return 0;
@@ -624,9 +612,8 @@ static float *gather_momentum(const ufo_trainer *t) {
     size_t n = t->model->n_floats, *cnt = malloc(sizeof(size_t) * t->size);
     float *full = t->rank == 0 ? ufo_alloc(n * sizeof(float)) : NULL;
     if (!cnt || (t->rank == 0 && !full)) ufo_comm_abort(t->comm, 1, "out of memory gathering the momentum (ZeRO)");
-    for (size_t o = 0; o < n; o += GRAD_BUCKET) {
-        size_t len = n - o < GRAD_BUCKET ? n - o : GRAD_BUCKET, a = o < t->zlo ? t->zlo : o > t->zhi ? t->zhi : o;
-        slice_counts(t, o, len, sizeof(float), cnt);
+    for (size_t o = 0; o < n; o += UFO_GRAD_BUCKET) {
+        size_t a = slice_counts(t, o, sizeof(float), cnt);
         ufo_comm_gatherv(t->comm, t->mom + (a - t->zlo), full ? full + o : NULL, cnt, 0, "checkpoint momentum (ZeRO)");
     }
     free(cnt);

@@ -121,6 +121,9 @@ typedef struct {
     int dev_task[UFO_NUM_TASKS];
 } ufo_trainer;
 
+// Floats per gradient collective (32 MB; MPI counts are ints).
+#define UFO_GRAD_BUCKET ((size_t)1 << 23)
+
 typedef struct {
     double loss;                     // sum over tasks
     double cosface[UFO_NUM_TASKS], triplet[UFO_NUM_TASKS], accuracy[UFO_NUM_TASKS];
