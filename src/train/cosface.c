@@ -10,6 +10,7 @@
 #include "train/cosface.h"
 #include "base/error.h"
 #include "base/mem.h"
+#include "kernels/ref/cosface_shards.h"
 #include "train/fexp.h"
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -38,30 +39,19 @@ static void inv_norms(float *out, unsigned char *big, const float *x, int64_t ro
     }
 }
 
-// Partial-FC: the shards' per-row (max, sum) pairs become the global ones,
-// the label cos comes from its owner, and the top-1 maxima are global. Every
-// rank ends with what one process holding all classes would have.
+static int comm_reduce(void *ctx, double *buf, size_t n, int op_max) {
+    return op_max ? ufo_comm_allreduce_max_f64(ctx, buf, n, "Partial-FC softmax max")
+                  : ufo_comm_allreduce_sum_f64(ctx, buf, n, "Partial-FC softmax sum");
+}
+
+// Partial-FC: kernels/ref/cosface_shards.h over the ranks of the group.
 static int combine_shards(ufo_comm *c, int n, float s, float m, double *M, double *S, float *cy, float *zy,
                           float *lo_max, float *hi_max) {
     double *buf = ufo_alloc((size_t)n * 3 * sizeof(double));
     if (!buf) return ufo_errorf("cosface: out of memory (Partial-FC, n=%d)", n);
-    for (int i = 0; i < n; i++) buf[i] = M[i], buf[n + i] = lo_max[i], buf[2 * n + i] = hi_max[i];
-    ufo_comm_allreduce_max_f64(c, buf, (size_t)n * 3, "Partial-FC softmax max");
-    for (int i = 0; i < n; i++) {
-        const double g = buf[i];   // -inf only if no rank has a non-label column
-        S[i] = M[i] == -INFINITY ? 0.0 : S[i] * exp(M[i] - g);
-        M[i] = g;
-        lo_max[i] = (float)buf[n + i], hi_max[i] = (float)buf[2 * n + i];
-        buf[i] = S[i], buf[n + i] = cy[i];
-    }
-    ufo_comm_allreduce_sum_f64(c, buf, (size_t)n * 2, "Partial-FC softmax sum");
-    for (int i = 0; i < n; i++) {
-        S[i] = buf[i];
-        cy[i] = (float)buf[n + i];   // exact: one rank adds the value, the others 0
-        zy[i] = s * (cy[i] - m);
-    }
+    int rc = cosface_combine_shards(n, s, m, M, S, cy, zy, lo_max, hi_max, buf, comm_reduce, c);
     ufo_free(buf);
-    return 0;
+    return rc;
 }
 
 int ufo_cosface(const float *f, const float *W, const int32_t *labels, int n, int D, int classes,

@@ -28,6 +28,7 @@
 //
 // Scratch: the context's (gpu_ensure_scratch); gpu_gemm in fp32 does not use it.
 #include "kernels/cuda/gpu_internal.h"
+#include "kernels/ref/cosface_shards.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,26 +238,12 @@ __global__ void triplet_dx_kernel(float *dx, const float *x, const int *sel, con
 
 namespace {
 
-// Partial-FC: train/cosface.c's combine_shards on the per-row state (host
-// arrays, buf 3n doubles): the shards' (max, sum) pairs become the global
-// ones, the label cos comes from its owner, the top-1 maxima are global.
-int combine_shards(const gpu_cosface_shard *sh, int n, float s, float m, double *M, double *S, float *cy, float *zy,
-                   float *lo_max, float *hi_max, double *buf) {
-    for (int i = 0; i < n; i++) buf[i] = M[i], buf[n + i] = lo_max[i], buf[2 * n + i] = hi_max[i];
-    if (sh->allreduce(sh->ctx, buf, (size_t)n * 3, 1, 1)) return gpu_fail("cosface: Partial-FC max all-reduce failed");
-    for (int i = 0; i < n; i++) {
-        const double gm = buf[i];   // -inf only if no rank has a non-label column
-        S[i] = M[i] == -INFINITY ? 0.0 : S[i] * exp(M[i] - gm);
-        M[i] = gm;
-        lo_max[i] = (float)buf[n + i], hi_max[i] = (float)buf[2 * n + i];
-        buf[i] = S[i], buf[n + i] = cy[i];
-    }
-    if (sh->allreduce(sh->ctx, buf, (size_t)n * 2, 1, 0)) return gpu_fail("cosface: Partial-FC sum all-reduce failed");
-    for (int i = 0; i < n; i++) {
-        S[i] = buf[i];
-        cy[i] = (float)buf[n + i];   // exact: one rank adds the value, the others 0
-        zy[i] = s * (cy[i] - m);
-    }
+// Partial-FC: kernels/ref/cosface_shards.h (train/cosface.c's combine) on
+// host copies of the per-row state, over the caller's callback.
+int shard_reduce(void *ctx, double *buf, size_t n, int op_max) {
+    const gpu_cosface_shard *sh = (const gpu_cosface_shard *)ctx;
+    if (sh->allreduce(sh->ctx, buf, n, 1, op_max))
+        return gpu_fail("cosface: Partial-FC %s all-reduce failed", op_max ? "max" : "sum");
     return 0;
 }
 
@@ -343,7 +330,7 @@ static int cosface_run(gpu_ctx *g, const float *f, const float *W, const int *la
         if (gpu_download(g, hM, M, v8) || gpu_download(g, hS, S, v8) || gpu_download(g, hcy, cy, v4) ||
             gpu_download(g, hlo, lo_max, v4) || gpu_download(g, hhi, hi_max, v4) || gpu_sync(g))
             return -1;
-        if (combine_shards(sh, n, s, m, hM, hS, hcy, hzy, hlo, hhi, hbuf)) return -1;
+        if (cosface_combine_shards(n, s, m, hM, hS, hcy, hzy, hlo, hhi, hbuf, shard_reduce, (void *)sh)) return -1;
         if (gpu_upload(g, M, hM, v8) || gpu_upload(g, S, hS, v8) || gpu_upload(g, cy, hcy, v4) ||
             gpu_upload(g, zy, hzy, v4) || gpu_upload(g, lo_max, hlo, v4) || gpu_upload(g, hi_max, hhi, v4))
             return -1;
