@@ -327,8 +327,7 @@ static int sharded_cosface(ufo_trainer *t, int k, int lo, int n, int Gk, int off
     const vit_train_device *dev = vit_train_device_of(&t->st);
     int D = t->model->cfg.dim;
     size_t o = (size_t)lo * D, bytes = (size_t)n * D * sizeof(float);
-    // The upload must be complete before the device group's stream reads it.
-    if (n > 0 && gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
+    // task_dp's upload of this rank's rows must be complete before the device group's stream reads them.
     if (gpu_sync(dev->g)) return fail("the features to the GPU");
     size_t *cnt = ufo_comm_split_counts(t->comm, Gk, (size_t)D * sizeof(float));
     ufo_comm_allgatherv(c->dev_comm, dev->feat_bn + o, h->gx, cnt, "Partial-FC features (device)");
@@ -369,10 +368,10 @@ static int task_dp(ufo_trainer *t, int k, int lo, int n, int Gk, int off, const 
     size_t o = (size_t)lo * D, bytes = (size_t)n * D * sizeof(float);
     double loss;
     int correct;
+    if (n > 0 && gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
     if (t->sharded[k]) {
         if (sharded_cosface(t, k, lo, n, Gk, off, stats)) return -1;
     } else if (n > 0) {   // CosFace on this rank's rows, divided by the global row count
-        if (gpu_upload(dev->g, dev->feat_bn + o, t->st.feat_bn + o, bytes)) return fail("the features to the GPU");
         if (task_cosface(t, k, dev->feat_bn + o, labels, n, (double)Gk, dev->dfeat_bn + o, &loss, &correct)) return -1;
         *loss_sum = loss, *correct_sum = correct;
         if (gpu_download(dev->g, t->df_bn + o, dev->dfeat_bn + o, bytes)) return fail("the feature gradients");
