@@ -256,9 +256,9 @@ struct HostMem {
 
 }  // namespace
 
-static int cosface_run(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
-                       float s, float m, int block, int nonzero_mean, double den, float *df, float *dW, double *loss,
-                       int *correct, int *nonzero, const gpu_cosface_shard *sh) {
+extern "C" int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D,
+                                   int classes, float s, float m, int block, int nonzero_mean, double den, float *df,
+                                   float *dW, double *loss, int *correct, int *nonzero, const gpu_cosface_shard *sh) {
     if (n <= 0 || D <= 0 || classes <= 0)
         return gpu_fail("cosface: bad sizes n=%d D=%d classes=%d", n, D, classes);
     if (!(s > 0)) return gpu_fail("cosface: scale s must be > 0 (got %g)", (double)s);
@@ -395,15 +395,8 @@ static int cosface_run(gpu_ctx *g, const float *f, const float *W, const int *la
 extern "C" int gpu_cosface(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D, int classes,
                            float s, float m, int block, int nonzero_mean, double den, float *df, float *dW,
                            double *loss, int *correct, int *nonzero) {
-    return cosface_run(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct, nonzero,
-                       nullptr);
-}
-
-extern "C" int gpu_cosface_sharded(gpu_ctx *g, const float *f, const float *W, const int *labels, int n, int D,
-                                   int classes, float s, float m, int block, int nonzero_mean, double den, float *df,
-                                   float *dW, double *loss, int *correct, int *nonzero, const gpu_cosface_shard *sh) {
-    return cosface_run(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct, nonzero,
-                       sh);
+    return gpu_cosface_sharded(g, f, W, labels, n, D, classes, s, m, block, nonzero_mean, den, df, dW, loss, correct,
+                               nonzero, nullptr);
 }
 
 // ---- Triplet ------------------------------------------------------------------------
