@@ -32,13 +32,13 @@ run: build
 	@bash scripts/demo.sh $(BUILD)/ufo
 
 # Every test: C unit tests and the PyTorch/Pillow oracles on the release build,
-# the C unit tests again under ASan+UBSan, each fuzz target briefly, and the code
-# that drives the CUDA backend against a CPU stand-in (no GPU needed).
+# the C unit tests again under ASan+UBSan, each fuzz target briefly, and the CUDA
+# backend (its kernels and the code that drives them) in the CUDA emulator (no GPU needed).
 test: deps-py build build-asan build-fuzz
 	@$(CMAKE) -E env OMP_NUM_THREADS=2 ctest --test-dir $(BUILD) --output-on-failure -j1
 	@$(CMAKE) -E env OMP_NUM_THREADS=2 ctest --test-dir build-asan -L unit --output-on-failure -j1
 	@ctest --test-dir build-fuzz -L fuzz --output-on-failure -j2
-	@bash tools/cuda_fake_check.sh
+	@bash tools/cuda_emu_check.sh
 
 # Only the release build's tests (quick loop while developing).
 test-fast: build
@@ -49,4 +49,4 @@ bench: build
 	@bash bench/run.sh $(BUILD)/ufo
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz build-fake
+	rm -rf $(BUILD) build-asan build-fuzz build-emu

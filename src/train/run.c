@@ -113,7 +113,7 @@ static ufo_train_config trainer_config(const run_state *s) {
     c.zero = r->zero;
     if (s->o->cuda) c.backend = VIT_BACKEND_CUDA;
     c.dev_comm = s->o->dev_comm;
-    // tests/cuda/gpu_fake.c's "device" memory is host memory: MPI can all-reduce it.
+    // The CUDA emulator's (tests/cuda/emu) "device" memory is host memory: MPI can all-reduce it.
     if (!c.dev_comm && s->o->cuda && getenv("UFO_TEST_HOST_AS_DEVICE_COMM")) c.dev_comm = s->comm;
     return c;
 }
@@ -415,7 +415,7 @@ int ufo_train_run(const ufo_recipe *r, const ufo_train_run_opts *o) {
             dev_sharded |= s.trainer.dev_task[t] && s.trainer.sharded[t];
             dev_sampled |= s.trainer.dev_task[t] && s.trainer.sampled[t];
         }
-        if (vit_train_device_of(&s.trainer.st))   // tools/cuda_fake_check.sh reads "on the GPU too"
+        if (vit_train_device_of(&s.trainer.st))   // tools/cuda_emu_check.sh reads "on the GPU too"
             fprintf(stderr, "train: on the GPU (%s); losses and classifiers %s%s%s%s\n",
                     vit_train_device_name(&s.trainer.st), !s.trainer.dev_heads ? "on the CPU" : "on the GPU too",
                     dev_sharded ? ", the Partial-FC sharded ones on the GPU" : "",

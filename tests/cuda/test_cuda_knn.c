@@ -5,7 +5,7 @@
 // those of the CPU screen, on features full of exact and near ties, over
 // several blocks. On a real GPU also one large ReID problem, timed both
 // ways. Without a visible GPU: one SKIP line, exit 77 (ctest: skipped).
-// tools/cuda_fake_check.sh runs it against tests/cuda/gpu_fake.c too.
+// tools/cuda_emu_check.sh runs it in the CUDA emulator too (not the large one).
 #include "check.h"
 #include "base/error.h"
 #include "eval/metrics.h"
@@ -153,8 +153,8 @@ int main(void) {
     if (!s) return check_summary("test_cuda_knn");
     check_values(s);
     check_metrics(s);
-    // The stand-in (tests/cuda/gpu_fake.c) computes on the CPU, one product at a time: skip the big one there.
-    if (!strstr(cuda_screen_device(s), "gpu_fake")) {
+    // The CUDA emulator (tests/cuda/emu) computes on the CPU: skip the big one there.
+    if (!strstr(cuda_screen_device(s), "emulator")) {
         setenv("UFO_METRICS_GPU", "auto", 1);   // 2.8e11 products: auto picks the GPU
         check_large(s);
     }

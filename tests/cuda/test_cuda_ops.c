@@ -9,6 +9,7 @@
 // and max rel err <= 2e-2. Without a visible GPU it prints one SKIP line and
 // exits 77 (ctest: skipped).
 //
+// `test_cuda_ops --quick` skips the whole-forward checks.
 // -DUFO_CUDA_OPS_ONLY builds the op checks alone from the CUDA and reference
 // sources (tools/gpu_check.sh's fallback where libufo's CPU dependencies are missing).
 #define _GNU_SOURCE   // pthread_timedjoin_np (the sharded CosFace check's watchdog)
@@ -941,7 +942,11 @@ static void test_forward_vitl_shapes(void) {
 }
 #endif
 
-int main(void) {
+int main(int argc, char **argv) {
+    // --quick: the ops and the losses, not the whole-forward checks (which run
+    // the same kernels at larger sizes): the emulator's sanitizer and fallback runs.
+    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    (void)quick;
     if (gpu_device_count() <= 0) {
         printf("SKIP: no CUDA device visible\n");
         return 77;
@@ -999,6 +1004,7 @@ int main(void) {
 #endif
     gpu_ctx_free(G);
 #ifndef UFO_CUDA_OPS_ONLY
+    if (quick) return check_summary("test_cuda_ops --quick");
     test_forward("img64/p16 d128 L2 H2", 64, 16, 128, 2, 2);
     test_forward("img384/p16 d128 L1 H2 (T=577)", 384, 16, 128, 1, 2);
     test_forward("img48/p8 d96 L2 H3 (hd 32)", 48, 8, 96, 2, 3);

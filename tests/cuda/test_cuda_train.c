@@ -8,7 +8,7 @@
 //      classifiers' and the losses; <= 2e-4 per tensor (relative to its own
 //      largest value: the final LayerNorm's gamma sums 13 rows with
 //      cancellation, and the reference's own fp32 sums are off by 5.8e-5 there,
-//      measured against tests/cuda/gpu_fake.c's double-accumulating GEMMs).
+//      measured against the CUDA emulator's double-accumulating GEMMs).
 //      bf16 (bf16 matmul operands, fp32 master/accumulation): cosine >= 0.999
 //      over all gradients and the classifiers', >= 0.995 per tensor, losses
 //      within 2e-2. Sized with the CPU fast path as the backend under test
@@ -21,7 +21,7 @@
 //   3b. the same for four steps with the face head Partial-FC sampled (on the
 //   host; the other heads on the device), classifiers and their momentum too.
 //   (1-3 with the CUDA trainer's heads on the device, train/heads_cuda.h; run
-//   with UFO_CUDA_HEADS=cpu for the host heads; tools/cuda_fake_check.sh runs both.)
+//   with UFO_CUDA_HEADS=cpu for the host heads; tools/cuda_emu_check.sh runs both.)
 //   4. checkpoints: save after 3 steps, a fresh CUDA trainer loads it and both
 //      take 2 more steps: same parameters (<= 1e-6, i.e. deterministic); the
 //      same file loads into a CPU trainer with equal parameters (one format).

@@ -10,9 +10,9 @@
 // The transport is called through its ops table: the ufo_comm_* wrappers
 // short-cut a size-1 group with host copies, which device pointers cannot take.
 // Without a visible GPU it prints one SKIP line and exits 77 (ctest: skipped).
-// tools/cuda_fake_check.sh also builds it with UFO_TEST_NCCL_AS_MPI against
-// the CPU stand-in (tests/cuda/gpu_fake.c) and runs it under mpirun -np 2 and
-// 3: the MPI transport on the stand-in's host "device" buffers, which checks
+// tools/cuda_emu_check.sh also builds it with UFO_TEST_NCCL_AS_MPI in the
+// CUDA emulator (tests/cuda/emu) and runs it under mpirun -np 2 and 3: the
+// MPI transport on the emulator's host "device" buffers, which checks
 // these checks (and MPI's in-place all-gather) before a GPU run relies on them.
 #include "base/error.h"
 #include "check.h"
