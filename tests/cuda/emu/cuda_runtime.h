@@ -214,39 +214,33 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
     ::emu::warp_barrier();
 }
 
+namespace emu {
+// A shuffle: this lane's v for the value of lane src (full warp, width 32 only).
 template <typename T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+inline T shuffle(const char *what, unsigned mask, int width, T v, int src) {
     static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
-    if (mask != 0xffffffffu || width != 32) ::emu::fail("__shfl_xor_sync with a partial mask or width");
+    if (mask != 0xffffffffu || width != 32) fail("%s with a partial mask or width is not emulated", what);
     uint64_t u = 0;
     memcpy(&u, &v, sizeof v);
-    u = ::emu::exchange(u, (::emu::t_cur->lane ^ lane_mask) & 31);
+    u = exchange(u, src);
     T r;
     memcpy(&r, &u, sizeof r);
     return r;
+}
+}  // namespace emu
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    return ::emu::shuffle("__shfl_xor_sync", mask, width, v, (::emu::t_cur->lane ^ lane_mask) & 31);
 }
 template <typename T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
-    if (mask != 0xffffffffu || width != 32) ::emu::fail("__shfl_sync with a partial mask or width");
-    uint64_t u = 0;
-    memcpy(&u, &v, sizeof v);
-    u = ::emu::exchange(u, src_lane & 31);
-    T r;
-    memcpy(&r, &u, sizeof r);
-    return r;
+    return ::emu::shuffle("__shfl_sync", mask, width, v, src_lane & 31);
 }
 template <typename T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
-    if (mask != 0xffffffffu || width != 32) ::emu::fail("__shfl_down_sync with a partial mask or width");
-    int lane = ::emu::t_cur->lane, src = lane + (int)delta < 32 ? lane + (int)delta : lane;
-    uint64_t u = 0;
-    memcpy(&u, &v, sizeof v);
-    u = ::emu::exchange(u, src);
-    T r;
-    memcpy(&r, &u, sizeof r);
-    return r;
+    int lane = ::emu::t_cur->lane;
+    return ::emu::shuffle("__shfl_down_sync", mask, width, v, lane + (int)delta < 32 ? lane + (int)delta : lane);
 }
 
 // The blocks of a grid run one at a time on one OS thread: atomics are plain.
