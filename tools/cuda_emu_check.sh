@@ -65,9 +65,10 @@ done
 echo "cuda_emu_check: test_cuda_ops --quick passes with cuBLASLt offering no bias epilogue, and no algorithm"
 # The kernels once more with AddressSanitizer + UBSan: an access past a device
 # allocation or a shared array stops the run with the kernel's source line.
-EMU_CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" bash tools/cuda_emu_build.sh "$B/asan"
+EMU_CXXFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+    bash tools/cuda_emu_build.sh "$B/asan"
 # shellcheck disable=SC2086
-cc $FLAGS -g -fsanitize=address,undefined tests/cuda/test_cuda_ops.c "$B/libufo.a" "$B/asan/libufo_cuda_emu.a" \
+cc $FLAGS -g -fsanitize=address,undefined -fno-sanitize-recover=all tests/cuda/test_cuda_ops.c "$B/libufo.a" "$B/asan/libufo_cuda_emu.a" \
     -ldnnl -ljpeg -lpng -lcjson -lm -lpthread -lstdc++ $MPIL -o "$B/test_cuda_ops_asan"
 ASAN_OPTIONS=detect_leaks=0 "$B/test_cuda_ops_asan" --quick >"$B/test_cuda_ops_asan.log" 2>&1 ||
     { grep -A12 ERROR "$B/test_cuda_ops_asan.log" || tail -20 "$B/test_cuda_ops_asan.log"; exit 1; }
