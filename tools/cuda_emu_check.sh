@@ -18,7 +18,9 @@
 #   - `ufo train --device cuda` (the CLI linked with the emulator) on tiny
 #     synthetic data: it says the heads ran on the device, the losses of
 #     --device cpu (rel 1e-4; also with Partial-FC sampling, the sampled heads
-#     on the device too, and their classifiers rel 1e-3), stop + --resume ==
+#     on the device too, and their classifiers rel 1e-3; bf16 with the flash
+#     attention forward and backward vs the GEMM attention and the CPU, rel
+#     1e-2), stop + --resume ==
 #     straight (same model file, device heads saved and restored), and, when
 #     mpirun exists, `mpirun -np 2` (the emulator's device memory is host
 #     memory, so MPI stands in for NCCL: UFO_TEST_HOST_AS_DEVICE_COMM) with
@@ -100,7 +102,7 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       data.batch_face=6 data.batch_person=8 data.batch_vehicle=8 data.batch_product=8 data.workers=1
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
-rm -rf "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
+rm -rf "$D/att_gemm" "$D/att_flash" "$D/att_cpu" "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
     "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_shard_resumed" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2" \
     "$D/np2_low" "$D/np2_low_cpu" "$D/np2_low_resumed"
 # shellcheck disable=SC2086
@@ -140,6 +142,17 @@ sys.exit(0 if ok else 1)
 PYEOF
 }
 same_losses "$D/gpu/log.csv" "$D/cpu/log.csv" 1e-4
+# bf16 with head dim 64: the flash attention forward and backward in the training
+# pass (UFO_CUDA_ATTENTION=flash) against the GEMM attention and --device cpu bf16.
+ATT="model.dim=64 model.num_heads=1 run.precision=bf16"
+for a in gemm flash; do
+    # shellcheck disable=SC2086
+    UFO_CUDA_ATTENTION=$a "$B/ufo_emu" train --quiet --config recipes/demo.ini --out "$D/att_$a" --device cuda $TINY $ATT
+done
+# shellcheck disable=SC2086
+"$B/ufo_emu" train --quiet --config recipes/demo.ini --out "$D/att_cpu" --device cpu $TINY $ATT
+same_losses "$D/att_flash/log.csv" "$D/att_gemm/log.csv" 1e-2
+same_losses "$D/att_flash/log.csv" "$D/att_cpu/log.csv" 1e-2
 # Partial-FC sampling in one process (face, person and vehicle have 10 classes
 # here, product 6): every head on the device, the sampled ones over their kept
 # rows (gathered, the gradient rows added back, only those rows stepped).

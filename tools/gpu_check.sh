@@ -16,7 +16,8 @@
 #      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);
 #      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
-#      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU
+#      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU, GEMM attention
+#      and UFO_CUDA_ATTENTION=flash (flash forward and backward)
 #   5. the PyTorch eager AMP equivalents (bench/bench_gpu_torch.py,
 #      bench/bench_train_torch.py --device cuda), then torch.compile + SDPA
 #      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
@@ -152,7 +153,7 @@ fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
 UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
-UFO_TRAIN="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
+UFO_TRAIN="n/a" UFO_TRAIN_FLASH="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
 if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
@@ -169,6 +170,11 @@ if [ "$MODE" = full ]; then
     if run bench_train_bf16 240 "$BUILD/ufo" bench --device cuda --train --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 5 --json; then
         UFO_TRAIN=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16.log" | grep -o '[0-9.]*$')
+    fi
+    # The same with flash attention forward and backward (no T x T scores stored).
+    if run bench_train_bf16_flash 240 env UFO_CUDA_ATTENTION=flash "$BUILD/ufo" bench --device cuda --train \
+        --preset large --img-size 384 --batch 32 --precision bf16 --iters 5 --json; then
+        UFO_TRAIN_FLASH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16_flash.log" | grep -o '[0-9.]*$')
     fi
 fi
 PY=""
@@ -228,7 +234,7 @@ MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
     echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
-    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
+    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | ufo flash-attention $UFO_TRAIN_FLASH (MFU $(mfu "$UFO_TRAIN_FLASH")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
 } | tee "$OUT/summary.txt"

@@ -389,7 +389,10 @@ static void test_patch_embed_backward(int B, int S, int p, int C, gpu_dtype dt) 
     free(img), free(dy), free(dw0), free(db0), free(rdw), free(rdb), free(a), free(b);
 }
 
-static void test_attention_backward(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+// flash: the flash backward (bf16, hd 64 only), else the GEMM path.
+static void test_attention_backward(int B, int T, int H, int hd, float scale, gpu_dtype dt, int flash) {
+    gpu_set_flash(G, flash);
+    if (flash && !gpu_uses_flash(G, dt, hd)) return;
     size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd;
     float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = zeros(nq);
     ref_attention_backward(ref, dout, qkv, B, T, H, hd);
@@ -397,8 +400,9 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
     CHECK(gpu_attention_backward(G, dqkv, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
     float *got = to_host(dqkv, nq, GPU_F32);
     char what[96];
-    snprintf(what, sizeof what, "attention backward B%d T%d H%d hd%d", B, T, H, hd);
+    snprintf(what, sizeof what, "attention backward%s B%d T%d H%d hd%d", flash ? " flash" : "", B, T, H, hd);
     compare(what, got, ref, nq, dt);
+    gpu_set_flash(G, 0);
     gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv);
     free(qkv), free(dout), free(ref), free(got);
 }
@@ -988,9 +992,14 @@ int main(int argc, char **argv) {
         test_gemm(64, 96, 128, 1, 1, 0.0f, dt);
         test_linear_backward(75, 96, 144, dt);
         test_patch_embed_backward(2, 32, 8, 48, dt);
-        test_attention_backward(2, 577, 2, 64, 1.0f, dt);
+        for (int flash = 0; flash < 2; flash++) {  // flash: bf16 with hd 64 only
+            test_attention_backward(2, 577, 2, 64, 1.0f, dt, flash);  // 10 key tiles, the last one partial
+            test_attention_backward(1, 577, 3, 64, 4.0f, dt, flash);  // peaked softmax
+            test_attention_backward(2, 64, 2, 64, 1.0f, dt, flash);   // exactly one tile
+            test_attention_backward(1, 70, 1, 64, 1.0f, dt, flash);   // a second, almost empty tile
+        }
         gpu_set_attention_chunk_bytes(G, 1);
-        test_attention_backward(3, 37, 3, 32, 2.0f, dt);  // three chunks of one image
+        test_attention_backward(3, 37, 3, 32, 2.0f, dt, 0);  // three chunks of one image
         gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
     }
     test_norm_gelu_backward();

@@ -320,7 +320,8 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
         gpu_launch_split_qkv(g->stream, q, k, v, src, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
         if (flash) {
-            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v, nb, T, H, hd, dt);
+            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v, nb, T, H, hd, dt, nullptr,
+                             nullptr);
             if (gpu_check_launch("flash attention")) return -1;
             continue;
         }

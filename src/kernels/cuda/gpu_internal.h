@@ -58,6 +58,13 @@ void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, in
 // y[r, c] += b[c] (the bias when cuBLASLt cannot take it in its epilogue)
 void gpu_launch_add_bias(cudaStream_t s, float *y, const float *b, int rows, int c);
 // Flash attention (gpu_flash.cu): q, k, v [B*H, T, hd] bf16 -> out [B, T, H*hd]
-// in out_dt. Only hd == 64; returns -1 (nothing launched) otherwise.
+// in out_dt; stat_m, stat_l (or NULL): each row's max and sum [B*H, T], for
+// the backward. Only hd == 64; returns -1 (nothing launched) otherwise.
 int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, int B, int T, int H,
-                     int hd, gpu_dtype out_dt);
+                     int hd, gpu_dtype out_dt, float *stat_m, float *stat_l);
+// Its backward: q, k, v, dout [B*H, T, hd] bf16, the forward's stat_m, stat_l
+// and delta = rowsum(dout * out) [B*H, T] -> dk, dv [B*H, T, hd] fp32, and dq
+// (zeroed by the caller) += its share from every key tile. Only hd == 64.
+int gpu_launch_flash_backward(cudaStream_t s, float *dq, float *dk, float *dv, const void *q, const void *k,
+                              const void *v, const void *dout, const float *stat_m, const float *stat_l,
+                              const float *delta, int B, int T, int H, int hd);

@@ -173,6 +173,19 @@ __global__ void merge_qkv_kernel(float *dqkv, const float *dq, const float *dk, 
     dqkv[i] = src[((b * H + h) * Tn + t) * hd + e];
 }
 
+// delta[(b H + h) T + t] = sum_e dout * o over head h's hd values of token t
+// (dout, o [B, T, H*hd] fp32): the flash backward's rowsum(dO * O).
+__global__ void attention_delta_kernel(float *delta, const float *dout, const float *o, int B, int Tn, int H, int hd) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // (b, t, h)
+    if (i >= (size_t)B * Tn * H) return;
+    int h = (int)(i % H);
+    size_t t = i / H % Tn, b = i / ((size_t)H * Tn);
+    const float *a = dout + i * hd, *c = o + i * hd;
+    float sum = 0.0f;
+    for (int e = 0; e < hd; e++) sum += a[e] * c[e];
+    delta[(b * H + h) * Tn + t] = sum;
+}
+
 // Rows of T scores -> P = softmax in place (fp32), and a bf16 copy when pb.
 __global__ void softmax_rows_kernel(float *s, __nv_bfloat16 *pb, size_t rows, int Tn) {
     size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -321,12 +334,42 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
     return 0;
 }
 
+// The flash backward (bf16, hd 64, UFO_CUDA_ATTENTION=flash; gpu_flash.cu):
+// the flash forward runs again for each row's max and sum and O (fp32),
+// delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq. Scratch
+// O(B T D), no chunks: the scores are never stored.
+static int attention_backward_flash(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T,
+                                    int H, int hd) {
+    size_t D = (size_t)H * hd, n = (size_t)B * T * D, rows = (size_t)B * H * T;
+    size_t in_b = align256(n * 2), f_b = align256(n * 4), r_b = align256(rows * 4);
+    if (gpu_ensure_scratch(g, 4 * in_b + 4 * f_b + 3 * r_b)) return -1;
+    char *p = (char *)g->scratch;
+    void *q = p, *k = p + in_b, *v = p + 2 * in_b, *dO = p + 3 * in_b;
+    p += 4 * in_b;
+    float *o = (float *)p, *dq = (float *)(p + f_b), *dk = (float *)(p + 2 * f_b), *dv = (float *)(p + 3 * f_b);
+    p += 4 * f_b;
+    float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
+    gpu_launch_split_qkv(g->stream, q, k, v, qkv, B, T, H, hd, GPU_BF16);
+    split_heads_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, dout, B, T, H, hd);
+    if (gpu_check_launch("flash backward split") ||
+        gpu_launch_flash(g->stream, o, q, k, v, B, T, H, hd, GPU_F32, m, l) || gpu_check_launch("flash backward O"))
+        return -1;
+    attention_delta_kernel<<<blocks_for(rows), kThreads, 0, g->stream>>>(delta, dout, o, B, T, H, hd);
+    if (gpu_check_launch("flash backward delta") || gpu_check(cudaMemsetAsync(dq, 0, n * 4, g->stream), "zero dq") ||
+        gpu_launch_flash_backward(g->stream, dq, dk, dv, q, k, v, dO, m, l, delta, B, T, H, hd) ||
+        gpu_check_launch("flash backward"))
+        return -1;
+    merge_qkv_kernel<<<blocks_for(3 * n), kThreads, 0, g->stream>>>(dqkv, dq, dk, dv, B, T, H, hd);
+    return gpu_check_launch("flash backward merge");
+}
+
 // Attention backward from the GEMMs, per chunk of images (scores recomputed):
 //   S = q k^T * scale, P = softmax(S)       dP = dO v^T
 //   dS = P * (dP - rowsum(P * dP))          dq = dS k * scale, dk = dS^T q * scale, dv = P^T dO
 extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T,
                                       int H, int hd, gpu_dtype dt) {
     if (B <= 0) return 0;
+    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dout, qkv, B, T, H, hd);
     int bf = dt == GPU_BF16;
     size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;
     size_t per_img = (size_t)H * tt * (2 * sizeof(float) + (bf ? 4 : 0));
