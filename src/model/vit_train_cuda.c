@@ -6,10 +6,12 @@
 // same BNNeck rule (training mode on each task slice of >= 2 rows).
 //
 // Mixed precision as on the CPU: fp32 master weights, gradients and
-// activations; with bf16 each matmul rounds its two operands to bf16 (the
-// forward linears into this state's bf16 buffers, the backward GEMMs inside
-// gpu_gemm) and accumulates in fp32; LayerNorm, GELU, softmax, BatchNorm and
-// every reduction stay fp32.
+// activations; with bf16 each matmul rounds its two operands to bf16 and
+// accumulates in fp32 (in the forward, LayerNorm, the attention kernel, GELU
+// and im2col write their outputs in bf16 directly as the next linear's
+// operand, the weights are rounded into this state's bf16 buffer; the
+// backward GEMMs round inside gpu_gemm / gpu_linear_backward); LayerNorm,
+// GELU, softmax, BatchNorm and every reduction compute in fp32.
 //
 // Built without CUDA, vit_train_cuda_init fails with "built without CUDA".
 #include "model/vit_train_cuda.h"
@@ -134,15 +136,17 @@ void vit_train_cuda_zero_grad(vit_train_state *st) {
 
 // ---- ops -------------------------------------------------------------------------
 
-// y (+)= x W^T + b, with W, b given as host parameter pointers.
-static int lin_fwd(vit_train_state *st, float *y, const float *x, const float *w_host, const float *b_host, int rows,
-                   int in, int out, int accumulate) {
+// y (+)= x W^T + b, with W, b given as host parameter pointers and x already
+// in the matmul precision c->dt (bf16: written so by its producer, which
+// saves a rounding pass over the activation per linear).
+static int lin_fwd_op(vit_train_state *st, float *y, const void *x, const float *w_host, const float *b_host,
+                      int rows, int in, int out, int accumulate) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
     const float *w = P(st, w_host), *b = b_host ? P(st, b_host) : NULL;
     if (c->dt == GPU_F32) return gpu_linear(g, y, x, w, b, rows, in, out, GPU_F32, accumulate);
-    if (gpu_to_bf16(g, c->xb, x, (size_t)rows * in) || gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
-    return gpu_linear(g, y, c->xb, c->wb, b, rows, in, out, GPU_BF16, accumulate);
+    if (gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
+    return gpu_linear(g, y, x, c->wb, b, rows, in, out, GPU_BF16, accumulate);
 }
 
 static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const float *b_host, const float *dy,
@@ -151,10 +155,21 @@ static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const fl
                                st->cu->dt);
 }
 
-static int ln_fwd(vit_train_state *st, float *y, const float *x, const float *g_host, const float *b_host, int rows) {
+static int ln_fwd_dt(vit_train_state *st, void *y, const float *x, const float *g_host, const float *b_host, int rows,
+                     gpu_dtype dt) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_layernorm(st->cu->dev.g, y, x, P(st, g_host), P(st, b_host), rows, cf->dim, cf->dim, cf->ln_eps,
-                         GPU_F32);
+    return gpu_layernorm(st->cu->dev.g, y, x, P(st, g_host), P(st, b_host), rows, cf->dim, cf->dim, cf->ln_eps, dt);
+}
+
+static int ln_fwd(vit_train_state *st, float *y, const float *x, const float *g_host, const float *b_host, int rows) {
+    return ln_fwd_dt(st, y, x, g_host, b_host, rows, GPU_F32);
+}
+
+// LayerNorm straight into the next linear's operand: c->h (fp32) or c->xb (bf16).
+static void *ln_fwd_op(vit_train_state *st, const float *x, const float *g_host, const float *b_host, int rows) {
+    vit_train_cuda *c = st->cu;
+    void *y = c->dt == GPU_BF16 ? c->xb : (void *)c->h;
+    return ln_fwd_dt(st, y, x, g_host, b_host, rows, c->dt) ? NULL : y;
 }
 
 static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
@@ -206,20 +221,26 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *x) {
     int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
     size_t per = (size_t)vit_tokens(cf) * D;
     const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
-    if (ln_fwd(st, c->h, x, w->ln1_w, w->ln1_b, rows) || lin_fwd(st, a.qkv, c->h, w->qkv_w, w->qkv_b, rows, D, 3 * D, 0) ||
-        attn_fwd(st, a.att, a.qkv, n))
+    // Each linear's operand comes from its producer in the matmul precision
+    // (LayerNorm, the attention kernel, GELU write bf16 directly in bf16 mode).
+    int bf = c->dt == GPU_BF16;
+    const void *h = ln_fwd_op(st, x, w->ln1_w, w->ln1_b, rows);
+    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, 0) || attn_fwd(st, a.att, a.qkv, n))
         return -1;
+    const void *att = bf ? c->attb : (const void *)a.att;
     if (s1) {
-        if (lin_fwd(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, 0) || gpu_scale_rows(g, x, c->tmp, s1, n, per, 1))
+        if (lin_fwd_op(st, c->tmp, att, w->proj_w, w->proj_b, rows, D, D, 0) ||
+            gpu_scale_rows(g, x, c->tmp, s1, n, per, 1))
             return -1;
-    } else if (lin_fwd(st, x, a.att, w->proj_w, w->proj_b, rows, D, D, 1)) return -1;
-    if (gpu_copy(g, a.x_mid, x, (size_t)rows * D * sizeof(float)) || ln_fwd(st, c->h, x, w->ln2_w, w->ln2_b, rows) ||
-        lin_fwd(st, a.f1, c->h, w->fc1_w, w->fc1_b, rows, D, Hd, 0) ||
-        gpu_gelu(g, c->wide, a.f1, (size_t)rows * Hd, GPU_F32))
+    } else if (lin_fwd_op(st, x, att, w->proj_w, w->proj_b, rows, D, D, 1)) return -1;
+    if (gpu_copy(g, a.x_mid, x, (size_t)rows * D * sizeof(float)) ||
+        !(h = ln_fwd_op(st, x, w->ln2_w, w->ln2_b, rows)) || lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, rows, D, Hd, 0))
         return -1;
-    if (s2) return lin_fwd(st, c->tmp, c->wide, w->fc2_w, w->fc2_b, rows, Hd, D, 0) ||
+    void *gl = bf ? c->xb : (void *)c->wide;
+    if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt)) return -1;
+    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, rows, Hd, D, 0) ||
                    gpu_scale_rows(g, x, c->tmp, s2, n, per, 1);
-    return lin_fwd(st, x, c->wide, w->fc2_w, w->fc2_b, rows, Hd, D, 1);
+    return lin_fwd_op(st, x, gl, w->fc2_w, w->fc2_b, rows, Hd, D, 1);
 }
 
 static int forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
@@ -232,8 +253,9 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
     if (gpu_upload(g, c->img, images, (size_t)n * 3 * S * S * sizeof(float))) return -1;
     if (drop && gpu_upload(g, c->drop, drop, (size_t)cf->depth * 2 * n * sizeof(float))) return -1;
     // Patch embedding into h, then x = [cls; patches] + pos_embed.
-    if (gpu_im2col(g, c->wide, c->img, n, S, S, p, GPU_F32) ||
-        lin_fwd(st, c->h, c->wide, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, 0) ||
+    void *cols = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
+    if (gpu_im2col(g, cols, c->img, n, S, S, p, c->dt) ||
+        lin_fwd_op(st, c->h, cols, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, 0) ||
         gpu_assemble_tokens(g, c->x, c->h, P(st, m->w.cls_token), P(st, m->w.pos_embed), n, T, D))
         return -1;
     for (int l = 0; l < cf->depth; l++) {
