@@ -149,10 +149,11 @@ static int lin_fwd_op(vit_train_state *st, float *y, const void *x, const float 
     return gpu_linear(g, y, x, c->wb, b, rows, in, out, GPU_BF16, accumulate);
 }
 
+// x in x_dt: fp32, or bf16 when its producer wrote the matmul operand directly.
 static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const float *b_host, const float *dy,
-                   const float *x, int rows, int in, int out) {
-    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, P(st, w_host), rows, in, out,
-                               st->cu->dt);
+                   const void *x, gpu_dtype x_dt, int rows, int in, int out) {
+    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, x_dt, P(st, w_host), rows, in,
+                               out, st->cu->dt);
 }
 
 static int ln_fwd_dt(vit_train_state *st, void *y, const float *x, const float *g_host, const float *b_host, int rows,
@@ -342,11 +343,14 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
         if (gpu_scale_rows(g, c->tmp, c->dx, s2, n, per, 0)) return -1;
         dy2 = c->tmp;
     }
-    if (gpu_gelu(g, c->wide, a.f1, (size_t)rows * Hd, GPU_F32) ||
-        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, c->wide, rows, Hd, D) ||
+    // The recomputed matmul operands (GELU, LayerNorm outputs) in c->dt, as in the forward.
+    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
+    const void *h;
+    if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, gl, c->dt, rows, Hd, D) ||
         gpu_gelu_backward(g, c->df1, c->df1, a.f1, (size_t)rows * Hd) ||
-        ln_fwd(st, c->h, a.x_mid, w->ln2_w, w->ln2_b, rows) ||
-        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, c->h, rows, D, Hd) ||
+        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, h, c->dt, rows, D, Hd) ||
         ln_bwd(st, c->dmid, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows) ||
         gpu_scale_rows(g, c->dmid, c->dx, NULL, nD, 1, 1))
         return -1;
@@ -356,11 +360,11 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
         if (gpu_scale_rows(g, c->tmp, c->dmid, s1, n, per, 0)) return -1;
         dy1 = c->tmp;
     }
-    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, rows, D, D) ||
+    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, GPU_F32, rows, D, D) ||
                    gpu_attention_backward(g, c->dqkv, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads,
                                           c->dt) ||
-                   ln_fwd(st, c->h, a.x_in, w->ln1_w, w->ln1_b, rows) ||
-                   lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, c->h, rows, D, 3 * D) ||
+                   !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
+                   lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, h, c->dt, rows, D, 3 * D) ||
                    ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows) ||
                    gpu_scale_rows(g, c->dx, c->dmid, NULL, nD, 1, 1)
                ? -1

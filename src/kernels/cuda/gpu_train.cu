@@ -266,21 +266,25 @@ extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, 
     return gpu_check_launch("colsum");
 }
 
-extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const float *x,
-                                   const float *w, int n, int in, int out, gpu_dtype dt) {
+extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x,
+                                   gpu_dtype x_dt, const float *w, int n, int in, int out, gpu_dtype dt) {
+    if (x_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_linear_backward: a bf16 x needs bf16 matmuls");
     if (dt == GPU_BF16 && n > 0 && (dx || dw)) {
-        // dy rounded once for both GEMMs (the bf16 copies are memory-bound:
-        // at ViT-L this saves a third of the backward's conversion traffic).
-        size_t ny = (size_t)n * out, nw = dx ? (size_t)out * in : 0, nx = dw ? (size_t)n * in : 0;
+        // dy rounded once for both GEMMs, x only if its producer did not write
+        // it in bf16 (these copies are memory-bound passes over activations).
+        int cvt_x = dw && x_dt != GPU_BF16;
+        size_t ny = (size_t)n * out, nw = dx ? (size_t)out * in : 0, nx = cvt_x ? (size_t)n * in : 0;
         if (gpu_ensure_scratch(g, align256(ny * 2) + align256(nw * 2) + align256(nx * 2))) return -1;
         char *yb = (char *)g->scratch, *wb = yb + align256(ny * 2), *xb = wb + align256(nw * 2);
-        if (gpu_to_bf16(g, yb, dy, ny) || (dx && gpu_to_bf16(g, wb, w, nw)) || (dw && gpu_to_bf16(g, xb, x, nx)))
+        if (gpu_to_bf16(g, yb, dy, ny) || (dx && gpu_to_bf16(g, wb, w, nw)) ||
+            (cvt_x && gpu_to_bf16(g, xb, (const float *)x, nx)))
             return -1;
+        const void *xo = cvt_x ? (const void *)xb : x;
         if (dx && gemm_typed(g, dx, yb, wb, n, in, out, 0, 0, 0.0f, CUDA_R_16BF)) return -1;  // dy [n,out] W [out,in]
-        if (dw && gemm_typed(g, dw, yb, xb, out, in, n, 1, 0, 1.0f, CUDA_R_16BF)) return -1;  // dy^T x, accumulated
+        if (dw && gemm_typed(g, dw, yb, xo, out, in, n, 1, 0, 1.0f, CUDA_R_16BF)) return -1;  // dy^T x, accumulated
     } else {
         if (dx && gpu_gemm(g, dx, dy, w, n, in, out, 0, 0, 0.0f, dt)) return -1;
-        if (dw && gpu_gemm(g, dw, dy, x, out, in, n, 1, 0, 1.0f, dt)) return -1;
+        if (dw && gpu_gemm(g, dw, dy, (const float *)x, out, in, n, 1, 0, 1.0f, dt)) return -1;
     }
     // After the GEMMs: the column sums' partials take the same scratch (stream order).
     if (db && gpu_colsum_acc(g, db, dy, (size_t)n, out)) return -1;
