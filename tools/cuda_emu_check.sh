@@ -30,6 +30,8 @@
 #     device == the CPU's (also at rate 0.05, where some steps leave a shard
 #     without a kept class: resume == straight there), ZeRO == without (bit
 #     for bit);
+#   - tests/py/test_cuda_cli.py with the emulator as the GPU (`ufo embed
+#     --device cuda` vs PyTorch float64: fp32 rel 1e-4, bf16 cosine 0.999);
 #   - last, the kNN metrics' screen on the "GPU" (test_cuda_knn, and
 #     `ufo eval --device cuda` with it on == off).
 # Usage: bash tools/cuda_emu_check.sh   (from anywhere; builds into build-emu)
@@ -96,6 +98,12 @@ fi
 
 # --- the CLI ---------------------------------------------------------------------------
 PY=/usr/bin/python3
+# tests/py/test_cuda_cli.py's GPU branch with the emulator as the GPU: `ufo embed
+# --device cuda` (fp32 and bf16, three heads, the pipelined decoder) against an
+# independent PyTorch float64 forward, and `ufo train --device cuda` vs --device cpu.
+UFO_BIN="$B/ufo_emu" PYTHONPATH=tools:tests/py "$PY" tests/py/test_cuda_cli.py >"$B/test_cuda_cli.log" 2>&1 &&
+    grep -q "cuda fp32 vs torch float64" "$B/test_cuda_cli.log" || { cat "$B/test_cuda_cli.log"; exit 1; }
+echo "cuda_emu_check: $(tail -1 "$B/test_cuda_cli.log") (embed --device cuda vs PyTorch float64, in the emulator)"
 D="$B/emu_demo"
 [ -d "$D/data" ] || "$PY" tools/make_demo_data.py "$D/data" --scale 0.1 --jobs 2 >/dev/null
 TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_size=16 model.drop_path=0.1
