@@ -3,7 +3,8 @@
 // backend (kernels/cuda/cuda_backend.h). Weights are uploaded once (bf16
 // copies of the matrices with --precision bf16); activations are allocated
 // once per batch size. The residual stream, LayerNorm statistics, softmax and
-// every accumulation stay fp32; with bf16 only matmul inputs are bf16.
+// every accumulation stay fp32; with bf16 the matmul inputs are bf16, and so
+// are the qkv and fc1 outputs, which only feed the attention and GELU.
 //
 // Built without CUDA (no UFO_HAVE_CUDA), every entry point below fails with
 // "built without CUDA", so the CPU-only build needs no other change.
@@ -17,8 +18,9 @@
 #include "kernels/cuda/cuda_backend.h"
 
 typedef struct {
-    const float *ln1_w, *ln1_b, *qkv_b, *proj_b, *ln2_w, *ln2_b, *fc1_b, *fc2_b;
+    const float *ln1_w, *ln1_b, *proj_b, *ln2_w, *ln2_b, *fc2_b;
     const void *qkv_w, *proj_w, *fc1_w, *fc2_w;  // in the model's dtype
+    const void *qkv_b, *fc1_b;  // in the model's dtype too: their linears' outputs are (see block_forward)
 } cuda_block;
 
 struct vit_cuda {
@@ -32,8 +34,9 @@ struct vit_cuda {
     // Activations for up to act_batch images (one allocation).
     int act_batch;
     void *abuf;
-    float *img, *x, *qkv, *fc1, *feat;
-    void *cols, *h, *att, *mlp;  // matmul inputs, in dt (mlp aliases fc1 with fp32)
+    float *img, *x, *feat;
+    void *qkv, *fc1;             // in dt (qkv also holds the patch embedding's fp32 output)
+    void *cols, *h, *att;        // matmul inputs, in dt
 };
 
 static int fail_gpu(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -103,13 +106,13 @@ static void upload_all(uploader *u, const vit_model *m) {
         b->ln1_w = put_vec(u, w->ln1_w, D);
         b->ln1_b = put_vec(u, w->ln1_b, D);
         b->qkv_w = put_mat(u, w->qkv_w, (size_t)3 * D * D);
-        b->qkv_b = put_vec(u, w->qkv_b, (size_t)3 * D);
+        b->qkv_b = put_mat(u, w->qkv_b, (size_t)3 * D);
         b->proj_w = put_mat(u, w->proj_w, (size_t)D * D);
         b->proj_b = put_vec(u, w->proj_b, D);
         b->ln2_w = put_vec(u, w->ln2_w, D);
         b->ln2_b = put_vec(u, w->ln2_b, D);
         b->fc1_w = put_mat(u, w->fc1_w, (size_t)Hd * D);
-        b->fc1_b = put_vec(u, w->fc1_b, Hd);
+        b->fc1_b = put_mat(u, w->fc1_b, Hd);
         b->fc2_w = put_mat(u, w->fc2_w, (size_t)D * Hd);
         b->fc2_b = put_vec(u, w->fc2_b, D);
     }
@@ -161,7 +164,7 @@ static int ensure_acts(vit_model *m, int n) {
     const vit_config *cf = &m->cfg;
     size_t T = vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden, S = cf->img_size, p = cf->patch_size;
     size_t rows = (size_t)n * T, P = T - 1, es = c->dt == GPU_BF16 ? 2 : 4;
-    size_t sz[9] = {
+    size_t sz[8] = {
         (size_t)n * 3 * S * S * 4,                        // img
         rows * D * 4,                                     // x
         rows * 3 * D * 4,                                 // qkv (also the patch embedding's output)
@@ -170,23 +173,21 @@ static int ensure_acts(vit_model *m, int n) {
         (size_t)n * P * 3 * p * p * es,                   // cols
         rows * D * es,                                    // h
         rows * D * es,                                    // att
-        c->dt == GPU_BF16 ? rows * Hd * 2 : 0,            // mlp (bf16 copy of gelu(fc1))
     };
     size_t total = 0;
-    for (int i = 0; i < 9; i++) total += align256(sz[i]);
+    for (int i = 0; i < 8; i++) total += align256(sz[i]);
     gpu_free(c->g, c->abuf);
     c->abuf = NULL;
     c->act_batch = 0;
     if (!(c->abuf = gpu_malloc(c->g, total))) return fail_gpu("activations");
     char *q = c->abuf;
-    void *ptr[9];
-    for (int i = 0; i < 9; i++) {
+    void *ptr[8];
+    for (int i = 0; i < 8; i++) {
         ptr[i] = q;
         q += align256(sz[i]);
     }
     c->img = ptr[0], c->x = ptr[1], c->qkv = ptr[2], c->fc1 = ptr[3], c->feat = ptr[4];
     c->cols = ptr[5], c->h = ptr[6], c->att = ptr[7];
-    c->mlp = c->dt == GPU_BF16 ? ptr[8] : (void *)c->fc1;
     c->act_batch = n;
     return 0;
 }
@@ -198,14 +199,17 @@ static int block_forward(vit_model *m, int l, int n) {
     const cuda_block *w = &c->blocks[l];
     int T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
     gpu_dtype dt = c->dt;
+    // qkv and fc1 only feed the attention and GELU, which round to dt anyway:
+    // with bf16 they are written in bf16 (half the traffic of an fp32 round
+    // trip, as PyTorch's autocast does); GELU then runs in place.
     if (gpu_layernorm(g, c->h, c->x, w->ln1_w, w->ln1_b, rows, D, D, cf->ln_eps, dt) ||
-        gpu_linear(g, c->qkv, c->h, w->qkv_w, w->qkv_b, rows, D, 3 * D, dt, 0) ||
-        gpu_attention(g, c->att, c->qkv, n, T, cf->heads, D / cf->heads, dt) ||
+        gpu_linear_out(g, c->qkv, dt, c->h, w->qkv_w, w->qkv_b, rows, D, 3 * D, dt, 0) ||
+        gpu_attention_from(g, c->att, c->qkv, dt, n, T, cf->heads, D / cf->heads, dt) ||
         gpu_linear(g, c->x, c->att, w->proj_w, w->proj_b, rows, D, D, dt, 1) ||
         gpu_layernorm(g, c->h, c->x, w->ln2_w, w->ln2_b, rows, D, D, cf->ln_eps, dt) ||
-        gpu_linear(g, c->fc1, c->h, w->fc1_w, w->fc1_b, rows, D, Hd, dt, 0) ||
-        gpu_gelu(g, c->mlp, c->fc1, (size_t)rows * Hd, dt) ||
-        gpu_linear(g, c->x, c->mlp, w->fc2_w, w->fc2_b, rows, Hd, D, dt, 1))
+        gpu_linear_out(g, c->fc1, dt, c->h, w->fc1_w, w->fc1_b, rows, D, Hd, dt, 0) ||
+        gpu_gelu_from(g, c->fc1, c->fc1, dt, (size_t)rows * Hd, dt) ||
+        gpu_linear(g, c->x, c->fc1, w->fc2_w, w->fc2_b, rows, Hd, D, dt, 1))
         return fail_gpu("CUDA forward");
     return 0;
 }

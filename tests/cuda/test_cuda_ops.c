@@ -156,6 +156,24 @@ static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu
     free(x), free(w), free(b), free(y0), free(ref), free(got);
 }
 
+// gpu_linear_out with a bf16 y and bias (the inference forward's qkv and fc1):
+// the reference on the bf16-rounded x, W and b; compared at the bf16 tolerances.
+static void test_linear_bf16_out(int rows, int in, int out) {
+    size_t nx = (size_t)rows * in, nw = (size_t)out * in, ny = (size_t)rows * out;
+    float *x = rand_buf(nx, 1.0f, 0.0f), *w = rand_buf(nw, 0.5f, 0.0f), *b = rand_buf(out, 1.0f, 0.0f);
+    float *xr = rounded(x, nx), *wr = rounded(w, nw), *br = rounded(b, out), *ref = zeros(ny);
+    ref_linear(ref, xr, wr, br, rows, in, out);
+    void *dx = dev_in(x, nx, GPU_BF16), *dw = dev_in(w, nw, GPU_BF16), *db = dev_in(b, out, GPU_BF16);
+    void *dy = dev(ny * 2);
+    CHECK(gpu_linear_out(G, dy, GPU_BF16, dx, dw, db, rows, in, out, GPU_BF16, 0) == 0, "%s", gpu_error());
+    float *got = to_host(dy, ny, GPU_BF16);
+    char what[96];
+    snprintf(what, sizeof what, "linear %dx%d->%d +bias, bf16 out", rows, in, out);
+    compare(what, got, ref, ny, GPU_BF16);
+    gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, dy);
+    free(x), free(w), free(b), free(xr), free(wr), free(br), free(ref), free(got);
+}
+
 static void test_gelu(gpu_dtype dt) {
     size_t n = 50001;
     float *x = rand_buf(n, 6.0f, 0.0f), *ref = zeros(n);
@@ -165,6 +183,16 @@ static void test_gelu(gpu_dtype dt) {
     CHECK(gpu_gelu(G, dy, dx, n, dt) == 0, "%s", gpu_error());
     float *got = to_host(dy, n, dt);
     compare("gelu (exact erf)", got, ref, n, dt);
+    if (dt == GPU_BF16) {  // from bf16, in place (the inference forward's fc1)
+        float *xr = rounded(x, n);
+        ref_gelu(ref, xr, n);
+        void *db = dev_in(x, n, GPU_BF16);
+        CHECK(gpu_gelu_from(G, db, db, GPU_BF16, n, GPU_BF16) == 0, "%s", gpu_error());
+        float *g2 = to_host(db, n, GPU_BF16);
+        compare("gelu from bf16, in place", g2, ref, n, dt);
+        gpu_free(G, db);
+        free(xr), free(g2);
+    }
     if (dy != dx) gpu_free(G, dy);
     gpu_free(G, dx);
     free(x), free(ref), free(got);
@@ -257,6 +285,14 @@ static void test_attention(int B, int T, int H, int hd, float scale, gpu_dtype d
     snprintf(what, sizeof what, "attention%s B%d T%d H%d hd%d (scale %.1f)", flash ? " flash" : "", B, T, H, hd,
              scale);
     compare(what, got, ref, no, dt);
+    if (dt == GPU_BF16) {  // qkv handed over in bf16 (the inference forward's): the same values, bit for bit
+        void *dqb = dev_in(qkv, nq, GPU_BF16), *dout2 = dev(no * 2);
+        CHECK(gpu_attention_from(G, dout2, dqb, GPU_BF16, B, T, H, hd, dt) == 0, "%s", gpu_error());
+        float *got2 = to_host(dout2, no, dt);
+        CHECK(!memcmp(got, got2, no * sizeof(float)), "%s: from a bf16 qkv differs from an fp32 one", what);
+        gpu_free(G, dqb), gpu_free(G, dout2);
+        free(got2);
+    }
     gpu_free(G, dq), gpu_free(G, dout);
     if (qr != qkv) free(qr);
     free(qkv), free(ref), free(got);
@@ -978,6 +1014,7 @@ int main(int argc, char **argv) {
         test_linear(33, 64, 48, 0, 0, dt);      // no bias
         test_linear(1154, 256, 768, 1, 0, dt);  // qkv-like, two images of T = 577
         test_linear(577, 1024, 256, 1, 1, dt);  // fc2-like long K
+        if (dt == GPU_BF16) test_linear_bf16_out(150, 96, 200), test_linear_bf16_out(37, 64, 48);
         test_gelu(dt);
         test_layernorm(61, 1024, 1, dt);
         test_layernorm(5, 200, 577, dt);        // class tokens of 5 images

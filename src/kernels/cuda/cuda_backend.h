@@ -59,8 +59,15 @@ int gpu_to_bf16(gpu_ctx *g, void *dst, const float *src, size_t n);
 // cuBLASLt with the bias in its epilogue; b may be NULL.
 int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
                gpu_dtype dt, int accumulate);
+// The same with y (and b, as cuBLASLt's bias epilogue takes it in D's type) in
+// y_dt: bf16 (with dt bf16) halves the traffic of an output that only feeds
+// another matmul's operand (the inference forward's qkv and fc1).
+int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const void *w, const void *b, int rows, int in,
+                   int out, gpu_dtype dt, int accumulate);
 // y = gelu(x) (exact erf form), x fp32, y in `dt` (may alias x when dt is fp32).
 int gpu_gelu(gpu_ctx *g, void *y, const float *x, size_t n, gpu_dtype dt);
+// The same from x in x_dt (fp32 math either way).
+int gpu_gelu_from(gpu_ctx *g, void *y, const void *x, gpu_dtype x_dt, size_t n, gpu_dtype dt);
 // LayerNorm over c values per row; row r of x starts at x + r * x_stride
 // (x_stride = c for a dense matrix; T*c picks the class tokens). y dense, in `dt`.
 int gpu_layernorm(gpu_ctx *g, void *y, const float *x, const float *gamma, const float *beta, int rows, int c,
@@ -79,6 +86,9 @@ int gpu_assemble_tokens(gpu_ctx *g, float *x, const float *patches, const float 
 // Scores and softmax in fp32; with bf16 the two matmuls take bf16 inputs
 // (fp32 accumulation). Uses (and grows) the context's scratch memory.
 int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt);
+// The same from qkv in qkv_dt (bf16 only with dt bf16).
+int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                       gpu_dtype dt);
 // Which attention gpu_attention runs for bf16 with head dim 64: 0 = the two
 // cuBLAS GEMMs around a softmax kernel (the default; also every other case),
 // 1 = the fused flash-style kernel (gpu_flash.cu). A new context takes it

@@ -168,6 +168,7 @@ int gpu_download(gpu_ctx *g, void *dst, const void *src, size_t bytes) {
 static cudaDataType_t cuda_type(int dt) { return dt == GPU_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
 static int plan_build(gpu_ctx *g, gpu_lin_plan *p, int with_epilogue) {
+    cudaDataType_t yt = cuda_type(p->y_dt);  // D (and the bias, its default type: D's)
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cudaDataType_t ab = cuda_type(p->dt);
     if (blas_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate") ||
@@ -182,7 +183,7 @@ static int plan_build(gpu_ctx *g, gpu_lin_plan *p, int with_epilogue) {
     }
     if (blas_check(cublasLtMatrixLayoutCreate(&p->a, ab, p->in, p->out, p->in), "layout A") ||
         blas_check(cublasLtMatrixLayoutCreate(&p->b, ab, p->in, p->rows, p->in), "layout B") ||
-        blas_check(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, p->out, p->rows, p->out), "layout C"))
+        blas_check(cublasLtMatrixLayoutCreate(&p->c, yt, p->out, p->rows, p->out), "layout C"))
         return -1;
     cublasLtMatmulPreference_t pref;
     if (blas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate")) return -1;
@@ -206,11 +207,17 @@ static void plan_destroy(gpu_lin_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int has_bias, int accumulate) {
+static void plan_key(gpu_lin_plan *p, int rows, int in, int out, int dt, int y_dt, int has_bias, int accumulate) {
+    p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->y_dt = y_dt, p->has_bias = has_bias;
+    p->accumulate = accumulate;
+}
+
+static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int y_dt, int has_bias,
+                              int accumulate) {
     for (int i = 0; i < g->n_plans; i++) {
         gpu_lin_plan *p = &g->plans[i];
-        if (p->rows == rows && p->in == in && p->out == out && p->dt == dt && p->has_bias == has_bias &&
-            p->accumulate == accumulate)
+        if (p->rows == rows && p->in == in && p->out == out && p->dt == dt && p->y_dt == y_dt &&
+            p->has_bias == has_bias && p->accumulate == accumulate)
             return p;
     }
     if (g->n_plans == GPU_MAX_PLANS) {  // a new batch shape after many: start over
@@ -219,16 +226,16 @@ static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int
     }
     gpu_lin_plan *p = &g->plans[g->n_plans];
     memset(p, 0, sizeof *p);
-    p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->has_bias = has_bias, p->accumulate = accumulate;
+    plan_key(p, rows, in, out, dt, y_dt, has_bias, accumulate);
     int rc = plan_build(g, p, has_bias);
     if (rc == 1 && has_bias) {
         plan_destroy(p);
-        p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->has_bias = has_bias, p->accumulate = accumulate;
+        plan_key(p, rows, in, out, dt, y_dt, has_bias, accumulate);
         rc = plan_build(g, p, 0);
     }
     if (rc == 1) {  // cuBLAS proper always has an algorithm
         plan_destroy(p);
-        p->rows = rows, p->in = in, p->out = out, p->dt = dt, p->has_bias = has_bias, p->accumulate = accumulate;
+        plan_key(p, rows, in, out, dt, y_dt, has_bias, accumulate);
         p->gemmex = 1;
         rc = 0;
     }
@@ -240,10 +247,11 @@ static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int
     return p;
 }
 
-int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
-               gpu_dtype dt, int accumulate) {
+int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const void *w, const void *b, int rows, int in,
+                   int out, gpu_dtype dt, int accumulate) {
     if (rows <= 0) return 0;
-    gpu_lin_plan *p = plan_get(g, rows, in, out, dt, b != NULL, accumulate);
+    if (y_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_linear: a bf16 output needs bf16 operands");
+    gpu_lin_plan *p = plan_get(g, rows, in, out, dt, y_dt, b != NULL, accumulate);
     if (!p) return -1;
     if (p->bias_in_epilogue && !p->gemmex &&
         blas_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b),
@@ -253,7 +261,7 @@ int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *
     if (p->gemmex) {
         cudaDataType_t ab = cuda_type(dt);
         if (blas_check(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, ab, in, x, ab, in,
-                                    &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                    &beta, y, cuda_type(y_dt), out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                        "cublasGemmEx"))
             return -1;
     } else if (blas_check(cublasLtMatmul(g->lt, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
@@ -262,10 +270,15 @@ int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *
         return -1;
     }
     if (b && !p->bias_in_epilogue) {
-        gpu_launch_add_bias(g->stream, y, b, rows, out);
+        gpu_launch_add_bias(g->stream, y, b, y_dt, rows, out);
         return gpu_check_launch("add_bias");
     }
     return 0;
+}
+
+int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
+               gpu_dtype dt, int accumulate) {
+    return gpu_linear_out(g, y, GPU_F32, x, w, b, rows, in, out, dt, accumulate);
 }
 
 // --- attention -------------------------------------------------------------
@@ -294,7 +307,13 @@ void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes) { g->chunk_bytes = 
 int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd) { return g->flash && dt == GPU_BF16 && hd == 64; }
 
 int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt) {
+    return gpu_attention_from(g, out, qkv, GPU_F32, B, T, H, hd, dt);
+}
+
+int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                       gpu_dtype dt) {
     if (B <= 0) return 0;
+    if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention: a bf16 qkv needs bf16 attention");
     int flash = gpu_uses_flash(g, dt, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
@@ -316,8 +335,8 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
     long long tt = (long long)T * T, thd = (long long)T * hd;
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk, batches = nb * H;
-        const float *src = qkv + (size_t)b0 * T * 3 * D;
-        gpu_launch_split_qkv(g->stream, q, k, v, src, nb, T, H, hd, dt);
+        const char *src = (const char *)qkv + (size_t)b0 * T * 3 * D * (qkv_dt == GPU_BF16 ? 2 : 4);
+        gpu_launch_split_qkv(g->stream, q, k, v, src, qkv_dt, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
         if (flash) {
             gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v, nb, T, H, hd, dt, nullptr,

@@ -7,7 +7,7 @@
 
 // One cached cuBLASLt plan per linear shape (descriptors + the chosen algorithm).
 typedef struct {
-    int rows, in, out, dt, has_bias, accumulate;
+    int rows, in, out, dt, y_dt, has_bias, accumulate;
     int bias_in_epilogue;  // 0: cuBLASLt had no algorithm with the bias epilogue; a kernel adds it
     int gemmex;            // 1: cuBLASLt had no algorithm at all (odd leading dims); plain cublasGemmEx
     cublasLtMatmulDesc_t op;
@@ -49,14 +49,15 @@ int gpu_ensure_scratch(gpu_ctx *g, size_t bytes);
 
 // Launchers used by gpu_attention (gpu_kernels.cu).
 // qkv [B, T, 3, H, hd] fp32 -> q, k, v [B, H, T, hd] in dt
-void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const float *qkv, int B, int T, int H, int hd,
-                          gpu_dtype dt);
+// (qkv in qkv_dt; a bf16 qkv only with dt bf16)
+void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const void *qkv, gpu_dtype qkv_dt, int B, int T,
+                          int H, int hd, gpu_dtype dt);
 // rows of T fp32 scores -> softmax in dt (in place allowed for fp32)
 void gpu_launch_softmax(cudaStream_t s, void *p, const float *scores, size_t rows, int T, gpu_dtype dt);
 // o [B, H, T, hd] fp32 -> out [B, T, H*hd] in dt
 void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, int T, int H, int hd, gpu_dtype dt);
 // y[r, c] += b[c] (the bias when cuBLASLt cannot take it in its epilogue)
-void gpu_launch_add_bias(cudaStream_t s, float *y, const float *b, int rows, int c);
+void gpu_launch_add_bias(cudaStream_t s, void *y, const void *b, gpu_dtype dt, int rows, int c);
 // Flash attention (gpu_flash.cu): q, k, v [B*H, T, hd] bf16 -> out [B, T, H*hd]
 // in out_dt; stat_m, stat_l (or NULL): each row's max and sum [B*H, T], for
 // the backward. Only hd == 64; returns -1 (nothing launched) otherwise.

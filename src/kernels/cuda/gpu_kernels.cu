@@ -12,6 +12,8 @@ constexpr int kThreads = 256;
 
 __device__ __forceinline__ void store(float *p, size_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+__device__ __forceinline__ float load(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float load(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
 
 unsigned blocks_for(size_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
@@ -30,11 +32,11 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *y, const float *x, size_t n) {
     if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }
 
-template <typename T>
-__global__ void gelu_kernel(T *y, const float *x, size_t n) {
+template <typename T, typename TI>
+__global__ void gelu_kernel(T *y, const TI *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        float v = x[i];
+        float v = load(x, i);
         store(y, i, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));  // exact GELU, as ref_gelu
     }
 }
@@ -93,15 +95,15 @@ __global__ void assemble_kernel(float *x, const float *patches, const float *cls
 }
 
 // qkv [B, T, 3, H, hd] -> q/k/v [B, H, T, hd]
-template <typename T>
-__global__ void split_qkv_kernel(T *q, T *k, T *v, const float *qkv, int B, int Tn, int H, int hd) {
+template <typename T, typename TI>
+__global__ void split_qkv_kernel(T *q, T *k, T *v, const TI *qkv, int B, int Tn, int H, int hd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t n = (size_t)B * Tn * 3 * H * hd;
     if (i >= n) return;
     int e = (int)(i % hd), h = (int)(i / hd % H), s = (int)(i / ((size_t)hd * H) % 3);
     size_t t = i / ((size_t)hd * H * 3) % Tn, bi = i / ((size_t)hd * H * 3 * Tn);
     T *dst = s == 0 ? q : s == 1 ? k : v;
-    store(dst, ((bi * H + h) * Tn + t) * hd + e, qkv[i]);
+    store(dst, ((bi * H + h) * Tn + t) * hd + e, load(qkv, i));
 }
 
 // One warp per row of T scores: max, sum of exp, normalise (fp32 throughout).
@@ -132,9 +134,10 @@ __global__ void merge_heads_kernel(T *out, const float *o, int B, int Tn, int H,
     store(out, i, o[((bi * H + h) * Tn + t) * hd + e]);
 }
 
-__global__ void add_bias_kernel(float *y, const float *b, int rows, int c) {
+template <typename T>
+__global__ void add_bias_kernel(T *y, const T *b, int rows, int c) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)rows * c) y[i] += b[i % c];
+    if (i < (size_t)rows * c) store(y, i, load(y, i) + load(b, i % c));
 }
 
 }  // namespace
@@ -147,11 +150,19 @@ extern "C" int gpu_to_bf16(gpu_ctx *g, void *dst, const float *src, size_t n) {
     return gpu_check_launch("to_bf16");
 }
 
-extern "C" int gpu_gelu(gpu_ctx *g, void *y, const float *x, size_t n, gpu_dtype dt) {
+extern "C" int gpu_gelu_from(gpu_ctx *g, void *y, const void *x, gpu_dtype x_dt, size_t n, gpu_dtype dt) {
     if (n == 0) return 0;
-    if (dt == GPU_BF16) gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)y, x, n);
-    else gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((float *)y, x, n);
+    typedef __nv_bfloat16 bf;
+    if (x_dt == GPU_BF16) {
+        if (dt == GPU_BF16) gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((bf *)y, (const bf *)x, n);
+        else gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((float *)y, (const bf *)x, n);
+    } else if (dt == GPU_BF16) gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((bf *)y, (const float *)x, n);
+    else gelu_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((float *)y, (const float *)x, n);
     return gpu_check_launch("gelu");
+}
+
+extern "C" int gpu_gelu(gpu_ctx *g, void *y, const float *x, size_t n, gpu_dtype dt) {
+    return gpu_gelu_from(g, y, x, GPU_F32, n, dt);
 }
 
 extern "C" int gpu_layernorm(gpu_ctx *g, void *y, const float *x, const float *gamma, const float *beta, int rows,
@@ -189,13 +200,19 @@ extern "C" int gpu_assemble_tokens(gpu_ctx *g, float *x, const float *patches, c
     return gpu_check_launch("assemble_tokens");
 }
 
-void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const float *qkv, int B, int T, int H, int hd,
-                          gpu_dtype dt) {
+void gpu_launch_split_qkv(cudaStream_t s, void *q, void *k, void *v, const void *qkv, gpu_dtype qkv_dt, int B, int T,
+                          int H, int hd, gpu_dtype dt) {
     size_t n = (size_t)B * T * 3 * H * hd;
-    if (dt == GPU_BF16)
-        split_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>((__nv_bfloat16 *)q, (__nv_bfloat16 *)k,
-                                                            (__nv_bfloat16 *)v, qkv, B, T, H, hd);
-    else split_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>((float *)q, (float *)k, (float *)v, qkv, B, T, H, hd);
+    typedef __nv_bfloat16 bf;
+    if (qkv_dt == GPU_BF16) {  // only with bf16 out: the inference forward's bf16 qkv linear
+        split_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>((bf *)q, (bf *)k, (bf *)v, (const bf *)qkv, B, T, H, hd);
+    } else if (dt == GPU_BF16) {
+        split_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>((bf *)q, (bf *)k, (bf *)v, (const float *)qkv, B, T, H,
+                                                            hd);
+    } else {
+        split_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>((float *)q, (float *)k, (float *)v, (const float *)qkv, B,
+                                                            T, H, hd);
+    }
 }
 
 void gpu_launch_softmax(cudaStream_t s, void *p, const float *scores, size_t rows, int T, gpu_dtype dt) {
@@ -210,7 +227,9 @@ void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, in
     else merge_heads_kernel<<<blocks_for(n), kThreads, 0, s>>>((float *)out, o, B, T, H, hd);
 }
 
-void gpu_launch_add_bias(cudaStream_t s, float *y, const float *b, int rows, int c) {
+void gpu_launch_add_bias(cudaStream_t s, void *y, const void *b, gpu_dtype dt, int rows, int c) {
     size_t n = (size_t)rows * c;
-    add_bias_kernel<<<blocks_for(n), kThreads, 0, s>>>(y, b, rows, c);
+    if (dt == GPU_BF16)
+        add_bias_kernel<<<blocks_for(n), kThreads, 0, s>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)b, rows, c);
+    else add_bias_kernel<<<blocks_for(n), kThreads, 0, s>>>((float *)y, (const float *)b, rows, c);
 }

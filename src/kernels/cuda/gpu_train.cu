@@ -369,7 +369,7 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, const float *dout, 
     float *o = (float *)p, *dq = (float *)(p + f_b), *dk = (float *)(p + 2 * f_b), *dv = (float *)(p + 3 * f_b);
     p += 4 * f_b;
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
-    gpu_launch_split_qkv(g->stream, q, k, v, qkv, B, T, H, hd, GPU_BF16);
+    gpu_launch_split_qkv(g->stream, q, k, v, qkv, GPU_F32, B, T, H, hd, GPU_BF16);
     split_heads_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, dout, B, T, H, hd);
     if (gpu_check_launch("flash backward split") ||
         gpu_launch_flash(g->stream, o, q, k, v, B, T, H, hd, GPU_F32, m, l) || gpu_check_launch("flash backward O"))
@@ -412,7 +412,7 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk, batches = nb * H;
         size_t n_in = (size_t)nb * T * D;
-        gpu_launch_split_qkv(g->stream, q, k, v, qkv + (size_t)b0 * T * 3 * D, nb, T, H, hd, dt);
+        gpu_launch_split_qkv(g->stream, q, k, v, qkv + (size_t)b0 * T * 3 * D, GPU_F32, nb, T, H, hd, dt);
         if (bf) split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO,
                                                                                   dout + (size_t)b0 * T * D, nb, T, H, hd);
         else split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((float *)dO, dout + (size_t)b0 * T * D,

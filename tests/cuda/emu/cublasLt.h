@@ -32,6 +32,7 @@ typedef enum {
     CUBLASLT_MATMUL_DESC_FILL_MODE = 6,
     CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+    CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,  // default -1: the bias has D's type
 } cublasLtMatmulDescAttributes_t;
 
 typedef enum {

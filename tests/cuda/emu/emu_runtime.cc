@@ -651,7 +651,7 @@ bool operand_ok(const char *what, const void *p, cudaDataType t, long rows, long
 // own loop, its operands' extents checked above, and 10x slower instrumented).
 __attribute__((no_sanitize("address", "undefined"))) cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const void *A,
                     cudaDataType At, long lda, const void *B, cudaDataType Bt, long ldb, float beta, const void *C,
-                    cudaDataType Ct, long ldc, void *D, long ldd, const float *bias) {
+                    cudaDataType Ct, long ldc, void *D, long ldd, const void *bias, cudaDataType bias_t) {
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if ((At != CUDA_R_32F && At != CUDA_R_16BF) || At != Bt || (Ct != CUDA_R_32F && Ct != CUDA_R_16BF))
         return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -659,7 +659,8 @@ __attribute__((no_sanitize("address", "undefined"))) cublasStatus_t gemm(cublasO
         !operand_ok("GEMM B", B, Bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb) ||
         !operand_ok("GEMM D", D, Ct, m, n, ldd) || (beta != 0 && !operand_ok("GEMM C", C, Ct, m, n, ldc)))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if (bias && !emu::is_device(bias, (size_t)m * 4)) emu::fail("GEMM bias: %d floats at %p are not device memory", m, bias);
+    if (bias && !emu::is_device(bias, (size_t)m * type_bytes(bias_t)))
+        emu::fail("GEMM bias: %d values at %p are not device memory", m, bias);
     // op(A) and op(B) packed as rows of k doubles, so each value of D is one
     // contiguous dot product (vectorised: omp simd; columns over the cores).
     std::vector<double> a((size_t)m * k), b((size_t)n * k);
@@ -679,7 +680,7 @@ __attribute__((no_sanitize("address", "undefined"))) cublasStatus_t gemm(cublasO
             for (int l = 0; l < k; l++) s += ai[l] * bj[l];
             double v = alpha * s;
             if (beta != 0) v += beta * load(C, Ct, (size_t)j * ldc + i);
-            if (bias) v += bias[i];
+            if (bias) v += load(bias, bias_t, i);
             store(D, Ct, (size_t)j * ldd + i, v);
         }
     }
@@ -695,7 +696,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
     float a = *(const float *)alpha, b = *(const float *)beta;
-    return gemm(ta, tb, m, n, k, a, A, Atype, lda, B, Btype, ldb, b, C, Ctype, ldc, C, ldc, nullptr);
+    return gemm(ta, tb, m, n, k, a, A, Atype, lda, B, Btype, ldb, b, C, Ctype, ldc, C, ldc, nullptr, CUDA_R_32F);
 }
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -713,7 +714,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         const char *Bi = (const char *)B + (size_t)i * strideB * type_bytes(Btype);
         char *Ci = (char *)C + (size_t)i * strideC * type_bytes(Ctype);
         cublasStatus_t st = gemm(ta, tb, m, n, k, a, Ai, Atype, lda, Bi, Btype, ldb, b, Ci, Ctype, ldc, Ci, ldc,
-                                 nullptr);
+                                 nullptr, CUDA_R_32F);
         if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
     return CUBLAS_STATUS_SUCCESS;
@@ -729,7 +730,8 @@ struct emu_lt_desc {
     cudaDataType_t scale;
     cublasOperation_t ta, tb;
     cublasLtEpilogue_t epilogue;
-    const float *bias;
+    const void *bias;
+    int32_t bias_type;  // -1: D's type (cuBLASLt's default)
 };
 struct emu_lt_layout {
     cudaDataType type;
@@ -749,7 +751,7 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) {
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
-    *d = new emu_lt_desc{compute, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr};
+    *d = new emu_lt_desc{compute, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) {
@@ -771,6 +773,7 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     case CUBLASLT_MATMUL_DESC_TRANSB: return take(&d->tb, buf, size);
     case CUBLASLT_MATMUL_DESC_EPILOGUE: return take(&d->epilogue, buf, size);
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return take(&d->bias, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return take(&d->bias_type, buf, size);
     default: return CUBLAS_STATUS_NOT_SUPPORTED;
     }
 }
@@ -850,13 +853,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     if (algo && algo->data[0] != 0x656d75) emu::fail("cublasLtMatmul: an algorithm the heuristic did not return");
     if (workspaceSize && !emu::is_device(workspace, workspaceSize))
         emu::fail("cublasLtMatmul: workspace of %zu bytes at %p is not device memory", workspaceSize, workspace);
-    const float *bias = nullptr;
+    const void *bias = nullptr;
     if (op->epilogue == CUBLASLT_EPILOGUE_BIAS) {
         if (!op->bias) return CUBLAS_STATUS_INVALID_VALUE;
         bias = op->bias;
     }
+    cudaDataType bias_t = op->bias_type < 0 ? Ddesc->type : (cudaDataType)op->bias_type;
     uint64_t k = op->ta == CUBLAS_OP_N ? Adesc->cols : Adesc->rows;
     return gemm(op->ta, op->tb, (int)Ddesc->rows, (int)Ddesc->cols, (int)k, *(const float *)alpha, A, Adesc->type,
                 Adesc->ld, B, Bdesc->type, Bdesc->ld, *(const float *)beta, C, Cdesc->type, Cdesc->ld, D, Ddesc->ld,
-                bias);
+                bias, bias_t);
 }
