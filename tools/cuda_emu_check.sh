@@ -32,8 +32,10 @@
 #     for bit);
 #   - tests/py/test_cuda_cli.py with the emulator as the GPU (`ufo embed
 #     --device cuda` vs PyTorch float64: fp32 rel 1e-4, bf16 cosine 0.999);
-#   - last, the kNN metrics' screen on the "GPU" (test_cuda_knn, and
-#     `ufo eval --device cuda` with it on == off).
+#   - the kNN metrics' screen on the "GPU" (test_cuda_knn, and
+#     `ufo eval --device cuda` with it on == off);
+#   - last, gpu_check.sh's benchmark commands at a tiny size (they run and
+#     print the JSON it parses).
 # Usage: bash tools/cuda_emu_check.sh   (from anywhere; builds into build-emu)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -291,4 +293,15 @@ if UFO_METRICS_GPU=sometimes "$B/ufo_emu" eval --model "$D/gpu/model.safetensors
     exit 1
 fi
 echo "cuda_emu_check: eval --device cuda: kNN screen on the GPU == on the CPU (Market1501, VeRi, SOP: same JSON)"
+# The benchmark commands tools/gpu_check.sh times on a GPU (inference and --train, GEMM and flash
+# attention: the tiny preset has head dim 64), at a tiny size: each runs and prints the JSON it parses.
+for att in gemm flash; do
+    for tr in "" --train; do
+        # shellcheck disable=SC2086
+        UFO_CUDA_ATTENTION=$att "$B/ufo_emu" bench --device cuda $tr --preset tiny --img-size 32 --patch 8 --batch 4 \
+            --iters 1 --precision bf16 --json >"$B/bench_$att.log" 2>&1 &&
+            grep -q '"images_per_s": [0-9.]*' "$B/bench_$att.log" || { cat "$B/bench_$att.log"; exit 1; }
+    done
+done
+echo "cuda_emu_check: ufo bench --device cuda (and --train), GEMM and flash attention: run and print their JSON"
 echo "cuda_emu_check: all passed"
