@@ -142,7 +142,8 @@ struct coro {
 
 constexpr unsigned kMemo = 64;  // more mma_sync calls than any kernel makes between two barriers
 struct memo {
-    unsigned call;  // the call index it holds, or ~0u
+    uint64_t block;  // the block (os_thread::block_serial) it belongs to: older ones are empty
+    unsigned call;   // the call index it holds
     std::vector<unsigned char> in, out;
 };
 
@@ -155,6 +156,7 @@ struct os_thread {  // the emulator's state for one host thread
     std::vector<size_t> shared_bytes;
     size_t shared_total;
     std::vector<memo> memos;  // kMemo per warp: mma_sync's ring, slot = call index % kMemo
+    uint64_t block_serial;    // counts the blocks run on this thread (from 1): the memos' tag
     void (*body)(void *);
     void *arg;
     long waits;  // barriers reached in this launch
@@ -217,8 +219,7 @@ void wait_at(int what) {
              "emulating a kernel that waits only on some launches is not supported");
     S->waits++;
     t->state = what;
-    to_scheduler(t, false);
-    t_cur = t;  // the scheduler set t_cur to whoever ran last
+    to_scheduler(t, false);  // back here once resume() has made t current again
 }
 
 void free_shared() {
@@ -338,7 +339,7 @@ void run_grid(const char *name, const launch_cfg &c, void (*body)(void *), void 
         for (unsigned y = 0; y < c.grid.y; y++)
             for (unsigned x = 0; x < c.grid.x; x++) {
                 b.idx = uint3{x, y, z};
-                for (auto &e : S->memos) e.call = ~0u;
+                S->block_serial++;  // every memo of earlier blocks is stale now
                 if (m == 1) run_block_loops(b, n);
                 else run_block_coroutines(b, n);
                 free_shared();
@@ -367,12 +368,14 @@ int mma_memo(size_t in_bytes, size_t out_bytes, unsigned char **in, unsigned cha
     gthread *t = t_cur;
     unsigned call = t->mma_next++;
     memo &e = S->memos[(size_t)(t->linear / 32) * kMemo + call % kMemo];
-    if (e.call == call && e.in.size() == in_bytes && e.out.size() == out_bytes) {
+    bool live = e.block == S->block_serial;
+    if (live && e.call == call && e.in.size() == in_bytes && e.out.size() == out_bytes) {
         *in = e.in.data(), *out = e.out.data();
         return 1;
     }
     *in = *out = nullptr;
-    if (e.call != ~0u && e.call > call) return 0;  // a later call of a faster lane holds the slot
+    if (live && e.call > call) return 0;  // a later call of a faster lane holds the slot
+    e.block = S->block_serial;
     e.call = call;
     e.in.resize(in_bytes), e.out.resize(out_bytes);
     *in = e.in.data(), *out = e.out.data();
