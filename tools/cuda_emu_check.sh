@@ -50,12 +50,7 @@ MPIL=""
 if command -v mpicc >/dev/null; then   # libufo links MPI when CMake found it
     MPIL=$(mpicc --showme:link 2>/dev/null || mpicc -link-info 2>/dev/null | cut -d' ' -f2- || true)
 fi
-# The emulator's own test (its semantics, and what it must refuse).
-EMU_FLAGS="-std=gnu++17 -O1 -g -ffp-contract=off -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
-           -Werror -Itests/cuda/emu"
-perl tools/cuda_emu_rewrite.pl tests/cuda/emu/test_emu.cu >"$B/emu/test_emu.cc"
-# shellcheck disable=SC2086
-g++ $EMU_FLAGS "$B/emu/test_emu.cc" "$B/libufo_cuda_emu.a" -o "$B/test_emu"
+# The emulator's own test (its semantics, and what it must refuse; built by cuda_emu_build.sh).
 "$B/test_emu" >"$B/test_emu.log" 2>&1 || { cat "$B/test_emu.log"; exit 1; }
 echo "cuda_emu_check: $(tail -1 "$B/test_emu.log")"
 # test_cuda_ops: every kernel against its reference, in the emulator.

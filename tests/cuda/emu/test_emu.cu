@@ -6,7 +6,7 @@
 // shared memory, a GEMM operand past its allocation, a WMMA tile loaded
 // before the writes of other lanes were fenced by a barrier; and that shared
 // memory reads as NaN until written.
-// Built by tools/cuda_emu_check.sh through the same rewrite as the backend.
+// Built by tools/cuda_emu_build.sh through the same rewrite as the backend.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <mma.h>
