@@ -44,7 +44,8 @@ B=${BUILD:-build-emu}
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DUFO_CUDA=OFF -DCMAKE_C_FLAGS="-DUFO_HAVE_CUDA=1" >/dev/null
 cmake --build "$B" -j"${JOBS:-2}" --target ufo >/dev/null
 bash tools/cuda_emu_build.sh "$B"
-LIBS="$B/libufo.a $B/libufo_cuda_emu.a -ldnnl -ljpeg -lpng -lcjson -lm -lpthread -lstdc++"
+DEPS="-ldnnl -ljpeg -lpng -lcjson -lm -lpthread -lstdc++"   # what libufo and the emulator link against
+LIBS="$B/libufo.a $B/libufo_cuda_emu.a $DEPS"
 FLAGS="-O1 -std=gnu17 -fopenmp -DUFO_HAVE_CUDA=1 -Isrc -Itests -Iinclude"
 MPIL=""
 if command -v mpicc >/dev/null; then   # libufo links MPI when CMake found it
@@ -66,11 +67,11 @@ done
 echo "cuda_emu_check: test_cuda_ops --quick passes with cuBLASLt offering no bias epilogue, and no algorithm"
 # The kernels once more with AddressSanitizer + UBSan: an access past a device
 # allocation or a shared array stops the run with the kernel's source line.
-EMU_CXXFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-    bash tools/cuda_emu_build.sh "$B/asan"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+EMU_CXXFLAGS="$SAN" bash tools/cuda_emu_build.sh "$B/asan"
 # shellcheck disable=SC2086
-cc $FLAGS -g -fsanitize=address,undefined -fno-sanitize-recover=all tests/cuda/test_cuda_ops.c "$B/libufo.a" "$B/asan/libufo_cuda_emu.a" \
-    -ldnnl -ljpeg -lpng -lcjson -lm -lpthread -lstdc++ $MPIL -o "$B/test_cuda_ops_asan"
+cc $FLAGS -g $SAN tests/cuda/test_cuda_ops.c "$B/libufo.a" "$B/asan/libufo_cuda_emu.a" $DEPS $MPIL \
+    -o "$B/test_cuda_ops_asan"
 ASAN_OPTIONS=detect_leaks=0 "$B/test_cuda_ops_asan" --quick >"$B/test_cuda_ops_asan.log" 2>&1 ||
     { grep -A12 ERROR "$B/test_cuda_ops_asan.log" || tail -20 "$B/test_cuda_ops_asan.log"; exit 1; }
 echo "cuda_emu_check: $(tail -1 "$B/test_cuda_ops_asan.log") with AddressSanitizer + UBSan on the kernels"
