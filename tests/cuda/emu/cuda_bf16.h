@@ -20,8 +20,6 @@ struct __nv_bfloat16 {
         return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
     }
 };
-typedef __nv_bfloat16 nv_bfloat16;
 
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
-inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }

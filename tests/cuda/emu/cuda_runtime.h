@@ -81,12 +81,9 @@ typedef cudaDataType_t cudaDataType;
 
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaSetDevice(int device);
-cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
 const char *cudaGetErrorString(cudaError_t err);
 cudaError_t cudaGetLastError(void);
-cudaError_t cudaPeekAtLastError(void);
-cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
@@ -95,7 +92,6 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 
 cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
-cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaMalloc(void **p, size_t bytes);
 template <typename T>
@@ -108,7 +104,6 @@ cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s = 0);
-cudaError_t cudaMemset(void *dst, int value, size_t bytes);
 
 // --- device language -----------------------------------------------------------
 
@@ -123,19 +118,12 @@ struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
-struct alignas(16) float4 {
-    float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
-#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-#define __restrict__ __restrict
 constexpr int warpSize = 32;
 
 namespace emu {
@@ -233,15 +221,6 @@ template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     return ::emu::shuffle("__shfl_xor_sync", mask, width, v, (::emu::t_cur->lane ^ lane_mask) & 31);
 }
-template <typename T>
-inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-    return ::emu::shuffle("__shfl_sync", mask, width, v, src_lane & 31);
-}
-template <typename T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    int lane = ::emu::t_cur->lane;
-    return ::emu::shuffle("__shfl_down_sync", mask, width, v, lane + (int)delta < 32 ? lane + (int)delta : lane);
-}
 
 // The blocks of a grid run one at a time on one OS thread: atomics are plain.
 template <typename T>
@@ -250,23 +229,10 @@ inline T atomicAdd(T *p, T v) {
     *p = old + v;
     return old;
 }
-template <typename T>
-inline T atomicMax(T *p, T v) {
-    T old = *p;
-    if (v > old) *p = v;
-    return old;
-}
 
 // Single-precision intrinsics: IEEE round-to-nearest on the host (the emulator
 // is compiled with -ffp-contract=off, so nothing is fused into an FMA).
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fdiv_rn(float a, float b) { return a / b; }
-inline float __fdividef(float a, float b) { return a / b; }
-inline float __expf(float x) { return expf(x); }
-inline float __logf(float x) { return logf(x); }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-inline double rsqrt(double x) { return 1.0 / sqrt(x); }
-template <typename T>
-inline T __ldg(const T *p) { return *p; }

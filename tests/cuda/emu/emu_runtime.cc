@@ -422,19 +422,11 @@ cudaError_t cudaGetDeviceCount(int *n) {
     return cudaSuccess;
 }
 
-static thread_local int cur_device;
-
 cudaError_t cudaSetDevice(int device) {
     int n = 0;
     cudaGetDeviceCount(&n);
-    if (device < 0 || device >= n) return set_error(cudaErrorInvalidDevice);
-    cur_device = device;
-    return cudaSuccess;
-}
-
-cudaError_t cudaGetDevice(int *device) {
-    *device = cur_device;
-    return cudaSuccess;
+    // One memory for every emulated device: selecting one only checks it exists.
+    return device < 0 || device >= n ? set_error(cudaErrorInvalidDevice) : cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
@@ -471,8 +463,6 @@ cudaError_t cudaGetLastError(void) {
     emu_last_error = cudaSuccess;
     return e;
 }
-cudaError_t cudaPeekAtLastError(void) { return emu_last_error; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
 struct emu_stream {
     unsigned flags;
@@ -500,7 +490,6 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { return e ? cudaSuccess : set_error(cudaErrorInvalidValue); }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : set_error(cudaErrorInvalidValue); }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
     delete e;
     return cudaSuccess;
@@ -587,7 +576,6 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t) {
     memset(dst, value, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemset(void *dst, int value, size_t bytes) { return cudaMemsetAsync(dst, value, bytes, 0); }
 
 // --- cuBLAS ------------------------------------------------------------------------
 
