@@ -28,10 +28,11 @@ struct vit_train_cuda {
     gpu_dtype dt;
     void *abuf;             // one allocation: everything below
     float *img, *drop;      // this batch's images and drop-path scales
-    float *x_in, *qkv, *att, *x_mid, *f1;          // saved per block (see vit_train.c)
+    float *x_in, *qkv, *x_mid, *f1;   // saved per block (see vit_train.c)
+    void *att;                        // saved too, in c->dt: only ever a matmul operand
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
-    float *x, *h, *tmp, *wide, *dx, *dmid, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch
-    void *xb, *wb, *attb;   // bf16 operand copies (bf16 only)
+    float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
+    void *xb, *wb;          // bf16 operand copies (bf16 only)
 };
 
 static int fail_gpu(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -50,20 +51,22 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t p3 = (size_t)3 * cf->patch_size * cf->patch_size, wide = Hd > p3 ? Hd : p3;
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
+    size_t att_bytes = kept * R * D * (bf ? 2 : 4);
     size_t wmax = Hd * D > p3 * D ? Hd * D : p3 * D;   // largest weight matrix
     if (3 * D * D > wmax) wmax = 3 * D * D;
     struct { void **dst; size_t bytes; } parts[] = {
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
         {(void **)&c->x_in, L * R * D * 4}, {(void **)&c->qkv, kept * R * 3 * D * 4},
-        {(void **)&c->att, kept * R * D * 4}, {(void **)&c->x_mid, kept * R * D * 4},
+        {&c->att, att_bytes}, {(void **)&c->x_mid, kept * R * D * 4},
         {(void **)&c->f1, kept * R * Hd * 4}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
         {(void **)&c->feat_bn, nD * 4}, {(void **)&c->bn_mean, UFO_NUM_TASKS * D * 4},
         {(void **)&c->bn_rstd, UFO_NUM_TASKS * D * 4}, {(void **)&c->dfeat_bn, nD * 4},
         {(void **)&c->x, R * D * 4}, {(void **)&c->h, R * D * 4}, {(void **)&c->tmp, R * D * 4},
-        {(void **)&c->wide, R * wide * 4}, {(void **)&c->dx, R * D * 4}, {(void **)&c->dmid, R * D * 4},
+        {(void **)&c->wide, R * wide * 4}, {(void **)&c->dx, R * D * 4},
+        {(void **)&c->x_rec, recompute ? R * D * 4 : 0},
         {(void **)&c->dh, R * D * 4}, {(void **)&c->dqkv, R * 3 * D * 4}, {(void **)&c->datt, R * D * 4},
         {(void **)&c->df1, R * Hd * 4}, {(void **)&c->dfeat, nD * 4},
-        {&c->xb, bf ? R * wide * 2 : 0}, {&c->wb, bf ? wmax * 2 : 0}, {&c->attb, bf ? R * D * 2 : 0},
+        {&c->xb, bf ? R * wide * 2 : 0}, {&c->wb, bf ? wmax * 2 : 0},
     };
     size_t used = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -136,17 +139,22 @@ void vit_train_cuda_zero_grad(vit_train_state *st) {
 
 // ---- ops -------------------------------------------------------------------------
 
-// y (+)= x W^T + b, with W, b given as host parameter pointers and x already
-// in the matmul precision c->dt (bf16: written so by its producer, which
-// saves a rounding pass over the activation per linear).
+// y = x W^T + b (+ r, a residual, when r is not NULL), with W, b given as host
+// parameter pointers and x already in the matmul precision c->dt (bf16:
+// written so by its producer, which saves a rounding pass over the activation
+// per linear).
 static int lin_fwd_op(vit_train_state *st, float *y, const void *x, const float *w_host, const float *b_host,
-                      int rows, int in, int out, int accumulate) {
+                      int rows, int in, int out, const float *r) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
     const float *w = P(st, w_host), *b = b_host ? P(st, b_host) : NULL;
-    if (c->dt == GPU_F32) return gpu_linear(g, y, x, w, b, rows, in, out, GPU_F32, accumulate);
-    if (gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
-    return gpu_linear(g, y, x, c->wb, b, rows, in, out, GPU_BF16, accumulate);
+    const void *wd = w;
+    if (c->dt == GPU_BF16) {
+        if (gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
+        wd = c->wb;
+    }
+    return r ? gpu_linear_residual(g, y, r, x, wd, b, rows, in, out, c->dt)
+             : gpu_linear(g, y, x, wd, b, rows, in, out, c->dt, 0);
 }
 
 // x in x_dt: fp32, or bf16 when its producer wrote the matmul operand directly.
@@ -173,29 +181,27 @@ static void *ln_fwd_op(vit_train_state *st, const float *x, const float *g_host,
     return ln_fwd_dt(st, y, x, g_host, b_host, rows, c->dt) ? NULL : y;
 }
 
+// dx is written, or with acc added to (the residual's gradient already there).
 static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
-                  const float *x, int rows) {
+                  const float *x, int rows, int acc) {
     const vit_config *cf = &st->m->cfg;
     return gpu_layernorm_backward(st->cu->dev.g, dx, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
-                                  cf->dim, cf->ln_eps);
+                                  cf->dim, cf->ln_eps, acc);
 }
 
-// out (fp32) = attention(qkv); with bf16 the kernel's bf16 output is widened.
-static int attn_fwd(vit_train_state *st, float *out, const float *qkv, int n) {
-    vit_train_cuda *c = st->cu;
+// out = attention(qkv) in c->dt: it is saved only as the projection's operand
+// (its forward, and its weight gradient in the backward), so bf16 keeps it in
+// bf16, the very values both matmuls would round it to.
+static int attn_fwd(vit_train_state *st, void *out, const float *qkv, int n) {
     const vit_config *cf = &st->m->cfg;
-    int T = vit_tokens(cf), hd = cf->dim / cf->heads;
-    if (c->dt == GPU_F32) return gpu_attention(c->dev.g, out, qkv, n, T, cf->heads, hd, GPU_F32);
-    return gpu_attention(c->dev.g, c->attb, qkv, n, T, cf->heads, hd, GPU_BF16) ||
-                   gpu_from_bf16(c->dev.g, out, c->attb, (size_t)n * T * cf->dim)
-               ? -1
-               : 0;
+    return gpu_attention(st->cu->dev.g, out, qkv, n, vit_tokens(cf), cf->heads, cf->dim / cf->heads, st->cu->dt);
 }
 
 // ---- forward ---------------------------------------------------------------------
 
 typedef struct {
-    float *x_in, *qkv, *att, *x_mid, *f1;
+    float *x_in, *qkv, *x_mid, *f1;
+    void *att;
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
@@ -203,8 +209,9 @@ static block_acts acts(const vit_train_state *st, int l) {
     const vit_train_cuda *c = st->cu;
     size_t R = (size_t)st->cap * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
     int s = st->recompute ? 0 : l;
-    block_acts a = {c->x_in + (size_t)l * R * D, c->qkv + (size_t)s * R * 3 * D, c->att + (size_t)s * R * D,
-                    c->x_mid + (size_t)s * R * D, c->f1 + (size_t)s * R * Hd};
+    size_t att_b = c->dt == GPU_BF16 ? 2 : 4;
+    block_acts a = {c->x_in + (size_t)l * R * D, c->qkv + (size_t)s * R * 3 * D, c->x_mid + (size_t)s * R * D,
+                    c->f1 + (size_t)s * R * Hd, (char *)c->att + (size_t)s * R * D * att_b};
     return a;
 }
 
@@ -213,8 +220,10 @@ static const float *scales(const vit_train_state *st, int l, int k) {
     return st->drop ? st->cu->drop + ((size_t)l * 2 + k) * st->n : NULL;
 }
 
-// One block on x (a.x_in holds a copy of x on entry).
-static int block_fwd(vit_train_state *st, int l, block_acts a, float *x) {
+// One block from a.x_in into out. Each residual sum is written straight into
+// the buffer that keeps it (a.x_mid, then out: the next block's x_in), with no
+// copies of the residual stream.
+static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
     const vit_config *cf = &st->m->cfg;
@@ -225,23 +234,22 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *x) {
     // Each linear's operand comes from its producer in the matmul precision
     // (LayerNorm, the attention kernel, GELU write bf16 directly in bf16 mode).
     int bf = c->dt == GPU_BF16;
-    const void *h = ln_fwd_op(st, x, w->ln1_w, w->ln1_b, rows);
-    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, 0) || attn_fwd(st, a.att, a.qkv, n))
+    const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
+    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, NULL) || attn_fwd(st, a.att, a.qkv, n))
         return -1;
-    const void *att = bf ? c->attb : (const void *)a.att;
     if (s1) {
-        if (lin_fwd_op(st, c->tmp, att, w->proj_w, w->proj_b, rows, D, D, 0) ||
-            gpu_scale_rows(g, x, c->tmp, s1, n, per, 1))
+        if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, NULL) ||
+            gpu_add_scaled_rows(g, a.x_mid, a.x_in, c->tmp, s1, n, per))
             return -1;
-    } else if (lin_fwd_op(st, x, att, w->proj_w, w->proj_b, rows, D, D, 1)) return -1;
-    if (gpu_copy(g, a.x_mid, x, (size_t)rows * D * sizeof(float)) ||
-        !(h = ln_fwd_op(st, x, w->ln2_w, w->ln2_b, rows)) || lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, rows, D, Hd, 0))
+    } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, rows, D, D, a.x_in)) return -1;
+    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
+        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, rows, D, Hd, NULL))
         return -1;
     void *gl = bf ? c->xb : (void *)c->wide;
     if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt)) return -1;
-    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, rows, Hd, D, 0) ||
-                   gpu_scale_rows(g, x, c->tmp, s2, n, per, 1);
-    return lin_fwd_op(st, x, gl, w->fc2_w, w->fc2_b, rows, Hd, D, 1);
+    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, rows, Hd, D, NULL) ||
+                   gpu_add_scaled_rows(g, out, a.x_mid, c->tmp, s2, n, per);
+    return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, rows, Hd, D, a.x_mid);
 }
 
 static int forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
@@ -250,19 +258,18 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
     const vit_model *m = st->m;
     const vit_config *cf = &m->cfg;
     int n = st->n, S = cf->img_size, p = cf->patch_size, D = cf->dim, T = vit_tokens(cf), P_ = T - 1;
-    size_t rows = (size_t)n * T;
     if (gpu_upload(g, c->img, images, (size_t)n * 3 * S * S * sizeof(float))) return -1;
     if (drop && gpu_upload(g, c->drop, drop, (size_t)cf->depth * 2 * n * sizeof(float))) return -1;
     // Patch embedding into h, then x = [cls; patches] + pos_embed.
+    // The tokens go straight into block 0's saved input; each block writes the
+    // next one's, the last c->x.
     void *cols = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
     if (gpu_im2col(g, cols, c->img, n, S, S, p, c->dt) ||
-        lin_fwd_op(st, c->h, cols, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, 0) ||
-        gpu_assemble_tokens(g, c->x, c->h, P(st, m->w.cls_token), P(st, m->w.pos_embed), n, T, D))
+        lin_fwd_op(st, c->h, cols, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, NULL) ||
+        gpu_assemble_tokens(g, cf->depth ? acts(st, 0).x_in : c->x, c->h, P(st, m->w.cls_token), P(st, m->w.pos_embed), n, T, D))
         return -1;
-    for (int l = 0; l < cf->depth; l++) {
-        block_acts a = acts(st, l);
-        if (gpu_copy(g, a.x_in, c->x, rows * D * sizeof(float)) || block_fwd(st, l, a, c->x)) return -1;
-    }
+    for (int l = 0; l < cf->depth; l++)
+        if (block_fwd(st, l, acts(st, l), l + 1 < cf->depth ? acts(st, l + 1).x_in : c->x)) return -1;
     if (gpu_copy_rows(g, c->cls, D, c->x, (size_t)T * D, n, D) ||
         ln_fwd(st, c->feat, c->cls, m->w.norm_w, m->w.norm_b, n) ||
         gpu_copy(g, c->feat_bn, c->feat, (size_t)n * D * sizeof(float)))
@@ -333,10 +340,10 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     const vit_config *cf = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
-    size_t per = (size_t)vit_tokens(cf) * D, nD = (size_t)rows * D;
+    size_t per = (size_t)vit_tokens(cf) * D;
     const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
-    // Recompute: rerun the block from its saved input (dmid is free until below).
-    if (st->recompute && (gpu_copy(g, c->dmid, a.x_in, nD * sizeof(float)) || block_fwd(st, l, a, c->dmid))) return -1;
+    // Recompute: rerun the block from its saved input (its output is not needed).
+    if (st->recompute && block_fwd(st, l, a, c->x_rec)) return -1;
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = c->dx;
     if (s2) {
@@ -351,22 +358,20 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
         gpu_gelu_backward(g, c->df1, c->df1, a.f1, (size_t)rows * Hd) ||
         !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
         lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, h, c->dt, rows, D, Hd) ||
-        ln_bwd(st, c->dmid, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows) ||
-        gpu_scale_rows(g, c->dmid, c->dx, NULL, nD, 1, 1))
+        ln_bwd(st, c->dx, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows, 1))   // dx = d(x_mid): residual + branch
         return -1;
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
-    const float *dy1 = c->dmid;
+    const float *dy1 = c->dx;
     if (s1) {
-        if (gpu_scale_rows(g, c->tmp, c->dmid, s1, n, per, 0)) return -1;
+        if (gpu_scale_rows(g, c->tmp, c->dx, s1, n, per, 0)) return -1;
         dy1 = c->tmp;
     }
-    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, GPU_F32, rows, D, D) ||
+    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, c->dt, rows, D, D) ||
                    gpu_attention_backward(g, c->dqkv, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads,
                                           c->dt) ||
                    !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
                    lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, h, c->dt, rows, D, 3 * D) ||
-                   ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows) ||
-                   gpu_scale_rows(g, c->dx, c->dmid, NULL, nD, 1, 1)
+                   ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1)   // d(x_in)
                ? -1
                : 0;
 }
@@ -402,7 +407,7 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
             return -1;
     }
     // Final LayerNorm on the class tokens; the other tokens get no gradient.
-    if (ln_bwd(st, c->dh, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n) ||
+    if (ln_bwd(st, c->dh, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0) ||
         gpu_zero(g, c->dx, rows * D * sizeof(float)) || gpu_copy_rows(g, c->dx, (size_t)T * D, c->dh, D, n, D))
         return -1;
     for (int l = cf->depth - 1; l >= 0; l--) {

@@ -151,6 +151,16 @@ static void test_linear(int rows, int in, int out, int bias, int accumulate, gpu
     char what[96];
     snprintf(what, sizeof what, "linear %dx%d->%d%s%s", rows, in, out, bias ? " +bias" : "", accumulate ? " +=" : "");
     compare(what, got, ref, ny, dt);
+    if (accumulate) {   // out of place: y = r + x W^T + b into a fresh buffer, r left as it was
+        float *dr = dev_from(y0, ny), *dy2 = dev(ny * 4);
+        CHECK(gpu_linear_residual(G, dy2, dr, dx, dw, bias ? db : NULL, rows, in, out, dt) == 0, "%s", gpu_error());
+        float *got2 = to_host(dy2, ny, GPU_F32), *r2 = to_host(dr, ny, GPU_F32);
+        snprintf(what, sizeof what, "linear %dx%d->%d%s residual out of place", rows, in, out, bias ? " +bias" : "");
+        compare(what, got2, ref, ny, dt);
+        CHECK(!memcmp(r2, y0, ny * 4), "linear residual: the residual input was changed");
+        gpu_free(G, dr), gpu_free(G, dy2);
+        free(got2), free(r2);
+    }
     gpu_free(G, dx), gpu_free(G, dw), gpu_free(G, db), gpu_free(G, dy);
     if (xr != x) free(xr), free(wr);
     free(x), free(w), free(b), free(y0), free(ref), free(got);
@@ -364,12 +374,22 @@ static void test_norm_gelu_backward(void) {
     ref_layernorm_backward(rdx, rdg, rdb, dy, x, g, n, c, 1e-6f);
     float *dx = dev(nc * 4), *ddg = dev_from(dg0, c), *ddb = dev_from(db0, c), *ddy = dev_from(dy, nc);
     float *dxx = dev_from(x, nc), *dgg = dev_from(g, c);
-    CHECK(gpu_layernorm_backward(G, dx, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f) == 0, "%s", gpu_error());
+    CHECK(gpu_layernorm_backward(G, dx, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f, 0) == 0, "%s", gpu_error());
     float *a = to_host(dx, nc, GPU_F32), *b = to_host(ddg, c, GPU_F32), *d = to_host(ddb, c, GPU_F32);
     compare("layernorm backward dx", a, rdx, nc, GPU_F32);
     compare("layernorm backward dgamma +=", b, rdg, c, GPU_F32);
     compare("layernorm backward dbeta +=", d, rdb, c, GPU_F32);
-    free(a), free(b), free(d);
+    // dx_accumulate: dx += the same gradient, the residual's share already in dx
+    // (bit for bit the write above plus a separate fp32 addition).
+    float *res = rand_buf(nc, 1, 0), *want = zeros(nc);
+    for (size_t i = 0; i < nc; i++) want[i] = res[i] + a[i];
+    float *dxa = dev_from(res, nc);
+    CHECK(gpu_layernorm_backward(G, dxa, NULL, NULL, ddy, dxx, dgg, n, c, 1e-6f, 1) == 0, "%s", gpu_error());
+    float *got = to_host(dxa, nc, GPU_F32);
+    CHECK(!memcmp(got, want, nc * 4), "layernorm backward dx += differs from a write plus an add");
+    compare("layernorm backward dx += (vs reference)", got, want, nc, GPU_F32);
+    gpu_free(G, dxa);
+    free(a), free(b), free(d), free(res), free(want), free(got);
     // GELU backward (x spread over the interesting range)
     float *xg = rand_buf(nc, 5, 0), *ref = zeros(nc);
     ref_gelu_backward(ref, dy, xg, nc);
@@ -559,6 +579,16 @@ static void test_training_glue(void) {
     float *ref = zeros(rows * per);
     for (size_t i = 0; i < rows * per; i++) ref[i] = s[i / per] * x[i] + y[i];
     compare("scale_rows (drop path) + add", got, ref, rows * per, GPU_F32);
+    // add_scaled_rows: dst = base + s * src into a third buffer (the drop-path
+    // residual written straight into the next block's input), base untouched.
+    float *dsum = dev(rows * per * 4);
+    CHECK(gpu_add_scaled_rows(G, dsum, dy, dx, ds, rows, per) == 0, "%s", gpu_error());
+    float *got3 = to_host(dsum, rows * per, GPU_F32), *base = to_host(dy, rows * per, GPU_F32);
+    for (size_t i = 0; i < rows * per; i++) ref[i] = y[i] + s[i / per] * x[i];
+    compare("add_scaled_rows (residual + drop path)", got3, ref, rows * per, GPU_F32);
+    CHECK(!memcmp(base, y, rows * per * 4), "add_scaled_rows changed its base");
+    gpu_free(G, dsum);
+    free(got3), free(base);
     free(got), free(ref);
     // sumsq_chunks: double partial sums
     size_t chunk = 16384, nc = (n + chunk - 1) / chunk;

@@ -59,6 +59,10 @@ int gpu_to_bf16(gpu_ctx *g, void *dst, const float *src, size_t n);
 // cuBLASLt with the bias in its epilogue; b may be NULL.
 int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
                gpu_dtype dt, int accumulate);
+// y = r + x W^T + b, r [rows, out] fp32 (a residual; may be y: accumulate):
+// the residual stream's next value written without copying r first.
+int gpu_linear_residual(gpu_ctx *g, float *y, const float *r, const void *x, const void *w, const float *b, int rows,
+                        int in, int out, gpu_dtype dt);
 // The same with y (and b, as cuBLASLt's bias epilogue takes it in D's type) in
 // y_dt: bf16 (with dt bf16) halves the traffic of an output that only feeds
 // another matmul's operand (the inference forward's qkv and fc1).
@@ -115,8 +119,9 @@ int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
 // (x_dt = GPU_BF16, only with dt = GPU_BF16) already rounded to bf16.
 int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x, gpu_dtype x_dt,
                         const float *w, int n, int in, int out, gpu_dtype dt);
+// dx_accumulate 1: dx += (the block's residual gradient added in the same pass).
 int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
-                           const float *gamma, int n, int c, float eps);
+                           const float *gamma, int n, int c, float eps, int dx_accumulate);
 int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n);
 // dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
 int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd,
@@ -147,6 +152,10 @@ int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *ro
 // Per-sample scaling of n samples of `per` values: dst[i] (+)= s[i / per] * src[i]
 // (s NULL: 1; accumulate 0 writes, 1 adds). The drop-path residual scales.
 int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate);
+// dst[i] = base[i] + s[i / per] * src[i] (s NULL: 1): a drop-path residual
+// written straight into the next buffer (base may be dst: accumulate).
+int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src, const float *s, size_t n,
+                        size_t per);
 // part[c] = sum of x[i]^2 over chunk c = [c * chunk, (c+1) * chunk) of x[0..n), in
 // double (one block per chunk, fixed reduction tree: deterministic).
 int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk);

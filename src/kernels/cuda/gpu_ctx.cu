@@ -247,10 +247,12 @@ static gpu_lin_plan *plan_get(gpu_ctx *g, int rows, int in, int out, int dt, int
     return p;
 }
 
-int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const void *w, const void *b, int rows, int in,
-                   int out, gpu_dtype dt, int accumulate) {
+// y = x W^T + b, plus r when r != NULL (r == y: in place).
+static int linear(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *r, const void *x, const void *w, const void *b,
+                  int rows, int in, int out, gpu_dtype dt) {
     if (rows <= 0) return 0;
     if (y_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_linear: a bf16 output needs bf16 operands");
+    int accumulate = r != NULL;
     gpu_lin_plan *p = plan_get(g, rows, in, out, dt, y_dt, b != NULL, accumulate);
     if (!p) return -1;
     if (p->bias_in_epilogue && !p->gemmex &&
@@ -258,14 +260,19 @@ int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const voi
                    "BIAS_POINTER"))
         return -1;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    if (p->gemmex) {
+    if (p->gemmex) {   // cublasGemmEx reads C from D: the residual goes there first
+        if (r && r != y &&
+            gpu_check(cudaMemcpyAsync(y, r, (size_t)rows * out * (y_dt == GPU_BF16 ? 2 : 4),
+                                      cudaMemcpyDeviceToDevice, g->stream),
+                      "linear residual copy"))
+            return -1;
         cudaDataType_t ab = cuda_type(dt);
         if (blas_check(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, ab, in, x, ab, in,
                                     &beta, y, cuda_type(y_dt), out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                        "cublasGemmEx"))
             return -1;
-    } else if (blas_check(cublasLtMatmul(g->lt, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
-                                         g->ws, g->ws_bytes, g->stream),
+    } else if (blas_check(cublasLtMatmul(g->lt, p->op, &alpha, w, p->a, x, p->b, &beta, r ? r : y, p->c, y, p->c,
+                                         &p->algo, g->ws, g->ws_bytes, g->stream),   // C = r, D = y
                           "cublasLtMatmul")) {
         return -1;
     }
@@ -276,9 +283,19 @@ int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const voi
     return 0;
 }
 
+int gpu_linear_out(gpu_ctx *g, void *y, gpu_dtype y_dt, const void *x, const void *w, const void *b, int rows, int in,
+                   int out, gpu_dtype dt, int accumulate) {
+    return linear(g, y, y_dt, accumulate ? y : NULL, x, w, b, rows, in, out, dt);
+}
+
 int gpu_linear(gpu_ctx *g, float *y, const void *x, const void *w, const float *b, int rows, int in, int out,
                gpu_dtype dt, int accumulate) {
-    return gpu_linear_out(g, y, GPU_F32, x, w, b, rows, in, out, dt, accumulate);
+    return linear(g, y, GPU_F32, accumulate ? y : NULL, x, w, b, rows, in, out, dt);
+}
+
+int gpu_linear_residual(gpu_ctx *g, float *y, const float *r, const void *x, const void *w, const float *b, int rows,
+                        int in, int out, gpu_dtype dt) {
+    return linear(g, y, GPU_F32, r, x, w, b, rows, in, out, dt);
 }
 
 // --- attention -------------------------------------------------------------

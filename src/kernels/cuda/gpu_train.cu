@@ -58,9 +58,10 @@ __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x,
     dx[i] = dy[i] * d;
 }
 
-// One warp per row: mean/rstd (saved for the column pass), then dx.
+// One warp per row: mean/rstd (saved for the column pass), then dx (written,
+// or with acc added to it: a residual's gradient, saving a pass over it).
 __global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy, const float *x, const float *g,
-                                        int n, int c, float eps) {
+                                        int n, int c, float eps, int acc) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n) return;
     const float *xr = x + (size_t)row * c, *dyr = dy + (size_t)row * c;
@@ -81,7 +82,11 @@ __global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy
     s2 = warp_sum(s2) / c;
     for (int k = lane; k < c; k += 32) {
         float xh = (xr[k] - mean) * rstd;
-        dx[(size_t)row * c + k] = rstd * (dyr[k] * g[k] - s1 - xh * s2);
+        // __fmul_rn: never contracted with the add, so acc gives the bits of a
+        // write followed by a separate addition.
+        float v = __fmul_rn(rstd, dyr[k] * g[k] - s1 - xh * s2);
+        size_t o = (size_t)row * c + k;
+        dx[o] = acc ? dx[o] + v : v;
     }
 }
 
@@ -292,7 +297,7 @@ extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, 
 }
 
 extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
-                                      const float *gamma, int n, int c, float eps) {
+                                      const float *gamma, int n, int c, float eps, int dx_accumulate) {
     if (n <= 0) return 0;
     // Scratch: the per-row statistics, then the two sets of column partials.
     size_t nr = row_blocks((size_t)n), st_b = align256((size_t)n * 2 * sizeof(float));
@@ -302,7 +307,7 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *d
     float *stats = (float *)g->scratch, *pg = (float *)((char *)g->scratch + st_b);
     float *pb = (float *)((char *)g->scratch + st_b + p_b);
     unsigned nb = (unsigned)((n + kThreads / 32 - 1) / (kThreads / 32));
-    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps);
+    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps, dx_accumulate);
     int rc = gpu_check_launch("layernorm_backward");
     if (rc == 0 && (dg || db)) {
         layernorm_backward_cols<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(pg, pb, dy, x, stats,
@@ -491,12 +496,14 @@ __global__ void scatter_add_rows_kernel(float *dst, const float *src, const int 
     dst[(size_t)rows[j] * D + d] += src[i];   // rows distinct: no two threads add to one value
 }
 
-__global__ void scale_rows_kernel(float *dst, const float *src, const float *s, size_t per, size_t total,
-                                  int accumulate) {
+// dst[i] = base[i] + v (base NULL: v), v = s[i / per] * src[i] (s NULL: src[i]);
+// base == dst accumulates.
+__global__ void scale_rows_kernel(float *dst, const float *base, const float *src, const float *s, size_t per,
+                                  size_t total) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
-    float v = s ? s[i / per] * src[i] : src[i];
-    dst[i] = accumulate ? dst[i] + v : v;
+    float v = s ? __fmul_rn(s[i / per], src[i]) : src[i];
+    dst[i] = base ? base[i] + v : v;
 }
 
 // One block per chunk: the chunk's sum of squares in double, reduced in a fixed tree.
@@ -578,12 +585,17 @@ extern "C" int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, co
     return gpu_check_launch("scatter_add_rows");
 }
 
-extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
-                              int accumulate) {
+extern "C" int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src, const float *s,
+                                   size_t n, size_t per) {
     size_t total = n * per;
     if (total == 0) return 0;
-    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, src, s, per, total, accumulate);
+    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, base, src, s, per, total);
     return gpu_check_launch("scale_rows");
+}
+
+extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
+                              int accumulate) {
+    return gpu_add_scaled_rows(g, dst, accumulate ? dst : NULL, src, s, n, per);
 }
 
 extern "C" int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk) {
