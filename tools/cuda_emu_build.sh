@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:?usage: cuda_emu_build.sh OUTDIR}
 mkdir -p "$OUT/emu"
 CXX=${CXX:-g++}
-FLAGS="-std=gnu++17 -O1 -g -ffp-contract=off -fno-fast-math -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Werror
+FLAGS="-std=gnu++17 -O1 -g -DUFO_CUDA_EMU -ffp-contract=off -fno-fast-math -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Werror
        -I$ROOT/tests/cuda/emu -I$ROOT/src ${EMU_CXXFLAGS:-}"
 srcs=()
 for cu in "$ROOT"/src/kernels/cuda/*.cu; do

@@ -12,12 +12,12 @@
 #      test_cuda_knn (the kNN metrics' screen on the GPU vs the CPU's), and
 #      py_test_cuda_cli (vs PyTorch, and `ufo train --device cuda` vs
 #      --device cpu, when /usr/bin/python3 has torch + numpy + PIL)
-#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (GEMM attention and
-#      UFO_CUDA_ATTENTION=flash) and fp32 images/s,
+#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (flash attention, the
+#      default, and UFO_CUDA_ATTENTION=gemm) and fp32 images/s,
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);
 #      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
-#      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU, GEMM attention
-#      and UFO_CUDA_ATTENTION=flash (flash forward and backward)
+#      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU, flash attention
+#      forward and backward (the default) and UFO_CUDA_ATTENTION=gemm
 #   5. the PyTorch eager AMP equivalents (bench/bench_gpu_torch.py,
 #      bench/bench_train_torch.py --device cuda), then torch.compile + SDPA
 #      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
@@ -152,16 +152,16 @@ elif [ "$MODE" = ops ]; then
 fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
-UFO_BF16="n/a" UFO_FLASH="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
-UFO_TRAIN="n/a" UFO_TRAIN_FLASH="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
+UFO_BF16="n/a" UFO_GEMM="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
+UFO_TRAIN="n/a" UFO_TRAIN_GEMM="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
 if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
         UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')
     fi
-    if run bench_bf16_flash 120 env UFO_CUDA_ATTENTION=flash "$BUILD/ufo" bench --device cuda --preset large \
+    if run bench_bf16_gemm 120 env UFO_CUDA_ATTENTION=gemm "$BUILD/ufo" bench --device cuda --preset large \
         --img-size 384 --batch 32 --precision bf16 --iters 10 --json; then
-        UFO_FLASH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16_flash.log" | grep -o '[0-9.]*$')
+        UFO_GEMM=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16_gemm.log" | grep -o '[0-9.]*$')
     fi
     if run bench_fp32 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision fp32 --iters 3 --json; then
@@ -171,10 +171,10 @@ if [ "$MODE" = full ]; then
         --precision bf16 --iters 5 --json; then
         UFO_TRAIN=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16.log" | grep -o '[0-9.]*$')
     fi
-    # The same with flash attention forward and backward (no T x T scores stored).
-    if run bench_train_bf16_flash 240 env UFO_CUDA_ATTENTION=flash "$BUILD/ufo" bench --device cuda --train \
+    # The same with the GEMM attention (T x T scores stored), to confirm the default.
+    if run bench_train_bf16_gemm 240 env UFO_CUDA_ATTENTION=gemm "$BUILD/ufo" bench --device cuda --train \
         --preset large --img-size 384 --batch 32 --precision bf16 --iters 5 --json; then
-        UFO_TRAIN_FLASH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16_flash.log" | grep -o '[0-9.]*$')
+        UFO_TRAIN_GEMM=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16_gemm.log" | grep -o '[0-9.]*$')
     fi
 fi
 PY=""
@@ -233,8 +233,8 @@ MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P
     echo
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
-    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 $UFO_BF16 | ufo bf16 flash-attention $UFO_FLASH | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
-    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | ufo flash-attention $UFO_TRAIN_FLASH (MFU $(mfu "$UFO_TRAIN_FLASH")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
+    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 (flash attention) $UFO_BF16 | ufo bf16 GEMM attention $UFO_GEMM | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
+    echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo (flash attention) $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | ufo GEMM attention $UFO_TRAIN_GEMM (MFU $(mfu "$UFO_TRAIN_GEMM")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"
 } | tee "$OUT/summary.txt"

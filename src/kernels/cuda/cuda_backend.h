@@ -93,10 +93,10 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 // The same from qkv in qkv_dt (bf16 only with dt bf16).
 int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
                        gpu_dtype dt);
-// Which attention gpu_attention runs for bf16 with head dim 64: 0 = the two
-// cuBLAS GEMMs around a softmax kernel (the default; also every other case),
-// 1 = the fused flash-style kernel (gpu_flash.cu). A new context takes it
-// from the environment: UFO_CUDA_ATTENTION=flash | gemm.
+// Which attention gpu_attention runs for bf16 with head dim 64: 1 = the fused
+// flash kernel (gpu_flash.cu; the default), 0 = the two cuBLAS GEMMs around a
+// softmax kernel (also every other case: fp32, other head dims). A new context
+// takes it from the environment: UFO_CUDA_ATTENTION=gemm | flash.
 void gpu_set_flash(gpu_ctx *g, int on);
 int gpu_uses_flash(const gpu_ctx *g, gpu_dtype dt, int hd);
 // The attention (forward and backward) materialises scores for as many images

@@ -97,8 +97,10 @@ gpu_ctx *gpu_ctx_create(int device) {
         gpu_ctx_free(g);
         return NULL;
     }
+    // Flash attention (where it applies: bf16, head dim 64) unless asked for the
+    // GEMM path, which stores the T x T scores (tens of GB of traffic per ViT-L batch).
     const char *att = getenv("UFO_CUDA_ATTENTION");
-    g->flash = att && !strcmp(att, "flash");
+    g->flash = !(att && !strcmp(att, "gemm"));
     g->chunk_bytes = (size_t)1 << 30;
     g->ws_bytes = (size_t)32 << 20;  // cuBLASLt's recommendation for Hopper
     if (gpu_check(cudaMalloc(&g->ws, g->ws_bytes), "cudaMalloc (cuBLASLt workspace)")) {
@@ -333,6 +335,11 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
     if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention: a bf16 qkv needs bf16 attention");
     int flash = gpu_uses_flash(g, dt, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
+    if (flash && qkv_dt == GPU_BF16) {   // the kernel reads q, k, v where they are: no split pass
+        gpu_launch_flash(g->stream, out, qkv, (const char *)qkv + D * 2, (const char *)qkv + 2 * D * 2,
+                         gpu_qkv_strides{(size_t)T * 3 * D, (size_t)hd, 3 * D}, B, T, H, hd, dt, nullptr, nullptr);
+        return gpu_check_launch("flash attention");
+    }
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
     int chunk = flash ? B : (int)(g->chunk_bytes / per_img_scores);
     if (chunk < 1) chunk = 1;
@@ -356,8 +363,9 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
         gpu_launch_split_qkv(g->stream, q, k, v, src, qkv_dt, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
         if (flash) {
-            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v, nb, T, H, hd, dt, nullptr,
-                             nullptr);
+            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v,
+                             gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd}, nb, T, H, hd, dt,
+                             nullptr, nullptr);
             if (gpu_check_launch("flash attention")) return -1;
             continue;
         }

@@ -1,17 +1,16 @@
 // Flash-style attention for bf16 with head dim 64 (the ViT's), forward and
 // backward: the scores never leave the chip. Forward: one block = 4 warps = 64
 // query rows of one (image, head); it walks the keys in tiles of 64, computing
-// S = q k^T on tensor cores (WMMA bf16, fp32 accumulation), an online softmax
-// in fp32 (running max and sum per row, FlashAttention's rescaling), and
-// O += P v with P rounded to bf16 as the unfused path's second GEMM sees it.
+// S = q k^T on tensor cores (PTX mma.sync bf16, fp32 accumulation), an online
+// softmax in fp32 on the accumulators (running max and sum per row,
+// FlashAttention's rescaling), and O += P v with P rounded to bf16 as the
+// unfused path's second GEMM sees it.
 // Same contract as the GEMM path in gpu_ctx.cu (q, k, v [B*H, T, 64] bf16 ->
 // out [B, T, H*64]). The backward (flash_backward_kernel) is described there.
 #include "kernels/cuda/gpu_internal.h"
 #include <cuda_bf16.h>
 #include <math.h>
-#include <mma.h>
-
-using namespace nvcuda;
+#include "kernels/cuda/gpu_mma.cuh"
 
 namespace {
 
@@ -19,7 +18,6 @@ constexpr int HD = 64;        // head dim
 constexpr int QT = 64;        // query rows per block (16 per warp)
 constexpr int KT = 64;        // keys per tile
 constexpr int LDH = HD + 8;   // bf16 row stride in shared memory (multiple of 8; breaks bank conflicts)
-constexpr int LDS = KT + 4;   // fp32 row stride
 
 template <typename T>
 __device__ __forceinline__ void store_out(T *p, float v);
@@ -43,156 +41,243 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat1
 // stat_m, stat_l (NULL at inference): each row's final running max (of the
 // scaled scores) and sum, [B*H, T], so the backward can rebuild P without the
 // scores: P = exp(s - m) / l.
+//
+// FlashAttention-2's forward on PTX mma.sync (gpu_mma.cuh): one block = 4
+// warps = 64 query rows of one (image, head), each warp 16 rows whose q stays
+// in registers as A fragments. Per tile of 64 keys: S = q k^T (16 x 64) lands in
+// the accumulators, the online softmax runs on them in registers (each lane
+// holds 2 rows x 16 keys; a row's 4 lanes combine by shuffles), P is rounded
+// to bf16 and repacked as the A fragments of O += P v, and O stays in
+// registers to the end. Shared memory holds only K (row-major) and V
+// transposed (so both B fragments are single 32-bit loads, without bank
+// conflicts); the next tile's K and V are fetched into registers while this
+// one is computed. Warps whose 16 rows are all past T skip the arithmetic, and
+// the 8-key column groups past T are skipped, so T = 577 wastes 2% of the work
+// instead of 19%.
+constexpr int LDV = KT + 8;   // Vt's row stride (bf16): 36 words, conflict-free fragment loads
+constexpr int KV_VECS = KT * HD / 8 / 128;   // 16-byte vectors of K (and of V) per thread per tile
+
 template <typename TO>
 __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                                    const __nv_bfloat16 *v, int T, int H, float scale, float *stat_m,
-                                                    float *stat_l) {
-    __shared__ __align__(32) __nv_bfloat16 Ks[KT * LDH];
-    __shared__ __align__(32) __nv_bfloat16 Vs[KT * LDH];
-    __shared__ __align__(32) float Ss[4][16 * LDS];           // per warp: scores, then P v
-    __shared__ __align__(32) __nv_bfloat16 Ps[4][16 * LDH];   // per warp: q rows, then P
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, bh = blockIdx.y;
+                                                    const __nv_bfloat16 *v, gpu_qkv_strides st, int T, int H,
+                                                    float scale, float *stat_m, float *stat_l) {
+    __shared__ __align__(16) __nv_bfloat16 Ks[KT * LDH];   // [key][dim]
+    __shared__ __align__(16) __nv_bfloat16 Vt[HD * LDV];   // [dim][key]
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4, bh = blockIdx.y;
     int q0 = blockIdx.x * QT + warp * 16;
-    const __nv_bfloat16 *qb = q + (size_t)bh * T * HD, *kb = k + (size_t)bh * T * HD, *vb = v + (size_t)bh * T * HD;
-    float *S = Ss[warp];
-    __nv_bfloat16 *P = Ps[warp];
+    bool active = q0 < T;
+    size_t off = (size_t)(bh / H) * st.img + (size_t)(bh % H) * st.head;
+    const __nv_bfloat16 *qb = q + off, *kb = k + off, *vb = v + off;
 
-    // This warp's 16 query rows -> 4 fragments (dims 0-15, ..., 48-63), kept in registers.
-    load_tile(P, qb, q0, 16, T, lane, 32);
-    __syncwarp();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qf[HD / 16];
-    for (int d = 0; d < HD / 16; d++) wmma::load_matrix_sync(qf[d], P + d * 16, LDH);
-
-    // Lane owns row r = lane / 2, columns [half * 32, half * 32 + 32) of S and of O.
-    int r = lane / 2, half = lane % 2;
-    float o[32], m = -INFINITY, l = 0.0f;
+    // q rows q0 + g and q0 + g + 8 as the A fragments of the 4 k-steps (dims 16 d ..).
+    uint32_t qa[HD / 16][4];
 #pragma unroll
-    for (int j = 0; j < 32; j++) o[j] = 0.0f;
+    for (int d = 0; d < HD / 16; d++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int row = q0 + g + (i % 2) * 8, col = d * 16 + 2 * t4 + (i / 2) * 8;
+            qa[d][i] = row < T ? *reinterpret_cast<const uint32_t *>(qb + (size_t)row * st.row + col) : 0u;
+        }
+
+    // The K/V tile fetch: thread i takes vector (key i % 64, dims 8 (i / 64) ..)
+    // of each: a warp's 32 lanes cover 32 keys, so the transposed stores into Vt
+    // hit 16 distinct words.
+    uint4 kr[KV_VECS], vr[KV_VECS];
+    auto fetch = [&](int k0) {
+#pragma unroll
+        for (int j = 0; j < KV_VECS; j++) {
+            int i = threadIdx.x + j * 128, key = i % KT, c = i / KT * 8;
+            bool in = k0 + key < T;
+            size_t o = (size_t)(k0 + key) * st.row + c;
+            kr[j] = in ? *reinterpret_cast<const uint4 *>(kb + o) : make_uint4(0, 0, 0, 0);
+            vr[j] = in ? *reinterpret_cast<const uint4 *>(vb + o) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    fetch(0);
+
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // rows g, g + 8
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) o[n][i] = 0.0f;
 
     for (int k0 = 0; k0 < T; k0 += KT) {
-        __syncthreads();  // everyone is done with the previous K/V tile
-        load_tile(Ks, kb, k0, KT, T, threadIdx.x, blockDim.x);
-        load_tile(Vs, vb, k0, KT, T, threadIdx.x, blockDim.x);
+        __syncthreads();   // every warp is done with the previous tile
+#pragma unroll
+        for (int j = 0; j < KV_VECS; j++) {
+            int i = threadIdx.x + j * 128, key = i % KT, c = i / KT * 8;
+            *reinterpret_cast<uint4 *>(Ks + key * LDH + c) = kr[j];
+            const __nv_bfloat16 *e = reinterpret_cast<const __nv_bfloat16 *>(&vr[j]);
+#pragma unroll
+            for (int x = 0; x < 8; x++) Vt[(c + x) * LDV + key] = e[x];
+        }
         __syncthreads();
+        if (k0 + KT < T) fetch(k0 + KT);   // in flight while this tile is computed
+        if (!active) continue;
+        int nk = T - k0 < KT ? T - k0 : KT;   // keys of this tile
 
-        // S (16 x 64) = q (16 x 64) k^T: k^T as matrix_b is k's rows read column-major.
-        for (int n = 0; n < KT / 16; n++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
+        // S = q k^T: 8 column groups of 8 keys; b = K[key 8 n + g][dims 16 d + 2 t4 ..].
+        float s[KT / 8][4];
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) s[n][i] = 0.0f;
+            if (n * 8 >= nk) continue;
+#pragma unroll
             for (int d = 0; d < HD / 16; d++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kf;
-                wmma::load_matrix_sync(kf, Ks + n * 16 * LDH + d * 16, LDH);
-                wmma::mma_sync(acc, qf[d], kf, acc);
+                const __nv_bfloat16 *kp = Ks + (n * 8 + g) * LDH + d * 16 + 2 * t4;
+                uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(kp),
+                                 *reinterpret_cast<const uint32_t *>(kp + 8)};
+                mma_bf16_16816(s[n], qa[d], b, s[n]);
             }
-            wmma::store_matrix_sync(S + n * 16, acc, LDS, wmma::mem_row_major);
         }
-        __syncwarp();
 
-        // Online softmax on this lane's 32 scores (keys past T masked out).
-        float s[32], mx = -INFINITY;
+        // Online softmax of rows g (s[n][0..1]) and g + 8 (s[n][2..3]); keys past T masked.
+        float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            int key = k0 + half * 32 + j;
-            s[j] = key < T ? S[r * LDS + half * 32 + j] * scale : -INFINITY;
-            mx = fmaxf(mx, s[j]);
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        float m_new = fmaxf(m, mx);  // finite: every tile has at least one key < T
-        float alpha = expf(m - m_new), sum = 0.0f;
+        for (int n = 0; n < KT / 8; n++)
 #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            float p = expf(s[j] - m_new);
-            __nv_bfloat16 pb = __float2bfloat16_rn(p);
-            P[r * LDH + half * 32 + j] = pb;
-            sum += __bfloat162float(pb);  // the denominator of the P that is multiplied
-            o[j] *= alpha;
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        l = l * alpha + sum;
-        m = m_new;
-        __syncwarp();
-
-        // P v (16 x 64) into S, then added to this lane's O.
-        for (int n = 0; n < HD / 16; n++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < KT / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pf;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> vf;
-                wmma::load_matrix_sync(pf, P + kk * 16, LDH);
-                wmma::load_matrix_sync(vf, Vs + kk * 16 * LDH + n * 16, LDH);
-                wmma::mma_sync(acc, pf, vf, acc);
+            for (int i = 0; i < 4; i++) {
+                int key = n * 8 + 2 * t4 + i % 2;
+                s[n][i] = key < nk ? s[n][i] * scale : -INFINITY;
+                mx[i / 2] = fmaxf(mx[i / 2], s[n][i]);
             }
-            wmma::store_matrix_sync(S + n * 16, acc, LDS, wmma::mem_row_major);
-        }
-        __syncwarp();
+        float alpha[2], sum[2] = {0.0f, 0.0f};
 #pragma unroll
-        for (int j = 0; j < 32; j++) o[j] += S[r * LDS + half * 32 + j];
-        __syncwarp();
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float m_new = fmaxf(m[r], mx[r]);   // finite: the tile has a key < T
+            alpha[r] = expf(m[r] - m_new);
+            m[r] = m_new;
+        }
+        // P (bf16) as the A fragments of the 4 k-steps of P v (keys 16 j ..): step j
+        // is column groups 2 j and 2 j + 1, the accumulator layout read as A's.
+        uint32_t pa[KT / 16][4];
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                __nv_bfloat16 p0 = __float2bfloat16_rn(expf(s[n][2 * r] - m[r]));
+                __nv_bfloat16 p1 = __float2bfloat16_rn(expf(s[n][2 * r + 1] - m[r]));
+                sum[r] += __bfloat162float(p0) + __bfloat162float(p1);   // the P that is multiplied
+                pa[n / 2][(n % 2) * 2 + r] =
+                    (uint32_t)__bfloat16_as_ushort(p0) | (uint32_t)__bfloat16_as_ushort(p1) << 16;
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+            l[r] = l[r] * alpha[r] + sum[r];
+        }
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[n][i] *= alpha[i / 2];
+
+        // O += P v: 8 column groups of 8 dims; b = Vt[dim 8 n + g][keys 16 j + 2 t4 ..].
+#pragma unroll
+        for (int j = 0; j < KT / 16; j++) {
+            if (j * 16 >= nk) continue;
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                const __nv_bfloat16 *vp = Vt + (n * 8 + g) * LDV + j * 16 + 2 * t4;
+                uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(vp),
+                                 *reinterpret_cast<const uint32_t *>(vp + 8)};
+                mma_bf16_16816(o[n], pa[j], b, o[n]);
+            }
+        }
     }
+    if (!active) return;
 
-    int t = q0 + r;
-    if (t >= T) return;
-    if (stat_m && half == 0) stat_m[(size_t)bh * T + t] = m, stat_l[(size_t)bh * T + t] = l;
     int b = bh / H, h = bh % H;
-    TO *dst = out + ((size_t)b * T + t) * H * HD + h * HD + half * 32;
-    float inv = 1.0f / l;
 #pragma unroll
-    for (int j = 0; j < 32; j++) store_out(dst + j, o[j] * inv);
+    for (int r = 0; r < 2; r++) {
+        int row = q0 + g + r * 8;
+        if (row >= T) continue;
+        if (stat_m && t4 == 0) stat_m[(size_t)bh * T + row] = m[r], stat_l[(size_t)bh * T + row] = l[r];
+        TO *dst = out + ((size_t)b * T + row) * H * HD + h * HD + 2 * t4;
+        float inv = 1.0f / l[r];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            store_out(dst + n * 8, o[n][2 * r] * inv);
+            store_out(dst + n * 8 + 1, o[n][2 * r + 1] * inv);
+        }
+    }
 }
 
-
-// The backward, FlashAttention-2's way, for bf16 with head dim 64: the scores
-// are rebuilt tile by tile and never stored. One block = 4 warps = 64 keys of
-// one (image, head); warp w owns keys [16 w, 16 w + 16) of the tile and keeps
-// their K, V rows as fragments and their dK, dV as accumulators while the
-// block walks the query tiles. Per query tile, each warp:
-//   dP^T = V_w dO^T, S^T = K_w q^T (16 keys x 64 queries, WMMA),
-//   P^T = exp(S^T scale - m) / l, dS^T = P^T (dP^T - delta)   (fp32, lane-wise),
-//   dV_w += P^T dO, dK_w += dS^T q, dq += dS K_w * scale (atomicAdd: every key tile adds to it),
-// with P and dS rounded to bf16 for their products, as the GEMM path rounds
-// them. m, l are the forward's row statistics, delta = rowsum(dO * O).
-// Queries past T have dO = 0 and delta = 0, keys past T have K = V = 0: both
-// then add nothing to what is written. Shared memory: 18 KB of tiles + 26 KB
-// of per-warp scratch + 768 B of row statistics.
+// The backward, FlashAttention-2's way, for bf16 with head dim 64, on PTX
+// mma.sync (gpu_mma.cuh): the scores are rebuilt tile by tile and never
+// stored. One block = 4 warps = 64 keys of one (image, head); warp w owns keys
+// [16 w, 16 w + 16) of the tile and keeps their K and V rows as A fragments
+// and their dK, dV as accumulators, in registers, while the block walks the
+// query tiles of 64. Per query tile, each warp:
+//   S^T = K_w q^T, dP^T = V_w dO^T (16 keys x 64 queries, in the accumulators),
+//   P^T = exp(S^T scale - m) / l, dS^T = P^T (dP^T - delta)   (fp32, in registers),
+//   dV_w += P^T dO, dK_w += dS^T q (P^T and dS^T repacked as A fragments),
+// and writes dS^T into the block's dS [64 queries, 64 keys]; then warp w
+// computes rows [16 w, 16 w + 16) of dS K (all 64 keys) and adds them, times
+// scale, to dq with atomics (every key block adds to dq). P and dS are rounded
+// to bf16 for their products, as the GEMM path rounds them. m, l are the
+// forward's row statistics, delta = rowsum(dO * O). Queries past T have dO = 0
+// and delta = 0, keys past T have K = V = 0: both then add nothing to what is
+// written (P is set to 0 for keys past T, whose exp(0 - m) could overflow);
+// whole 8- and 16-wide groups past T are skipped. Shared memory: K,
+// the query tile's q and dO, and dS (9 KB each), and the row statistics.
 __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *dk, float *dv, const __nv_bfloat16 *q,
                                                              const __nv_bfloat16 *k, const __nv_bfloat16 *v,
                                                              const __nv_bfloat16 *dout, const float *stat_m,
                                                              const float *stat_l, const float *delta, int T,
                                                              float scale) {
-    __shared__ __align__(32) __nv_bfloat16 Ta[KT * LDH];       // K, then each query tile's q
-    __shared__ __align__(32) __nv_bfloat16 Tb[KT * LDH];       // V, then each query tile's dO
-    __shared__ __align__(32) float Ws[4][16 * LDS];            // per warp: dP^T, S^T, then dS^T (bf16)
-    __shared__ __align__(32) __nv_bfloat16 Wp[4][16 * LDH];    // per warp: P^T, then one fp32 16 x 16 tile
-    __shared__ float Sm[QT];  // this query tile's m, l and delta
+    __shared__ __align__(16) __nv_bfloat16 Ks[KT * LDH];    // this block's keys [key][dim] (V's pass first)
+    __shared__ __align__(16) __nv_bfloat16 Qs[QT * LDH];    // the query tile's q [query][dim]
+    __shared__ __align__(16) __nv_bfloat16 Os[QT * LDH];    // and its dO
+    __shared__ __align__(16) __nv_bfloat16 dSs[QT * LDH];   // dS [query][key]
+    __shared__ float Sm[QT];   // the query tile's m, l and delta
     __shared__ float Sl[QT];
     __shared__ float Sd[QT];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, bh = blockIdx.y, k0 = blockIdx.x * KT;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4, bh = blockIdx.y;
+    int k0 = blockIdx.x * KT;
+    bool keys_in = k0 + warp * 16 < T;   // the warp has a key < T
     size_t base = (size_t)bh * T;
     const __nv_bfloat16 *qb = q + base * HD, *kb = k + base * HD, *vb = v + base * HD, *ob = dout + base * HD;
-    float *A = Ws[warp];
-    __nv_bfloat16 *A16 = reinterpret_cast<__nv_bfloat16 *>(A), *Pt = Wp[warp];
-    float *F = reinterpret_cast<float *>(Pt);  // 16 x 16 fp32 staging tile (1 KB of Pt's 2.3 KB)
 
-    load_tile(Ta, kb, k0, KT, T, threadIdx.x, blockDim.x);
-    load_tile(Tb, vb, k0, KT, T, threadIdx.x, blockDim.x);
+    // The warp's 16 keys' V, then K, rows as A fragments (4 k-steps over the
+    // dims), through Ks; K then stays there for dS K.
+    uint32_t ka[HD / 16][4], va[HD / 16][4];
+    auto rows_as_a = [&](uint32_t (&f)[HD / 16][4]) {
+#pragma unroll
+        for (int d = 0; d < HD / 16; d++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = warp * 16 + g + (i % 2) * 8, col = d * 16 + 2 * t4 + (i / 2) * 8;
+                f[d][i] = *reinterpret_cast<const uint32_t *>(Ks + row * LDH + col);
+            }
+    };
+    load_tile(Ks, vb, k0, KT, T, threadIdx.x, blockDim.x);
     __syncthreads();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ka[HD / 16], va[HD / 16];
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> kb_frag[HD / 16];
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk_acc[HD / 16], dv_acc[HD / 16];
-    for (int d = 0; d < HD / 16; d++) {
-        wmma::load_matrix_sync(ka[d], Ta + warp * 16 * LDH + d * 16, LDH);
-        wmma::load_matrix_sync(va[d], Tb + warp * 16 * LDH + d * 16, LDH);
-        wmma::load_matrix_sync(kb_frag[d], Ta + warp * 16 * LDH + d * 16, LDH);
-        wmma::fill_fragment(dk_acc[d], 0.0f);
-        wmma::fill_fragment(dv_acc[d], 0.0f);
-    }
-    int r = lane / 2, half = lane % 2;  // lane's row (key) and half of the 64 queries in the warp's tiles
+    rows_as_a(va);
+    __syncthreads();
+    load_tile(Ks, kb, k0, KT, T, threadIdx.x, blockDim.x);
+    __syncthreads();
+    rows_as_a(ka);
+
+    float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) dka[n][i] = dva[n][i] = 0.0f;
+
+    // The 32-bit B fragment of a [row][col] bf16 tile whose k runs down the rows:
+    // (row r, col c) and (row r + 1, col c) packed (two 16-bit loads).
+    auto pair_down = [](const __nv_bfloat16 *p) {
+        return (uint32_t)__bfloat16_as_ushort(p[0]) | (uint32_t)__bfloat16_as_ushort(p[LDH]) << 16;
+    };
 
     for (int q0 = 0; q0 < T; q0 += QT) {
-        __syncthreads();  // every warp is done with the previous tiles (and with K, V)
-        load_tile(Ta, qb, q0, QT, T, threadIdx.x, blockDim.x);
-        load_tile(Tb, ob, q0, QT, T, threadIdx.x, blockDim.x);
+        __syncthreads();   // every warp is done with the previous tile (Qs, Os, dSs)
+        load_tile(Qs, qb, q0, QT, T, threadIdx.x, blockDim.x);
+        load_tile(Os, ob, q0, QT, T, threadIdx.x, blockDim.x);
         for (int i = threadIdx.x; i < QT; i += blockDim.x) {
             bool in = q0 + i < T;
             Sm[i] = in ? stat_m[base + q0 + i] : 0.0f;
@@ -200,93 +285,130 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
             Sd[i] = in ? delta[base + q0 + i] : 0.0f;
         }
         __syncthreads();
+        int nq = T - q0 < QT ? T - q0 : QT;   // queries of this tile
 
-        // dP^T (16 keys x 64 queries) = V_w dO^T; dO^T as matrix_b is dO's rows read column-major.
-        float dp[32], s[32];
-        for (int pass = 0; pass < 2; pass++) {
-            for (int n = 0; n < QT / 16; n++) {
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-                wmma::fill_fragment(acc, 0.0f);
+        if (keys_in) {
+            // S^T and dP^T: 8 column groups of 8 queries; b = q (dO) [query 8 n + g][dims 16 d + 2 t4 ..].
+            float s[QT / 8][4], dp[QT / 8][4];
+#pragma unroll
+            for (int n = 0; n < QT / 8; n++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) s[n][i] = dp[n][i] = 0.0f;
+                if (n * 8 >= nq) continue;   // queries past T: dO = 0, so dS = 0 and P dO = 0
+#pragma unroll
                 for (int d = 0; d < HD / 16; d++) {
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> bt;
-                    wmma::load_matrix_sync(bt, (pass ? Ta : Tb) + n * 16 * LDH + d * 16, LDH);
-                    wmma::mma_sync(acc, pass ? ka[d] : va[d], bt, acc);
+                    const __nv_bfloat16 *qp = Qs + (n * 8 + g) * LDH + d * 16 + 2 * t4;
+                    const __nv_bfloat16 *op = Os + (n * 8 + g) * LDH + d * 16 + 2 * t4;
+                    uint32_t bq[2] = {*reinterpret_cast<const uint32_t *>(qp),
+                                      *reinterpret_cast<const uint32_t *>(qp + 8)};
+                    uint32_t bo[2] = {*reinterpret_cast<const uint32_t *>(op),
+                                      *reinterpret_cast<const uint32_t *>(op + 8)};
+                    mma_bf16_16816(s[n], ka[d], bq, s[n]);
+                    mma_bf16_16816(dp[n], va[d], bo, dp[n]);
                 }
-                wmma::store_matrix_sync(A + n * 16, acc, LDS, wmma::mem_row_major);
             }
-            __syncwarp();
-            float *dst = pass ? s : dp;  // pass 1: S^T = K_w q^T
+            // P^T, dS^T (bf16) as A fragments over the queries (step j = groups 2 j, 2 j + 1),
+            // and dS into the block's dS [query][key].
+            uint32_t pa[QT / 16][4], da[QT / 16][4];
 #pragma unroll
-            for (int j = 0; j < 32; j++) dst[j] = A[r * LDS + half * 32 + j];
-            __syncwarp();
+            for (int n = 0; n < QT / 8; n++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    unsigned short pw[2], dw[2];
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        int c = n * 8 + 2 * t4 + e;
+                        // A key past T has S = 0, whose exp(-m) may overflow: P = 0 there.
+                        float p = k0 + warp * 16 + g + r * 8 < T ? expf(s[n][2 * r + e] * scale - Sm[c]) / Sl[c] : 0.0f;
+                        __nv_bfloat16 pb = __float2bfloat16_rn(p);
+                        __nv_bfloat16 db = __float2bfloat16_rn(__bfloat162float(pb) * (dp[n][2 * r + e] - Sd[c]));
+                        pw[e] = __bfloat16_as_ushort(pb);
+                        dw[e] = __bfloat16_as_ushort(db);
+                        dSs[c * LDH + warp * 16 + g + r * 8] = db;
+                    }
+                    pa[n / 2][(n % 2) * 2 + r] = (uint32_t)pw[0] | (uint32_t)pw[1] << 16;
+                    da[n / 2][(n % 2) * 2 + r] = (uint32_t)dw[0] | (uint32_t)dw[1] << 16;
+                }
+            // dV_w += P^T dO, dK_w += dS^T q: 8 column groups of 8 dims; b = dO (q) [queries 16 j + 2 t4 ..][dim 8 n + g].
+#pragma unroll
+            for (int j = 0; j < QT / 16; j++) {
+                if (j * 16 >= nq) continue;
+#pragma unroll
+                for (int n = 0; n < HD / 8; n++) {
+                    const __nv_bfloat16 *op = Os + (j * 16 + 2 * t4) * LDH + n * 8 + g;
+                    const __nv_bfloat16 *qp = Qs + (j * 16 + 2 * t4) * LDH + n * 8 + g;
+                    uint32_t bo[2] = {pair_down(op), pair_down(op + 8 * LDH)};
+                    uint32_t bq[2] = {pair_down(qp), pair_down(qp + 8 * LDH)};
+                    mma_bf16_16816(dva[n], pa[j], bo, dva[n]);
+                    mma_bf16_16816(dka[n], da[j], bq, dka[n]);
+                }
+            }
+        } else {   // no key < T: dS = 0 (K = 0 rows would add nothing to dq anyway)
+#pragma unroll
+            for (int n = 0; n < QT / 8; n++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    dSs[(n * 8 + 2 * t4 + i % 2) * LDH + warp * 16 + g + (i / 2) * 8] = __float2bfloat16_rn(0.0f);
+        }
+        __syncthreads();   // dS is complete
+
+        // dq rows [16 w, 16 w + 16) of the tile += (dS K) scale: a = dS [query][keys 16 j + 2 t4 ..],
+        // b = K [keys 16 j + 2 t4 ..][dim 8 n + g].
+        if (warp * 16 >= nq) continue;
+        float acc[HD / 8][4];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[n][i] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < KT / 16; j++) {
+            if (k0 + j * 16 >= T) continue;   // keys past T: K = 0
+            uint32_t a[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = warp * 16 + g + (i % 2) * 8, col = j * 16 + 2 * t4 + (i / 2) * 8;
+                a[i] = *reinterpret_cast<const uint32_t *>(dSs + row * LDH + col);
+            }
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                const __nv_bfloat16 *kp = Ks + (j * 16 + 2 * t4) * LDH + n * 8 + g;
+                uint32_t b[2] = {pair_down(kp), pair_down(kp + 8 * LDH)};
+                mma_bf16_16816(acc[n], a, b, acc[n]);
+            }
         }
 #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            int c = half * 32 + j;
-            float p = expf(s[j] * scale - Sm[c]) / Sl[c];
-            __nv_bfloat16 pb = __float2bfloat16_rn(p);
-            Pt[r * LDH + c] = pb;
-            A16[r * LDH + c] = __float2bfloat16_rn(__bfloat162float(pb) * (dp[j] - Sd[c]));
-        }
-        __syncwarp();
-
-        // dV_w += P^T dO and dK_w += dS^T q (scaled at the end): 16 keys x 64 dims each.
-        for (int n = 0; n < HD / 16; n++)
-            for (int kk = 0; kk < QT / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pa, da;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> ob_frag, qb_frag;
-                wmma::load_matrix_sync(pa, Pt + kk * 16, LDH);
-                wmma::load_matrix_sync(ob_frag, Tb + kk * 16 * LDH + n * 16, LDH);
-                wmma::mma_sync(dv_acc[n], pa, ob_frag, dv_acc[n]);
-                wmma::load_matrix_sync(da, A16 + kk * 16, LDH);
-                wmma::load_matrix_sync(qb_frag, Ta + kk * 16 * LDH + n * 16, LDH);
-                wmma::mma_sync(dk_acc[n], da, qb_frag, dk_acc[n]);
-            }
-        __syncwarp();  // Pt is free: it stages dq's tiles now
-
-        // dq (64 queries x 64 dims) += dS K_w * scale; dS = (dS^T)^T is A16 read column-major.
-        for (int qt = 0; qt < QT / 16; qt++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> dsa;
-            wmma::load_matrix_sync(dsa, A16 + qt * 16, LDH);
-            for (int n = 0; n < HD / 16; n++) {
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-                wmma::fill_fragment(acc, 0.0f);
-                wmma::mma_sync(acc, dsa, kb_frag[n], acc);
-                wmma::store_matrix_sync(F, acc, 16, wmma::mem_row_major);
-                __syncwarp();
-                for (int i = lane; i < 256; i += 32) {
-                    int t = q0 + qt * 16 + i / 16;
-                    if (t < T) atomicAdd(dq + (base + t) * HD + n * 16 + i % 16, F[i] * scale);
-                }
-                __syncwarp();
-            }
+        for (int i = 0; i < 4; i++) {
+            int t = q0 + warp * 16 + g + (i / 2) * 8;
+            if (t >= T) continue;
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) atomicAdd(dq + (base + t) * HD + n * 8 + 2 * t4 + i % 2, acc[n][i] * scale);
         }
     }
 
-    // This warp's 16 rows of dK (scaled) and dV, through the staging tile.
-    for (int which = 0; which < 2; which++)
-        for (int n = 0; n < HD / 16; n++) {
-            wmma::store_matrix_sync(F, which ? dv_acc[n] : dk_acc[n], 16, wmma::mem_row_major);
-            __syncwarp();
-            float *dst = which ? dv : dk, f = which ? 1.0f : scale;
-            for (int i = lane; i < 256; i += 32) {
-                int t = k0 + warp * 16 + i / 16;
-                if (t < T) dst[(base + t) * HD + n * 16 + i % 16] = F[i] * f;
-            }
-            __syncwarp();
+    // This warp's 16 rows of dK (scaled) and dV.
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int t = k0 + warp * 16 + g + (i / 2) * 8;
+        if (t >= T) continue;
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            size_t o = (base + t) * HD + n * 8 + 2 * t4 + i % 2;
+            dk[o] = dka[n][i] * scale;
+            dv[o] = dva[n][i];
         }
+    }
 }
 }  // namespace
 
-int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, int B, int T, int H,
-                     int hd, gpu_dtype out_dt, float *stat_m, float *stat_l) {
+int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, gpu_qkv_strides st,
+                     int B, int T, int H, int hd, gpu_dtype out_dt, float *stat_m, float *stat_l) {
     if (hd != HD) return -1;
     dim3 grid((T + QT - 1) / QT, B * H);
     float scale = 1.0f / sqrtf((float)hd);
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)q, *kb = (const __nv_bfloat16 *)k, *vb = (const __nv_bfloat16 *)v;
     if (out_dt == GPU_BF16)
-        flash_kernel<<<grid, 128, 0, s>>>((__nv_bfloat16 *)out, qb, kb, vb, T, H, scale, stat_m, stat_l);
-    else flash_kernel<<<grid, 128, 0, s>>>((float *)out, qb, kb, vb, T, H, scale, stat_m, stat_l);
+        flash_kernel<<<grid, 128, 0, s>>>((__nv_bfloat16 *)out, qb, kb, vb, st, T, H, scale, stat_m, stat_l);
+    else flash_kernel<<<grid, 128, 0, s>>>((float *)out, qb, kb, vb, st, T, H, scale, stat_m, stat_l);
     return 0;
 }
 

@@ -58,11 +58,19 @@ void gpu_launch_softmax(cudaStream_t s, void *p, const float *scores, size_t row
 void gpu_launch_merge_heads(cudaStream_t s, void *out, const float *o, int B, int T, int H, int hd, gpu_dtype dt);
 // y[r, c] += b[c] (the bias when cuBLASLt cannot take it in its epilogue)
 void gpu_launch_add_bias(cudaStream_t s, void *y, const void *b, gpu_dtype dt, int rows, int c);
-// Flash attention (gpu_flash.cu): q, k, v [B*H, T, hd] bf16 -> out [B, T, H*hd]
-// in out_dt; stat_m, stat_l (or NULL): each row's max and sum [B*H, T], for
-// the backward. Only hd == 64; returns -1 (nothing launched) otherwise.
-int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, int B, int T, int H,
-                     int hd, gpu_dtype out_dt, float *stat_m, float *stat_l);
+// Where token t of head h of image b starts in q, k and v (in elements):
+// base + b * img + h * head + t * row. Split heads [B*H, T, hd]: {H*T*hd,
+// T*hd, hd}; straight from a qkv [B, T, 3, H, hd] (k, v at + H*hd, + 2*H*hd):
+// {T*3*H*hd, hd, 3*H*hd}.
+struct gpu_qkv_strides {
+    size_t img, head, row;
+};
+// Flash attention (gpu_flash.cu): q, k, v bf16 (laid out as `st` says) -> out
+// [B, T, H*hd] in out_dt; stat_m, stat_l (or NULL): each row's max and sum
+// [B*H, T], for the backward. Only hd == 64; returns -1 (nothing launched)
+// otherwise. Every row must start 16-byte aligned.
+int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, gpu_qkv_strides st,
+                     int B, int T, int H, int hd, gpu_dtype out_dt, float *stat_m, float *stat_l);
 // Its backward: q, k, v, dout [B*H, T, hd] bf16, the forward's stat_m, stat_l
 // and delta = rowsum(dout * out) [B*H, T] -> dk, dv [B*H, T, hd] fp32, and dq
 // (zeroed by the caller) += its share from every key tile. Only hd == 64.

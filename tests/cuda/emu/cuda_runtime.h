@@ -163,6 +163,10 @@ void block_barrier(void);
 void warp_barrier(void);
 // The shuffle's exchange: this thread's 8-byte slot is v; returns lane src's slot.
 uint64_t exchange(uint64_t v, int src_lane);
+// A warp-wide exchange (PTX mma.sync): every lane of the warp puts `bytes`
+// (<= kWide) and gets all 32 lanes' in lane order in all[32 * bytes].
+constexpr size_t kWide = 64;
+void warp_allgather(const void *mine, size_t bytes, void *all);
 void *shared_alloc(size_t bytes);
 // The warp's memo of this lane's next mma_sync (the same call of its other
 // lanes). Returns 1 with *in, *out = the first lane's inputs and result; 0

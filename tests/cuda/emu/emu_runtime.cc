@@ -152,6 +152,7 @@ struct os_thread {  // the emulator's state for one host thread
     std::vector<coro> coros;
     std::vector<gthread> threads;
     std::vector<uint64_t> slots;
+    std::vector<unsigned char> wide;  // warp_allgather's slots: kWide bytes per thread
     std::vector<void *> shared;  // this block's EMU_SHARED arrays, in declaration order
     std::vector<size_t> shared_bytes;
     size_t shared_total;
@@ -324,6 +325,7 @@ void run_grid(const char *name, const launch_cfg &c, void (*body)(void *), void 
     int n = (int)nthreads;
     S->threads.resize(n);
     S->slots.assign(n, 0);
+    S->wide.assign((size_t)n * kWide, 0);
     S->body = body;
     S->arg = arg;
     S->waits = 0;
@@ -362,6 +364,21 @@ uint64_t exchange(uint64_t v, int src_lane) {
     uint64_t r = S->slots[src];
     warp_barrier();
     return r;
+}
+
+void warp_allgather(const void *mine, size_t bytes, void *all) {
+    gthread *t = t_cur;
+    if (bytes > kWide) fail("warp_allgather of %zu bytes per lane (at most %zu)", bytes, kWide);
+    memcpy(&S->wide[(size_t)t->linear * kWide], mine, bytes);
+    warp_barrier();
+    int w0 = t->linear & ~31;
+    for (int l = 0; l < 32; l++) {
+        int src = w0 + l;
+        if (src >= (int)S->threads.size() || S->threads[src].state == DONE)
+            fail("a warp-wide operation (mma.sync) needs all 32 lanes, and lane %d has exited or does not exist", l);
+        memcpy((unsigned char *)all + (size_t)l * bytes, &S->wide[(size_t)src * kWide], bytes);
+    }
+    warp_barrier();
 }
 
 int mma_memo(size_t in_bytes, size_t out_bytes, unsigned char **in, unsigned char **out) {

@@ -1,0 +1,45 @@
+// One warp-wide tensor-core instruction, PTX's
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: D (16 x 8, fp32) =
+// A (16 x 16, bf16) B (16 x 8, bf16) + C. Unlike WMMA's opaque fragments, the
+// PTX ISA fixes which lane holds which element, so a kernel can run the
+// softmax on the accumulators in registers (FlashAttention-2's way). With
+// g = lane / 4 and t = lane % 4, each 32-bit register holds two bf16 (the
+// lower-indexed in the low half):
+//   a[0] = A[g][2t, 2t+1]     a[1] = A[g+8][2t, 2t+1]
+//   a[2] = A[g][2t+8, 2t+9]   a[3] = A[g+8][2t+8, 2t+9]
+//   b[0] = B[2t, 2t+1][g]     b[1] = B[2t+8, 2t+9][g]
+//   c[0], c[1] = C[g][2t, 2t+1]   c[2], c[3] = C[g+8][2t, 2t+1]   (D alike)
+// All 32 lanes must execute it together. In the CUDA emulator
+// (UFO_CUDA_EMU) the same layouts are exchanged between the lanes and
+// multiplied on the host (tests/cuda/emu/emu_ptx.h).
+#pragma once
+#include <cuda_bf16.h>
+#include <stdint.h>
+#ifdef UFO_CUDA_EMU
+#include "emu_ptx.h"
+#endif
+
+__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2],
+                                               const float c[4]) {
+#ifdef UFO_CUDA_EMU
+    ::emu::mma_bf16_16816(d, a, b, c);
+#elif defined(__CUDA_ARCH__)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%11,%12,%13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
+          "f"(c[3]));
+#endif
+}
+
+// Two floats rounded to bf16 (round to nearest even) in one register, lo first.
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
+}
+
+// The float value of the bf16 in the low (hi = 0) or high half of w.
+__device__ __forceinline__ float bf16_half(uint32_t w, int hi) {
+    return __bfloat162float(__ushort_as_bfloat16((unsigned short)(hi ? w >> 16 : w & 0xffffu)));
+}
