@@ -12,7 +12,8 @@
 // a block where no barrier can open is a deadlock, reported with its kernel.
 // Each warp runs as far as its warp barriers let it before the next warp
 // starts, so a missing __syncthreads shows as another warp's overwritten
-// shared data; the lanes of a warp must load the same WMMA tiles (mma.h).
+// shared data. PTX mma.sync (emu_ptx.h) exchanges the lanes' registers at a
+// warp barrier, so it too needs every lane of the warp.
 // A launch site whose first launch never waited runs its later launches as
 // plain loops. Shared memory is fresh per block and filled with 0xff bytes
 // (NaN), so a read before any write shows. What the emulator cannot show:
@@ -133,7 +134,6 @@ struct gthread {
     int linear, lane;
     int state;       // emu_runtime.cc's RUNNING / AT_BLOCK_BARRIER / AT_WARP_BARRIER / DONE
     int shared_next; // index of this thread's next EMU_SHARED declaration
-    unsigned mma_next;  // index of this thread's next mma_sync
     void *ctx;       // its coroutine (NULL when the launch runs as plain loops)
 };
 struct gblock {
@@ -168,10 +168,6 @@ uint64_t exchange(uint64_t v, int src_lane);
 constexpr size_t kWide = 64;
 void warp_allgather(const void *mine, size_t bytes, void *all);
 void *shared_alloc(size_t bytes);
-// The warp's memo of this lane's next mma_sync (the same call of its other
-// lanes). Returns 1 with *in, *out = the first lane's inputs and result; 0
-// with *in, *out = room for them when this lane is the first (or NULL, NULL).
-int mma_memo(size_t in_bytes, size_t out_bytes, unsigned char **in, unsigned char **out);
 [[noreturn]] void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 template <typename T>

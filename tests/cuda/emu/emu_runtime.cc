@@ -140,13 +140,6 @@ struct coro {
     char *stack;
 };
 
-constexpr unsigned kMemo = 64;  // more mma_sync calls than any kernel makes between two barriers
-struct memo {
-    uint64_t block;  // the block (os_thread::block_serial) it belongs to: older ones are empty
-    unsigned call;   // the call index it holds
-    std::vector<unsigned char> in, out;
-};
-
 struct os_thread {  // the emulator's state for one host thread
     context sched;
     std::vector<coro> coros;
@@ -156,8 +149,6 @@ struct os_thread {  // the emulator's state for one host thread
     std::vector<void *> shared;  // this block's EMU_SHARED arrays, in declaration order
     std::vector<size_t> shared_bytes;
     size_t shared_total;
-    std::vector<memo> memos;  // kMemo per warp: mma_sync's ring, slot = call index % kMemo
-    uint64_t block_serial;    // counts the blocks run on this thread (from 1): the memos' tag
     void (*body)(void *);
     void *arg;
     long waits;  // barriers reached in this launch
@@ -236,7 +227,6 @@ void set_thread(gthread *t, const gblock &b, int i) {
     t->lane = i % 32;
     t->state = RUNNING;
     t->shared_next = 0;
-    t->mma_next = 0;
 }
 
 // The block's threads one after another, each to its end (no barriers).
@@ -329,7 +319,6 @@ void run_grid(const char *name, const launch_cfg &c, void (*body)(void *), void 
     S->body = body;
     S->arg = arg;
     S->waits = 0;
-    S->memos.resize((size_t)(n + 31) / 32 * kMemo);
     int m = __atomic_load_n(mode, __ATOMIC_ACQUIRE);
     gblock b;
     b.dim = c.block;
@@ -341,7 +330,6 @@ void run_grid(const char *name, const launch_cfg &c, void (*body)(void *), void 
         for (unsigned y = 0; y < c.grid.y; y++)
             for (unsigned x = 0; x < c.grid.x; x++) {
                 b.idx = uint3{x, y, z};
-                S->block_serial++;  // every memo of earlier blocks is stale now
                 if (m == 1) run_block_loops(b, n);
                 else run_block_coroutines(b, n);
                 free_shared();
@@ -379,24 +367,6 @@ void warp_allgather(const void *mine, size_t bytes, void *all) {
         memcpy((unsigned char *)all + (size_t)l * bytes, &S->wide[(size_t)src * kWide], bytes);
     }
     warp_barrier();
-}
-
-int mma_memo(size_t in_bytes, size_t out_bytes, unsigned char **in, unsigned char **out) {
-    gthread *t = t_cur;
-    unsigned call = t->mma_next++;
-    memo &e = S->memos[(size_t)(t->linear / 32) * kMemo + call % kMemo];
-    bool live = e.block == S->block_serial;
-    if (live && e.call == call && e.in.size() == in_bytes && e.out.size() == out_bytes) {
-        *in = e.in.data(), *out = e.out.data();
-        return 1;
-    }
-    *in = *out = nullptr;
-    if (live && e.call > call) return 0;  // a later call of a faster lane holds the slot
-    e.block = S->block_serial;
-    e.call = call;
-    e.in.resize(in_bytes), e.out.resize(out_bytes);
-    *in = e.in.data(), *out = e.out.data();
-    return 0;
 }
 
 void *shared_alloc(size_t bytes) {

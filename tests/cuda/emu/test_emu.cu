@@ -1,23 +1,21 @@
 // The CUDA emulator's own test: that it runs CUDA as a GPU does where our
-// kernels depend on it (barriers, shuffles, shared memory, WMMA, cuBLAS and
-// cuBLASLt against plain loops), and that it stops, with one line naming the
-// kernel, on what a GPU would get wrong or undefined: a host pointer passed
-// to a kernel, a deadlocked barrier, a shuffle from an exited lane, too much
-// shared memory, a GEMM operand past its allocation, a WMMA tile loaded
-// before the writes of other lanes were fenced by a barrier; and that shared
-// memory reads as NaN until written.
+// kernels depend on it (barriers, shuffles, shared memory, PTX mma.sync with
+// the ISA's register layouts, cuBLAS and cuBLASLt against plain loops), and
+// that it stops, with one line naming the kernel, on what a GPU would get
+// wrong or undefined: a host pointer passed to a kernel, a deadlocked
+// barrier, a shuffle or an mma.sync with an exited lane, too much shared
+// memory, a GEMM operand past its allocation; and that shared memory reads as
+// NaN until written.
 // Built by tools/cuda_emu_build.sh through the same rewrite as the backend.
+#include "kernels/cuda/gpu_mma.cuh"
 #include <cublasLt.h>
 #include <cuda_bf16.h>
-#include <mma.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-using namespace nvcuda;
 
 static int failures, checks;
 #define CHECK(c, ...)                                  \
@@ -63,21 +61,23 @@ __global__ void warp_ops(float *sum, float *rot, const float *x) {
     rot[threadIdx.x] = s[(threadIdx.x + 1) % 64];
 }
 
-// 16 x 16 x 16 on the tensor-core API; `fence` = the __syncwarp between the
-// lanes' writes of the A tile and the warp's load of it.
-__global__ void wmma_tile(float *d, const float *a, const float *b, int fence) {
-    __shared__ __align__(32) __nv_bfloat16 As[256];
-    __shared__ __align__(32) __nv_bfloat16 Bs[256];
-    for (int i = threadIdx.x; i < 256; i += 32) As[i] = __float2bfloat16_rn(a[i]), Bs[i] = __float2bfloat16_rn(b[i]);
-    if (fence) __syncwarp();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-    wmma::fill_fragment(acc, 0.0f);
-    wmma::load_matrix_sync(fa, As, 16);
-    wmma::load_matrix_sync(fb, Bs, 16);
-    wmma::mma_sync(acc, fa, fb, acc);
-    wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+// One mma.sync m16n8k16 (gpu_mma.cuh): every lane loads its registers where
+// the PTX ISA's fragment tables put them (A 16 x 16 row-major, B 16 x 8 with
+// element (k, n) at b[k * 8 + n], C = D 16 x 8) and stores its four outputs.
+// `quit` lanes return first: the instruction needs all 32.
+__global__ void ptx_mma(float *d, const float *a, const float *b, const float *c, int quit) {
+    int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+    if (lane < quit) return;
+    uint32_t ra[4], rb[2];
+    float rc[4], rd[4];
+    for (int i = 0; i < 4; i++) {
+        int row = g + (i % 2) * 8, col = 2 * t + (i / 2) * 8;   // a[i]: (row, col), (row, col + 1)
+        ra[i] = pack_bf16(a[row * 16 + col], a[row * 16 + col + 1]);
+        rc[i] = c[(g + (i / 2) * 8) * 8 + 2 * t + i % 2];         // c[i]: row g (+8), col 2t (+1)
+    }
+    for (int i = 0; i < 2; i++) rb[i] = pack_bf16(b[(2 * t + i * 8) * 8 + g], b[(2 * t + i * 8 + 1) * 8 + g]);
+    mma_bf16_16816(rd, ra, rb, rc);
+    for (int i = 0; i < 4; i++) d[(g + (i / 2) * 8) * 8 + 2 * t + i % 2] = rd[i];
 }
 
 __global__ void read_shared_first(float *out) {
@@ -167,26 +167,29 @@ static void test_semantics() {
     cudaFree(x), cudaFree(o), cudaFree(o2);
 }
 
-static void test_wmma() {
-    float a[256], b[256], d[256];
-    for (int i = 0; i < 256; i++) a[i] = (float)(i % 7) - 3.0f, b[i] = (float)(i % 5) * 0.5f;
-    float *da = dev<float>(256), *db = dev<float>(256), *dd = dev<float>(256);
+// PTX mma.sync with the ISA's register layouts vs plain loops (values exact in bf16).
+static void test_ptx_mma() {
+    float a[256], b[128], c[128], d[128];
+    for (int i = 0; i < 256; i++) a[i] = (float)(i % 11) - 5.0f;
+    for (int i = 0; i < 128; i++) b[i] = (float)(i % 7) * 0.25f, c[i] = (float)i;
+    float *da = dev<float>(256), *db = dev<float>(128), *dc = dev<float>(128), *dd = dev<float>(128);
     cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice);
     cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice);
-    wmma_tile<<<1, 32>>>(dd, da, db, 1);
+    cudaMemcpy(dc, c, sizeof c, cudaMemcpyHostToDevice);
+    ptx_mma<<<1, 32>>>(dd, da, db, dc, 0);
     cudaMemcpy(d, dd, sizeof d, cudaMemcpyDeviceToHost);
     int bad = 0;
     for (int i = 0; i < 16; i++)
-        for (int j = 0; j < 16; j++) {
-            float want = 0;  // B col_major: element (k, j) at b[j * 16 + k]
-            for (int k = 0; k < 16; k++) want += a[i * 16 + k] * b[j * 16 + k];
-            bad += d[i * 16 + j] != want;
+        for (int j = 0; j < 8; j++) {
+            float want = c[i * 8 + j];
+            for (int k = 0; k < 16; k++) want += a[i * 16 + k] * b[k * 8 + j];
+            bad += d[i * 8 + j] != want;
         }
-    CHECK(bad == 0, "wmma 16x16x16: %d of 256 wrong", bad);
-    printf("  wmma bf16 16x16x16 == plain loops\n");
-    expect_abort("tile loaded before the lanes' writes fenced", "different tiles",
-                 [&] { wmma_tile<<<1, 32>>>(dd, da, db, 0); });
-    cudaFree(da), cudaFree(db), cudaFree(dd);
+    CHECK(bad == 0, "mma.sync m16n8k16: %d of 128 wrong", bad);
+    printf("  mma.sync m16n8k16 bf16 (PTX fragment layouts) == plain loops\n");
+    expect_abort("mma.sync with lanes that have exited", "needs all 32 lanes",
+                 [&] { ptx_mma<<<1, 32>>>(dd, da, db, dc, 3); });
+    cudaFree(da), cudaFree(db), cudaFree(dc), cudaFree(dd);
 }
 
 // C (m x n, column-major) = op(A) op(B) (+ bias) through cuBLAS and cuBLASLt vs plain loops.
@@ -269,7 +272,7 @@ static void test_refusals() {
 int main() {
     printf("test_emu: the CUDA emulator against a GPU's semantics\n");
     test_semantics();
-    test_wmma();
+    test_ptx_mma();
     test_gemm();
     test_refusals();
     printf("test_emu: %d passed, %d failed\n", checks - failures, failures);
