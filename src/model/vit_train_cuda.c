@@ -9,8 +9,9 @@
 // activations; with bf16 each matmul rounds its two operands to bf16 and
 // accumulates in fp32 (in the forward, LayerNorm, the attention kernel, GELU
 // and im2col write their outputs in bf16 directly as the next linear's
-// operand, the weights are rounded into this state's bf16 buffer; the
-// backward GEMMs round inside gpu_gemm / gpu_linear_backward); LayerNorm,
+// operand, and every matmul, forward and backward, reads its weight from a bf16
+// mirror of the parameters rounded once per step; the backward rounds dy inside
+// gpu_linear_backward); LayerNorm,
 // GELU, softmax, BatchNorm and every reduction compute in fp32.
 //
 // Built without CUDA, vit_train_cuda_init fails with "built without CUDA".
@@ -32,7 +33,8 @@ struct vit_train_cuda {
     void *att;                        // saved too, in c->dt: only ever a matmul operand
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
     float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
-    void *xb, *wb;          // bf16 operand copies (bf16 only)
+    void *xb;               // bf16 operand copy (bf16 only)
+    void *w16;              // bf16 mirror of dev.params, rounded at each forward (bf16 only)
 };
 
 static int fail_gpu(const char *what) { return ufo_errorf("%s: %s", what, gpu_error()); }
@@ -42,6 +44,12 @@ static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 // Device twin of a host parameter pointer (into m->params), and its gradient.
 static float *P(const vit_train_state *st, const float *host) { return st->cu->dev.params + (host - st->m->params); }
 static float *G(const vit_train_state *st, const float *host) { return st->cu->dev.grads + (host - st->m->params); }
+// The matmul operand of a weight: its device twin (fp32) or its bf16 mirror.
+static const void *W(const vit_train_state *st, const float *host) {
+    const vit_train_cuda *c = st->cu;
+    return c->dt == GPU_BF16 ? (const void *)((const char *)c->w16 + (size_t)(host - st->m->params) * 2)
+                             : (const void *)P(st, host);
+}
 
 // ---- buffers -------------------------------------------------------------------
 
@@ -52,8 +60,6 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
     size_t att_bytes = kept * R * D * (bf ? 2 : 4);
-    size_t wmax = Hd * D > p3 * D ? Hd * D : p3 * D;   // largest weight matrix
-    if (3 * D * D > wmax) wmax = 3 * D * D;
     struct { void **dst; size_t bytes; } parts[] = {
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
         {(void **)&c->x_in, L * R * D * 4}, {(void **)&c->qkv, kept * R * 3 * D * 4},
@@ -66,7 +72,7 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
         {(void **)&c->x_rec, recompute ? R * D * 4 : 0},
         {(void **)&c->dh, R * D * 4}, {(void **)&c->dqkv, R * 3 * D * 4}, {(void **)&c->datt, R * D * 4},
         {(void **)&c->df1, R * Hd * 4}, {(void **)&c->dfeat, nD * 4},
-        {&c->xb, bf ? R * wide * 2 : 0}, {&c->wb, bf ? wmax * 2 : 0},
+        {&c->xb, bf ? R * wide * 2 : 0},
     };
     size_t used = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -90,6 +96,8 @@ int vit_train_cuda_init(vit_train_state *st) {
     if (!(c->dev.params = gpu_malloc(g, nf * 4)) || !(c->dev.grads = gpu_malloc(g, nf * 4)) ||
         !(c->dev.part = gpu_malloc(g, c->dev.part_n * sizeof(double))))
         return fail_gpu("training on the GPU (parameters, gradients)");
+    if (c->dt == GPU_BF16 && !(c->w16 = gpu_malloc(g, nf * 2)))
+        return fail_gpu("training on the GPU (the bf16 copy of the weights)");
     if (!(c->abuf = gpu_malloc(g, act)))
         return ufo_errorf("training on the GPU: activations for a batch of %d (%.1f GiB): %s%s", st->cap,
                           act / 1073741824.0, gpu_error(), st->recompute ? "" : "; try run.recompute = 1");
@@ -122,6 +130,7 @@ void vit_train_cuda_free(vit_train_state *st) {
     if (!c) return;
     if (c->dev.g) {
         gpu_free(c->dev.g, c->abuf);
+        gpu_free(c->dev.g, c->w16);
         gpu_free(c->dev.g, c->dev.params);
         gpu_free(c->dev.g, c->dev.grads);
         gpu_free(c->dev.g, c->dev.mom);
@@ -146,22 +155,18 @@ void vit_train_cuda_zero_grad(vit_train_state *st) {
 static int lin_fwd_op(vit_train_state *st, float *y, const void *x, const float *w_host, const float *b_host,
                       int rows, int in, int out, const float *r) {
     vit_train_cuda *c = st->cu;
-    gpu_ctx *g = c->dev.g;
-    const float *w = P(st, w_host), *b = b_host ? P(st, b_host) : NULL;
-    const void *wd = w;
-    if (c->dt == GPU_BF16) {
-        if (gpu_to_bf16(g, c->wb, w, (size_t)out * in)) return -1;
-        wd = c->wb;
-    }
-    return r ? gpu_linear_residual(g, y, r, x, wd, b, rows, in, out, c->dt)
-             : gpu_linear(g, y, x, wd, b, rows, in, out, c->dt, 0);
+    const void *w = W(st, w_host);
+    const float *b = b_host ? P(st, b_host) : NULL;
+    return r ? gpu_linear_residual(c->dev.g, y, r, x, w, b, rows, in, out, c->dt)
+             : gpu_linear(c->dev.g, y, x, w, b, rows, in, out, c->dt, 0);
 }
 
 // x in x_dt: fp32, or bf16 when its producer wrote the matmul operand directly.
 static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const float *b_host, const float *dy,
                    const void *x, gpu_dtype x_dt, int rows, int in, int out) {
-    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, x_dt, P(st, w_host), rows, in,
-                               out, st->cu->dt);
+    gpu_dtype dt = st->cu->dt;
+    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, x_dt, W(st, w_host), dt, rows,
+                               in, out, dt);
 }
 
 static int ln_fwd_dt(vit_train_state *st, void *y, const float *x, const float *g_host, const float *b_host, int rows,
@@ -260,6 +265,10 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
     int n = st->n, S = cf->img_size, p = cf->patch_size, D = cf->dim, T = vit_tokens(cf), P_ = T - 1;
     if (gpu_upload(g, c->img, images, (size_t)n * 3 * S * S * sizeof(float))) return -1;
     if (drop && gpu_upload(g, c->drop, drop, (size_t)cf->depth * 2 * n * sizeof(float))) return -1;
+    // The weights changed since the last forward (SGD, a resume, ZeRO's gather):
+    // one rounding pass over all of them, instead of one per matmul call (two
+    // or three per weight and step: forward, backward, the recompute).
+    if (c->dt == GPU_BF16 && gpu_to_bf16(g, c->w16, c->dev.params, m->n_floats)) return -1;
     // Patch embedding into h, then x = [cls; patches] + pos_embed.
     // The tokens go straight into block 0's saved input; each block writes the
     // next one's, the last c->x.

@@ -340,19 +340,21 @@ static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
     ref_linear_backward(rdx, rdw, rdb, dy, x, w, n, in, out);
     float *dx = dev((size_t)n * in * 4), *dw = dev_from(dw0, (size_t)out * in), *db = dev_from(db0, out);
     float *ddy = dev_from(dy, (size_t)n * out), *dxx = dev_from(x, (size_t)n * in), *dww = dev_from(w, (size_t)out * in);
-    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, dxx, GPU_F32, dww, n, in, out, dt) == 0, "%s", gpu_error());
+    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, dxx, GPU_F32, dww, GPU_F32, n, in, out, dt) == 0, "%s",
+          gpu_error());
     float *gdx = to_host(dx, (size_t)n * in, GPU_F32), *gdw = to_host(dw, (size_t)out * in, GPU_F32);
     float *gdb = to_host(db, out, GPU_F32);
-    if (dt == GPU_BF16) {  // x handed over already in bf16: the same values, bit for bit
-        void *xb = dev((size_t)n * in * 2);
-        float *dw2 = dev_from(dw0, (size_t)out * in);
-        CHECK(gpu_to_bf16(G, xb, dxx, (size_t)n * in) == 0 &&
-                  gpu_linear_backward(G, NULL, dw2, NULL, ddy, xb, GPU_BF16, dww, n, in, out, dt) == 0,
+    if (dt == GPU_BF16) {  // x and w handed over already in bf16: the same values, bit for bit
+        void *xb = dev((size_t)n * in * 2), *wb = dev((size_t)out * in * 2);
+        float *dw2 = dev_from(dw0, (size_t)out * in), *dx2 = dev((size_t)n * in * 4);
+        CHECK(gpu_to_bf16(G, xb, dxx, (size_t)n * in) == 0 && gpu_to_bf16(G, wb, dww, (size_t)out * in) == 0 &&
+                  gpu_linear_backward(G, dx2, dw2, NULL, ddy, xb, GPU_BF16, wb, GPU_BF16, n, in, out, dt) == 0,
               "%s", gpu_error());
-        float *h2 = to_host(dw2, (size_t)out * in, GPU_F32);
+        float *h2 = to_host(dw2, (size_t)out * in, GPU_F32), *hx = to_host(dx2, (size_t)n * in, GPU_F32);
         CHECK(!memcmp(h2, gdw, (size_t)out * in * 4), "linear backward: dw from a bf16 x differs from an fp32 x's");
-        gpu_free(G, xb), gpu_free(G, dw2);
-        free(h2);
+        CHECK(!memcmp(hx, gdx, (size_t)n * in * 4), "linear backward: dx from a bf16 w differs from an fp32 w's");
+        gpu_free(G, xb), gpu_free(G, wb), gpu_free(G, dw2), gpu_free(G, dx2);
+        free(h2), free(hx);
     }
     char what[96];
     snprintf(what, sizeof what, "linear backward %dx%d->%d dx", n, in, out);

@@ -115,10 +115,11 @@ int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, int M, int N,
              float beta, gpu_dtype dt);
 // db[j] += sum_i dy[i, j], dy [n, c]
 int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
-// y = x W^T + b:  dx = dy W;  dw += dy^T x;  db += colsum(dy). x is fp32, or
-// (x_dt = GPU_BF16, only with dt = GPU_BF16) already rounded to bf16.
+// y = x W^T + b:  dx = dy W;  dw += dy^T x;  db += colsum(dy). x and w are
+// fp32, or (x_dt, w_dt = GPU_BF16, only with dt = GPU_BF16) already rounded
+// to bf16 (a producer's bf16 output; a bf16 mirror of the weights).
 int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x, gpu_dtype x_dt,
-                        const float *w, int n, int in, int out, gpu_dtype dt);
+                        const void *w, gpu_dtype w_dt, int n, int in, int out, gpu_dtype dt);
 // dx_accumulate 1: dx += (the block's residual gradient added in the same pass).
 int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
                            const float *gamma, int n, int c, float eps, int dx_accumulate);

@@ -272,23 +272,25 @@ extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, 
 }
 
 extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x,
-                                   gpu_dtype x_dt, const float *w, int n, int in, int out, gpu_dtype dt) {
-    if (x_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_linear_backward: a bf16 x needs bf16 matmuls");
+                                   gpu_dtype x_dt, const void *w, gpu_dtype w_dt, int n, int in, int out,
+                                   gpu_dtype dt) {
+    if ((x_dt == GPU_BF16 || w_dt == GPU_BF16) && dt != GPU_BF16)
+        return gpu_fail("gpu_linear_backward: a bf16 x or w needs bf16 matmuls");
     if (dt == GPU_BF16 && n > 0 && (dx || dw)) {
-        // dy rounded once for both GEMMs, x only if its producer did not write
-        // it in bf16 (these copies are memory-bound passes over activations).
-        int cvt_x = dw && x_dt != GPU_BF16;
-        size_t ny = (size_t)n * out, nw = dx ? (size_t)out * in : 0, nx = cvt_x ? (size_t)n * in : 0;
+        // dy rounded once for both GEMMs, x and w only if they are not in bf16
+        // already (these copies are memory-bound passes).
+        int cvt_x = dw && x_dt != GPU_BF16, cvt_w = dx && w_dt != GPU_BF16;
+        size_t ny = (size_t)n * out, nw = cvt_w ? (size_t)out * in : 0, nx = cvt_x ? (size_t)n * in : 0;
         if (gpu_ensure_scratch(g, align256(ny * 2) + align256(nw * 2) + align256(nx * 2))) return -1;
         char *yb = (char *)g->scratch, *wb = yb + align256(ny * 2), *xb = wb + align256(nw * 2);
-        if (gpu_to_bf16(g, yb, dy, ny) || (dx && gpu_to_bf16(g, wb, w, nw)) ||
+        if (gpu_to_bf16(g, yb, dy, ny) || (cvt_w && gpu_to_bf16(g, wb, (const float *)w, nw)) ||
             (cvt_x && gpu_to_bf16(g, xb, (const float *)x, nx)))
             return -1;
-        const void *xo = cvt_x ? (const void *)xb : x;
-        if (dx && gemm_typed(g, dx, yb, wb, n, in, out, 0, 0, 0.0f, CUDA_R_16BF)) return -1;  // dy [n,out] W [out,in]
+        const void *xo = cvt_x ? (const void *)xb : x, *wo = cvt_w ? (const void *)wb : w;
+        if (dx && gemm_typed(g, dx, yb, wo, n, in, out, 0, 0, 0.0f, CUDA_R_16BF)) return -1;  // dy [n,out] W [out,in]
         if (dw && gemm_typed(g, dw, yb, xo, out, in, n, 1, 0, 1.0f, CUDA_R_16BF)) return -1;  // dy^T x, accumulated
     } else {
-        if (dx && gpu_gemm(g, dx, dy, w, n, in, out, 0, 0, 0.0f, dt)) return -1;
+        if (dx && gpu_gemm(g, dx, dy, (const float *)w, n, in, out, 0, 0, 0.0f, dt)) return -1;
         if (dw && gpu_gemm(g, dw, dy, (const float *)x, out, in, n, 1, 0, 1.0f, dt)) return -1;
     }
     // After the GEMMs: the column sums' partials take the same scratch (stream order).
