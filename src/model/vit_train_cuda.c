@@ -34,6 +34,8 @@ struct vit_train_cuda {
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
     float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
     void *xb;               // bf16 operand copy (bf16 only)
+    void *dyb;              // bf16 copy of the gradient the next linear backward takes (bf16 only)
+    int dx16_ok;            // dyb holds dx rounded (written by the block above's LayerNorm backward)
     void *w16;              // bf16 mirror of dev.params, rounded at each forward (bf16 only)
 };
 
@@ -72,7 +74,7 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
         {(void **)&c->x_rec, recompute ? R * D * 4 : 0},
         {(void **)&c->dh, R * D * 4}, {(void **)&c->dqkv, R * 3 * D * 4}, {(void **)&c->datt, R * D * 4},
         {(void **)&c->df1, R * Hd * 4}, {(void **)&c->dfeat, nD * 4},
-        {&c->xb, bf ? R * wide * 2 : 0},
+        {&c->xb, bf ? R * wide * 2 : 0}, {&c->dyb, bf ? R * (Hd > 3 * D ? Hd : 3 * D) * 2 : 0},
     };
     size_t used = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -161,12 +163,13 @@ static int lin_fwd_op(vit_train_state *st, float *y, const void *x, const float 
              : gpu_linear(c->dev.g, y, x, w, b, rows, in, out, c->dt, 0);
 }
 
-// x in x_dt: fp32, or bf16 when its producer wrote the matmul operand directly.
+// x in x_dt: fp32, or bf16 when its producer wrote the matmul operand directly;
+// dy16: NULL, or dy rounded to bf16 by its producer.
 static int lin_bwd(vit_train_state *st, float *dx, const float *w_host, const float *b_host, const float *dy,
-                   const void *x, gpu_dtype x_dt, int rows, int in, int out) {
+                   const void *dy16, const void *x, gpu_dtype x_dt, int rows, int in, int out) {
     gpu_dtype dt = st->cu->dt;
-    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, x, x_dt, W(st, w_host), dt, rows,
-                               in, out, dt);
+    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), G(st, b_host), dy, dy16, x, x_dt, W(st, w_host), dt,
+                               rows, in, out, dt);
 }
 
 static int ln_fwd_dt(vit_train_state *st, void *y, const float *x, const float *g_host, const float *b_host, int rows,
@@ -186,11 +189,12 @@ static void *ln_fwd_op(vit_train_state *st, const float *x, const float *g_host,
     return ln_fwd_dt(st, y, x, g_host, b_host, rows, c->dt) ? NULL : y;
 }
 
-// dx is written, or with acc added to (the residual's gradient already there).
-static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
-                  const float *x, int rows, int acc) {
+// dx is written, or with acc added to (the residual's gradient already there);
+// dx16: NULL, or where the result goes rounded to bf16 too.
+static int ln_bwd(vit_train_state *st, float *dx, void *dx16, const float *g_host, const float *b_host,
+                  const float *dy, const float *x, int rows, int acc) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_layernorm_backward(st->cu->dev.g, dx, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
+    return gpu_layernorm_backward(st->cu->dev.g, dx, dx16, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
                                   cf->dim, cf->ln_eps, acc);
 }
 
@@ -244,7 +248,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
         return -1;
     if (s1) {
         if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, NULL) ||
-            gpu_add_scaled_rows(g, a.x_mid, a.x_in, c->tmp, s1, n, per))
+            gpu_add_scaled_rows(g, a.x_mid, NULL, a.x_in, c->tmp, s1, n, per))
             return -1;
     } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, rows, D, D, a.x_in)) return -1;
     if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
@@ -253,7 +257,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     void *gl = bf ? c->xb : (void *)c->wide;
     if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt)) return -1;
     if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, rows, Hd, D, NULL) ||
-                   gpu_add_scaled_rows(g, out, a.x_mid, c->tmp, s2, n, per);
+                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, per);
     return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, rows, Hd, D, a.x_mid);
 }
 
@@ -353,36 +357,41 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
     // Recompute: rerun the block from its saved input (its output is not needed).
     if (st->recompute && block_fwd(st, l, a, c->x_rec)) return -1;
+    // In bf16 each gradient a linear backward takes comes with its bf16 copy in
+    // c->dyb, written by its producer (the LayerNorm and GELU backward, the
+    // drop-path scaling, the attention backward's merge): no rounding pass.
+    void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = c->dx;
+    const void *dy2_16 = c->dx16_ok ? d16 : NULL;
     if (s2) {
-        if (gpu_scale_rows(g, c->tmp, c->dx, s2, n, per, 0)) return -1;
-        dy2 = c->tmp;
+        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s2, n, per)) return -1;
+        dy2 = c->tmp, dy2_16 = d16;
     }
     // The recomputed matmul operands (GELU, LayerNorm outputs) in c->dt, as in the forward.
     void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
     const void *h;
     if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt) ||
-        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, gl, c->dt, rows, Hd, D) ||
-        gpu_gelu_backward(g, c->df1, c->df1, a.f1, (size_t)rows * Hd) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, rows, Hd, D) ||
+        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)rows * Hd) ||
         !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
-        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, h, c->dt, rows, D, Hd) ||
-        ln_bwd(st, c->dx, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows, 1))   // dx = d(x_mid): residual + branch
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, rows, D, Hd) ||
+        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows, 1))   // d(x_mid)
         return -1;
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
     const float *dy1 = c->dx;
     if (s1) {
-        if (gpu_scale_rows(g, c->tmp, c->dx, s1, n, per, 0)) return -1;
+        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s1, n, per)) return -1;
         dy1 = c->tmp;
     }
-    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, a.att, c->dt, rows, D, D) ||
-                   gpu_attention_backward(g, c->dqkv, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads,
-                                          c->dt) ||
-                   !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
-                   lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, h, c->dt, rows, D, 3 * D) ||
-                   ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1)   // d(x_in)
-               ? -1
-               : 0;
+    if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, rows, D, D) ||
+        gpu_attention_backward(g, c->dqkv, d16, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads, c->dt) ||
+        !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
+        lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D) ||
+        ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))   // d(x_in), for the block below
+        return -1;
+    c->dx16_ok = d16 != NULL;
+    return 0;
 }
 
 // d_feat, d_feat_bn: host buffers, or device ones with on_device (gpu_copy
@@ -416,7 +425,8 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
             return -1;
     }
     // Final LayerNorm on the class tokens; the other tokens get no gradient.
-    if (ln_bwd(st, c->dh, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0) ||
+    c->dx16_ok = 0;   // the top block's dy comes from the class rows below, unrounded
+    if (ln_bwd(st, c->dh, NULL, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0) ||
         gpu_zero(g, c->dx, rows * D * sizeof(float)) || gpu_copy_rows(g, c->dx, (size_t)T * D, c->dh, D, n, D))
         return -1;
     for (int l = cf->depth - 1; l >= 0; l--) {

@@ -115,6 +115,17 @@ static void compare(const char *what, const float *got, const float *ref, size_t
 
 // --- ops ------------------------------------------------------------------
 
+// A gradient's bf16 twin (d16, device) is its fp32 values (got, host) rounded
+// to nearest even, bit for bit: what gpu_linear_backward would have made of it.
+static void check_bf16_twin(const char *what, const void *d16, const float *got, size_t n) {
+    uint16_t *h = malloc(n * 2);
+    CHECK(gpu_download(G, h, d16, n * 2) == 0 && gpu_sync(G) == 0, "%s", gpu_error());
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += h[i] != bf16_rne(got[i]);
+    CHECK(bad == 0, "%s: %zu of %zu bf16 copies are not the rounded fp32 values", what, bad, n);
+    free(h);
+}
+
 static void test_to_bf16(void) {
     const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 1.00390625f /* tie, even */, 1.01171875f /* tie, odd */,
                              3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1e-40f /* subnormal */, 65504.0f};
@@ -340,20 +351,21 @@ static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
     ref_linear_backward(rdx, rdw, rdb, dy, x, w, n, in, out);
     float *dx = dev((size_t)n * in * 4), *dw = dev_from(dw0, (size_t)out * in), *db = dev_from(db0, out);
     float *ddy = dev_from(dy, (size_t)n * out), *dxx = dev_from(x, (size_t)n * in), *dww = dev_from(w, (size_t)out * in);
-    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, dxx, GPU_F32, dww, GPU_F32, n, in, out, dt) == 0, "%s",
+    CHECK(gpu_linear_backward(G, dx, dw, db, ddy, NULL, dxx, GPU_F32, dww, GPU_F32, n, in, out, dt) == 0, "%s",
           gpu_error());
     float *gdx = to_host(dx, (size_t)n * in, GPU_F32), *gdw = to_host(dw, (size_t)out * in, GPU_F32);
     float *gdb = to_host(db, out, GPU_F32);
-    if (dt == GPU_BF16) {  // x and w handed over already in bf16: the same values, bit for bit
-        void *xb = dev((size_t)n * in * 2), *wb = dev((size_t)out * in * 2);
+    if (dt == GPU_BF16) {  // x, w and dy handed over already in bf16: the same values, bit for bit
+        void *xb = dev((size_t)n * in * 2), *wb = dev((size_t)out * in * 2), *yb = dev((size_t)n * out * 2);
         float *dw2 = dev_from(dw0, (size_t)out * in), *dx2 = dev((size_t)n * in * 4);
         CHECK(gpu_to_bf16(G, xb, dxx, (size_t)n * in) == 0 && gpu_to_bf16(G, wb, dww, (size_t)out * in) == 0 &&
-                  gpu_linear_backward(G, dx2, dw2, NULL, ddy, xb, GPU_BF16, wb, GPU_BF16, n, in, out, dt) == 0,
+                  gpu_to_bf16(G, yb, ddy, (size_t)n * out) == 0 &&
+                  gpu_linear_backward(G, dx2, dw2, NULL, ddy, yb, xb, GPU_BF16, wb, GPU_BF16, n, in, out, dt) == 0,
               "%s", gpu_error());
         float *h2 = to_host(dw2, (size_t)out * in, GPU_F32), *hx = to_host(dx2, (size_t)n * in, GPU_F32);
         CHECK(!memcmp(h2, gdw, (size_t)out * in * 4), "linear backward: dw from a bf16 x differs from an fp32 x's");
         CHECK(!memcmp(hx, gdx, (size_t)n * in * 4), "linear backward: dx from a bf16 w differs from an fp32 w's");
-        gpu_free(G, xb), gpu_free(G, wb), gpu_free(G, dw2), gpu_free(G, dx2);
+        gpu_free(G, xb), gpu_free(G, wb), gpu_free(G, yb), gpu_free(G, dw2), gpu_free(G, dx2);
         free(h2), free(hx);
     }
     char what[96];
@@ -376,7 +388,7 @@ static void test_norm_gelu_backward(void) {
     ref_layernorm_backward(rdx, rdg, rdb, dy, x, g, n, c, 1e-6f);
     float *dx = dev(nc * 4), *ddg = dev_from(dg0, c), *ddb = dev_from(db0, c), *ddy = dev_from(dy, nc);
     float *dxx = dev_from(x, nc), *dgg = dev_from(g, c);
-    CHECK(gpu_layernorm_backward(G, dx, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f, 0) == 0, "%s", gpu_error());
+    CHECK(gpu_layernorm_backward(G, dx, NULL, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f, 0) == 0, "%s", gpu_error());
     float *a = to_host(dx, nc, GPU_F32), *b = to_host(ddg, c, GPU_F32), *d = to_host(ddb, c, GPU_F32);
     compare("layernorm backward dx", a, rdx, nc, GPU_F32);
     compare("layernorm backward dgamma +=", b, rdg, c, GPU_F32);
@@ -386,9 +398,12 @@ static void test_norm_gelu_backward(void) {
     float *res = rand_buf(nc, 1, 0), *want = zeros(nc);
     for (size_t i = 0; i < nc; i++) want[i] = res[i] + a[i];
     float *dxa = dev_from(res, nc);
-    CHECK(gpu_layernorm_backward(G, dxa, NULL, NULL, ddy, dxx, dgg, n, c, 1e-6f, 1) == 0, "%s", gpu_error());
+    void *dxa16 = dev(nc * 2);
+    CHECK(gpu_layernorm_backward(G, dxa, dxa16, NULL, NULL, ddy, dxx, dgg, n, c, 1e-6f, 1) == 0, "%s", gpu_error());
     float *got = to_host(dxa, nc, GPU_F32);
     CHECK(!memcmp(got, want, nc * 4), "layernorm backward dx += differs from a write plus an add");
+    check_bf16_twin("layernorm backward dx +=", dxa16, got, nc);
+    gpu_free(G, dxa16);
     compare("layernorm backward dx += (vs reference)", got, want, nc, GPU_F32);
     gpu_free(G, dxa);
     free(a), free(b), free(d), free(res), free(want), free(got);
@@ -396,9 +411,12 @@ static void test_norm_gelu_backward(void) {
     float *xg = rand_buf(nc, 5, 0), *ref = zeros(nc);
     ref_gelu_backward(ref, dy, xg, nc);
     float *dxg = dev_from(xg, nc);
-    CHECK(gpu_gelu_backward(G, dx, ddy, dxg, nc) == 0, "%s", gpu_error());
+    void *dx16 = dev(nc * 2);
+    CHECK(gpu_gelu_backward(G, dx, dx16, ddy, dxg, nc) == 0, "%s", gpu_error());
     a = to_host(dx, nc, GPU_F32);
     compare("gelu backward (exact erf)", a, ref, nc, GPU_F32);
+    check_bf16_twin("gelu backward", dx16, a, nc);
+    gpu_free(G, dx16);
     free(a), free(xg), free(ref);
     gpu_free(G, dxg);
     gpu_free(G, dx), gpu_free(G, ddg), gpu_free(G, ddb), gpu_free(G, ddy), gpu_free(G, dxx), gpu_free(G, dgg);
@@ -466,13 +484,15 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
     float *qkv = rand_buf(nq, scale, 0), *dout = rand_buf(no, 1, 0), *ref = zeros(nq);
     ref_attention_backward(ref, dout, qkv, B, T, H, hd);
     float *dq = dev_from(qkv, nq), *dd = dev_from(dout, no), *dqkv = dev(nq * 4);
-    CHECK(gpu_attention_backward(G, dqkv, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
+    void *dqkv16 = dt == GPU_BF16 ? dev(nq * 2) : NULL;
+    CHECK(gpu_attention_backward(G, dqkv, dqkv16, dd, dq, B, T, H, hd, dt) == 0, "%s", gpu_error());
     float *got = to_host(dqkv, nq, GPU_F32);
     char what[96];
     snprintf(what, sizeof what, "attention backward%s B%d T%d H%d hd%d", flash ? " flash" : "", B, T, H, hd);
     compare(what, got, ref, nq, dt);
+    if (dqkv16) check_bf16_twin(what, dqkv16, got, nq);
     gpu_set_flash(G, 0);
-    gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv);
+    gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv), gpu_free(G, dqkv16);
     free(qkv), free(dout), free(ref), free(got);
 }
 
@@ -584,11 +604,14 @@ static void test_training_glue(void) {
     // add_scaled_rows: dst = base + s * src into a third buffer (the drop-path
     // residual written straight into the next block's input), base untouched.
     float *dsum = dev(rows * per * 4);
-    CHECK(gpu_add_scaled_rows(G, dsum, dy, dx, ds, rows, per) == 0, "%s", gpu_error());
+    void *dsum16 = dev(rows * per * 2);
+    CHECK(gpu_add_scaled_rows(G, dsum, dsum16, dy, dx, ds, rows, per) == 0, "%s", gpu_error());
     float *got3 = to_host(dsum, rows * per, GPU_F32), *base = to_host(dy, rows * per, GPU_F32);
     for (size_t i = 0; i < rows * per; i++) ref[i] = y[i] + s[i / per] * x[i];
     compare("add_scaled_rows (residual + drop path)", got3, ref, rows * per, GPU_F32);
     CHECK(!memcmp(base, y, rows * per * 4), "add_scaled_rows changed its base");
+    check_bf16_twin("add_scaled_rows", dsum16, got3, rows * per);
+    gpu_free(G, dsum16);
     gpu_free(G, dsum);
     free(got3), free(base);
     free(got), free(ref);

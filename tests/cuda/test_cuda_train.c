@@ -94,6 +94,10 @@ static void make_batch(int k, float *img, int32_t *labels) {
 }
 
 static int PFC;   // 1: the face head (5 classes) Partial-FC sampled, the others not
+// The drop path's rate; 0 takes the backward's other branch (no scaled copy of
+// the gradient: in bf16, each block's gradient's bf16 copy comes from the
+// LayerNorm backward of the block above).
+static float DROP = 0.3f;
 
 static ufo_train_config config(vit_backend b, ufo_precision prec, int recompute) {
     ufo_train_config c;
@@ -102,7 +106,7 @@ static ufo_train_config config(vit_backend b, ufo_precision prec, int recompute)
     c.prec = prec;
     c.recompute = recompute;
     c.batch_cap = N;
-    c.drop_path = 0.3f;
+    c.drop_path = DROP;
     c.triplet[UFO_TASK_PRODUCT] = 0;   // one row: nothing to mine
     c.seed = 5;
     c.lr.base_lr = LR;
@@ -203,13 +207,14 @@ static void test_one_gradient(ufo_precision prec) {
     ufo_step_stats sr, sd;
     CHECK(ufo_trainer_grad(&ref.t, img, COUNTS, labels, &sr) == 0, "%s", ufo_error());
     CHECK(ufo_trainer_grad(&dut.t, img, COUNTS, labels, &sd) == 0, "%s", ufo_error());
-    const char *what = bf16 ? "one gradient, bf16 vs ref fp32" : "one gradient, fp32 vs ref fp32";
+    const char *what = !bf16 ? "one gradient, fp32 vs ref fp32"
+                       : DROP > 0 ? "one gradient, bf16 vs ref fp32" : "no drop path, bf16 vs ref fp32";
     compare_stats(what, &sd, &sr, bf16 ? TOL_BF16_LOSS : TOL_F32);
     compare_grads(what, &dut, &ref, bf16);
     // The drop path dropped something (else the test would not cover it).
     int dropped = 0;
     for (int k = 0; k < 2 * N; k++) dropped += ref.t.drop[2 * N + k] == 0.0f;
-    CHECK(dropped > 0, "drop path dropped no residual branch in block 1");
+    CHECK(dropped > 0 || DROP == 0, "drop path dropped no residual branch in block 1");
     if (!bf16) {   // recomputation: same gradients
         run rc;
         if (start(&rc, DUT, prec, 1) == 0) {
@@ -344,6 +349,9 @@ int main(void) {
     }
     test_one_gradient(UFO_PREC_FP32);
     test_one_gradient(UFO_PREC_BF16);
+    DROP = 0;
+    test_one_gradient(UFO_PREC_BF16);
+    DROP = 0.3f;
     test_steps();
     test_steps_mixed();
     test_checkpoint();

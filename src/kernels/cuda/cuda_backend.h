@@ -107,6 +107,8 @@ void gpu_set_attention_chunk_bytes(gpu_ctx *g, size_t bytes);
 // ---- Training (gpu_train.cu): the backward contracts of kernels/ref/ref.h.
 // Parameter gradients ACCUMULATE (+=), input gradients are WRITTEN (=), NULL
 // skips a gradient. fp32 arrays; bf16 rounds matmul operands (fp32 accumulation).
+// An input gradient's `*16` twin (NULL: none) receives the same values rounded
+// to bf16, for a bf16 linear backward that takes it as its dy16.
 // Used by the training pass (model/vit_train_cuda.c); each one tested op by op.
 
 // C[M, N] = op(A) op(B) + beta * C, row-major fp32 (op(A) [M, K]: A stored [M, K],
@@ -117,16 +119,18 @@ int gpu_gemm(gpu_ctx *g, float *C, const float *A, const float *B, int M, int N,
 int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
 // y = x W^T + b:  dx = dy W;  dw += dy^T x;  db += colsum(dy). x and w are
 // fp32, or (x_dt, w_dt = GPU_BF16, only with dt = GPU_BF16) already rounded
-// to bf16 (a producer's bf16 output; a bf16 mirror of the weights).
-int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x, gpu_dtype x_dt,
-                        const void *w, gpu_dtype w_dt, int n, int in, int out, gpu_dtype dt);
+// to bf16 (a producer's bf16 output; a bf16 mirror of the weights). dy16:
+// NULL, or (bf16 only) dy rounded to bf16 by its producer, so the GEMMs take
+// it as it is (db still sums the fp32 dy).
+int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *dy16, const void *x,
+                        gpu_dtype x_dt, const void *w, gpu_dtype w_dt, int n, int in, int out, gpu_dtype dt);
 // dx_accumulate 1: dx += (the block's residual gradient added in the same pass).
-int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
+int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy, const float *x,
                            const float *gamma, int n, int c, float eps, int dx_accumulate);
-int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n);
+int gpu_gelu_backward(gpu_ctx *g, float *dx, void *dx16, const float *dy, const float *x, size_t n);
 // dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
-int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T, int H, int hd,
-                           gpu_dtype dt);
+int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B, int T,
+                           int H, int hd, gpu_dtype dt);
 int gpu_batchnorm_train(gpu_ctx *g, float *y, float *mean, float *rstd, const float *x, const float *gamma,
                         const float *beta, float *running_mean, float *running_var, int n, int c, float eps,
                         float momentum);
@@ -153,10 +157,11 @@ int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *ro
 // Per-sample scaling of n samples of `per` values: dst[i] (+)= s[i / per] * src[i]
 // (s NULL: 1; accumulate 0 writes, 1 adds). The drop-path residual scales.
 int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate);
-// dst[i] = base[i] + s[i / per] * src[i] (s NULL: 1): a drop-path residual
-// written straight into the next buffer (base may be dst: accumulate).
-int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src, const float *s, size_t n,
-                        size_t per);
+// dst[i] = base[i] + s[i / per] * src[i] (s NULL: 1; base NULL: 0): a
+// drop-path residual written straight into the next buffer (base may be dst:
+// accumulate), or a drop-path gradient with its bf16 copy in dst16 (or NULL).
+int gpu_add_scaled_rows(gpu_ctx *g, float *dst, void *dst16, const float *base, const float *src, const float *s,
+                        size_t n, size_t per);
 // part[c] = sum of x[i]^2 over chunk c = [c * chunk, (c+1) * chunk) of x[0..n), in
 // double (one block per chunk, fixed reduction tree: deterministic).
 int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk);

@@ -28,6 +28,13 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Also writes v, rounded, into the bf16 copy y16[i] when there is one: a
+// producer of a gradient that feeds bf16 GEMMs hands them their operand,
+// saving the consumer a pass over it (the same bits as gpu_to_bf16).
+__device__ __forceinline__ void put16(void *y16, size_t i, float v) {
+    if (y16) static_cast<__nv_bfloat16 *>(y16)[i] = __float2bfloat16_rn(v);
+}
+
 constexpr int kRowBlock = 128;
 size_t row_blocks(size_t n) { return (n + kRowBlock - 1) / kRowBlock; }
 
@@ -50,18 +57,20 @@ __global__ void colsum_final_kernel(float *db, const float *part, size_t nr, int
     db[k] += s;
 }
 
-__global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
+__global__ void gelu_backward_kernel(float *dx, void *dx16, const float *dy, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float v = x[i];
     float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
-    dx[i] = dy[i] * d;
+    float r = dy[i] * d;
+    dx[i] = r;
+    put16(dx16, i, r);
 }
 
 // One warp per row: mean/rstd (saved for the column pass), then dx (written,
 // or with acc added to it: a residual's gradient, saving a pass over it).
-__global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy, const float *x, const float *g,
-                                        int n, int c, float eps, int acc) {
+__global__ void layernorm_backward_rows(float *dx, void *dx16, float *stats, const float *dy, const float *x,
+                                        const float *g, int n, int c, float eps, int acc) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n) return;
     const float *xr = x + (size_t)row * c, *dyr = dy + (size_t)row * c;
@@ -86,7 +95,9 @@ __global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy
         // write followed by a separate addition.
         float v = __fmul_rn(rstd, dyr[k] * g[k] - s1 - xh * s2);
         size_t o = (size_t)row * c + k;
-        dx[o] = acc ? dx[o] + v : v;
+        float r = acc ? dx[o] + v : v;
+        dx[o] = r;
+        put16(dx16, o, r);
     }
 }
 
@@ -168,14 +179,16 @@ __global__ void split_heads_kernel(T *dst, const float *x, int B, int Tn, int H,
 }
 
 // dq, dk, dv [B, H, T, hd] -> dqkv [B, T, 3, H, hd]
-__global__ void merge_qkv_kernel(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int Tn, int H,
-                                 int hd) {
+__global__ void merge_qkv_kernel(float *dqkv, void *dqkv16, const float *dq, const float *dk, const float *dv, int B,
+                                 int Tn, int H, int hd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)B * Tn * 3 * H * hd) return;
     int e = (int)(i % hd), h = (int)(i / hd % H), s = (int)(i / ((size_t)hd * H) % 3);
     size_t t = i / ((size_t)hd * H * 3) % Tn, b = i / ((size_t)hd * H * 3 * Tn);
     const float *src = s == 0 ? dq : s == 1 ? dk : dv;
-    dqkv[i] = src[((b * H + h) * Tn + t) * hd + e];
+    float r = src[((b * H + h) * Tn + t) * hd + e];
+    dqkv[i] = r;
+    put16(dqkv16, i, r);
 }
 
 // delta[(b H + h) T + t] = sum_e dout * o over head h's hd values of token t
@@ -271,24 +284,25 @@ extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, 
     return gpu_check_launch("colsum");
 }
 
-extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *x,
-                                   gpu_dtype x_dt, const void *w, gpu_dtype w_dt, int n, int in, int out,
-                                   gpu_dtype dt) {
+extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *dy16,
+                                   const void *x, gpu_dtype x_dt, const void *w, gpu_dtype w_dt, int n, int in,
+                                   int out, gpu_dtype dt) {
     if ((x_dt == GPU_BF16 || w_dt == GPU_BF16) && dt != GPU_BF16)
         return gpu_fail("gpu_linear_backward: a bf16 x or w needs bf16 matmuls");
     if (dt == GPU_BF16 && n > 0 && (dx || dw)) {
-        // dy rounded once for both GEMMs, x and w only if they are not in bf16
-        // already (these copies are memory-bound passes).
-        int cvt_x = dw && x_dt != GPU_BF16, cvt_w = dx && w_dt != GPU_BF16;
-        size_t ny = (size_t)n * out, nw = cvt_w ? (size_t)out * in : 0, nx = cvt_x ? (size_t)n * in : 0;
+        // dy rounded once for both GEMMs (unless its producer wrote dy16), x and
+        // w only if they are not in bf16 already (these copies are memory-bound passes).
+        int cvt_x = dw && x_dt != GPU_BF16, cvt_w = dx && w_dt != GPU_BF16, cvt_y = !dy16;
+        size_t ny = cvt_y ? (size_t)n * out : 0, nw = cvt_w ? (size_t)out * in : 0, nx = cvt_x ? (size_t)n * in : 0;
         if (gpu_ensure_scratch(g, align256(ny * 2) + align256(nw * 2) + align256(nx * 2))) return -1;
         char *yb = (char *)g->scratch, *wb = yb + align256(ny * 2), *xb = wb + align256(nw * 2);
-        if (gpu_to_bf16(g, yb, dy, ny) || (cvt_w && gpu_to_bf16(g, wb, (const float *)w, nw)) ||
+        if ((cvt_y && gpu_to_bf16(g, yb, dy, ny)) || (cvt_w && gpu_to_bf16(g, wb, (const float *)w, nw)) ||
             (cvt_x && gpu_to_bf16(g, xb, (const float *)x, nx)))
             return -1;
         const void *xo = cvt_x ? (const void *)xb : x, *wo = cvt_w ? (const void *)wb : w;
-        if (dx && gemm_typed(g, dx, yb, wo, n, in, out, 0, 0, 0.0f, CUDA_R_16BF)) return -1;  // dy [n,out] W [out,in]
-        if (dw && gemm_typed(g, dw, yb, xo, out, in, n, 1, 0, 1.0f, CUDA_R_16BF)) return -1;  // dy^T x, accumulated
+        const void *yo = cvt_y ? (const void *)yb : dy16;
+        if (dx && gemm_typed(g, dx, yo, wo, n, in, out, 0, 0, 0.0f, CUDA_R_16BF)) return -1;  // dy [n,out] W [out,in]
+        if (dw && gemm_typed(g, dw, yo, xo, out, in, n, 1, 0, 1.0f, CUDA_R_16BF)) return -1;  // dy^T x, accumulated
     } else {
         if (dx && gpu_gemm(g, dx, dy, (const float *)w, n, in, out, 0, 0, 0.0f, dt)) return -1;
         if (dw && gpu_gemm(g, dw, dy, (const float *)x, out, in, n, 1, 0, 1.0f, dt)) return -1;
@@ -298,8 +312,8 @@ extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, 
     return 0;
 }
 
-extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
-                                      const float *gamma, int n, int c, float eps, int dx_accumulate) {
+extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy,
+                                      const float *x, const float *gamma, int n, int c, float eps, int dx_accumulate) {
     if (n <= 0) return 0;
     // Scratch: the per-row statistics, then the two sets of column partials.
     size_t nr = row_blocks((size_t)n), st_b = align256((size_t)n * 2 * sizeof(float));
@@ -309,7 +323,7 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *d
     float *stats = (float *)g->scratch, *pg = (float *)((char *)g->scratch + st_b);
     float *pb = (float *)((char *)g->scratch + st_b + p_b);
     unsigned nb = (unsigned)((n + kThreads / 32 - 1) / (kThreads / 32));
-    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps, dx_accumulate);
+    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, dx16, stats, dy, x, gamma, n, c, eps, dx_accumulate);
     int rc = gpu_check_launch("layernorm_backward");
     if (rc == 0 && (dg || db)) {
         layernorm_backward_cols<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(pg, pb, dy, x, stats,
@@ -321,9 +335,9 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *d
     return rc;
 }
 
-extern "C" int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n) {
+extern "C" int gpu_gelu_backward(gpu_ctx *g, float *dx, void *dx16, const float *dy, const float *x, size_t n) {
     if (n == 0) return 0;
-    gelu_backward_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dx, dy, x, n);
+    gelu_backward_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dx, dx16, dy, x, n);
     return gpu_check_launch("gelu_backward");
 }
 
@@ -365,7 +379,8 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
 // the flash forward runs again for each row's max and sum and O (fp32),
 // delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq. Scratch
 // O(B T D), no chunks: the scores are never stored.
-static int attention_backward_flash(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T,
+static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B,
+                                    int T,
                                     int H, int hd) {
     size_t D = (size_t)H * hd, n = (size_t)B * T * D, rows = (size_t)B * H * T;
     size_t in_b = align256(n * 2), f_b = align256(n * 4), r_b = align256(rows * 4);
@@ -388,17 +403,17 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, const float *dout, 
         gpu_launch_flash_backward(g->stream, dq, dk, dv, q, k, v, dO, m, l, delta, B, T, H, hd) ||
         gpu_check_launch("flash backward"))
         return -1;
-    merge_qkv_kernel<<<blocks_for(3 * n), kThreads, 0, g->stream>>>(dqkv, dq, dk, dv, B, T, H, hd);
+    merge_qkv_kernel<<<blocks_for(3 * n), kThreads, 0, g->stream>>>(dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
     return gpu_check_launch("flash backward merge");
 }
 
 // Attention backward from the GEMMs, per chunk of images (scores recomputed):
 //   S = q k^T * scale, P = softmax(S)       dP = dO v^T
 //   dS = P * (dP - rowsum(P * dP))          dq = dS k * scale, dk = dS^T q * scale, dv = P^T dO
-extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout, const float *qkv, int B, int T,
-                                      int H, int hd, gpu_dtype dt) {
+extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv,
+                                      int B, int T, int H, int hd, gpu_dtype dt) {
     if (B <= 0) return 0;
-    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dout, qkv, B, T, H, hd);
+    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, B, T, H, hd);
     int bf = dt == GPU_BF16;
     size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;
     size_t per_img = (size_t)H * tt * (2 * sizeof(float) + (bf ? 4 : 0));
@@ -461,8 +476,9 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, const float *dout
                     "attention_backward dq"))
             return -1;
         size_t n3 = 3 * n_in;
-        merge_qkv_kernel<<<blocks_for(n3), kThreads, 0, g->stream>>>(dqkv + (size_t)b0 * T * 3 * D, dq, dk, dv, nb, T,
-                                                                      H, hd);
+        __nv_bfloat16 *d16 = dqkv16 ? (__nv_bfloat16 *)dqkv16 + (size_t)b0 * T * 3 * D : nullptr;
+        merge_qkv_kernel<<<blocks_for(n3), kThreads, 0, g->stream>>>(dqkv + (size_t)b0 * T * 3 * D, d16, dq, dk, dv, nb,
+                                                                      T, H, hd);
         if (gpu_check_launch("attention_backward merge")) return -1;
     }
     return 0;
@@ -502,12 +518,14 @@ __global__ void scatter_add_rows_kernel(float *dst, const float *src, const int 
 
 // dst[i] = base[i] + v (base NULL: v), v = s[i / per] * src[i] (s NULL: src[i]);
 // base == dst accumulates.
-__global__ void scale_rows_kernel(float *dst, const float *base, const float *src, const float *s, size_t per,
-                                  size_t total) {
+__global__ void scale_rows_kernel(float *dst, void *dst16, const float *base, const float *src, const float *s,
+                                  size_t per, size_t total) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     float v = s ? __fmul_rn(s[i / per], src[i]) : src[i];
-    dst[i] = base ? base[i] + v : v;
+    float r = base ? base[i] + v : v;
+    dst[i] = r;
+    put16(dst16, i, r);
 }
 
 // One block per chunk: the chunk's sum of squares in double, reduced in a fixed tree.
@@ -589,17 +607,17 @@ extern "C" int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, co
     return gpu_check_launch("scatter_add_rows");
 }
 
-extern "C" int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src, const float *s,
-                                   size_t n, size_t per) {
+extern "C" int gpu_add_scaled_rows(gpu_ctx *g, float *dst, void *dst16, const float *base, const float *src,
+                                   const float *s, size_t n, size_t per) {
     size_t total = n * per;
     if (total == 0) return 0;
-    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, base, src, s, per, total);
+    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, dst16, base, src, s, per, total);
     return gpu_check_launch("scale_rows");
 }
 
 extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
                               int accumulate) {
-    return gpu_add_scaled_rows(g, dst, accumulate ? dst : NULL, src, s, n, per);
+    return gpu_add_scaled_rows(g, dst, NULL, accumulate ? dst : NULL, src, s, n, per);
 }
 
 extern "C" int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk) {
