@@ -299,5 +299,9 @@ for att in gemm flash; do
             grep -q '"images_per_s": [0-9.]*' "$B/bench_$att.log" || { cat "$B/bench_$att.log"; exit 1; }
     done
 done
-echo "cuda_emu_check: ufo bench --device cuda (and --train), GEMM and flash attention: run and print their JSON"
+# shellcheck disable=SC2086
+cc $FLAGS bench/bench_cuda_attention.c $LIBS $MPIL -o "$B/bench_cuda_attention"
+"$B/bench_cuda_attention" 1 70 2 64 1 >"$B/bench_attention.log" 2>&1 &&
+    grep -q '"gemm_bwd_tflops": [0-9.]*' "$B/bench_attention.log" || { cat "$B/bench_attention.log"; exit 1; }
+echo "cuda_emu_check: ufo bench --device cuda (and --train), GEMM and flash attention, and bench_cuda_attention: run and print their JSON"
 echo "cuda_emu_check: all passed"

@@ -12,13 +12,16 @@
 #      test_cuda_knn (the kNN metrics' screen on the GPU vs the CPU's), and
 #      py_test_cuda_cli (vs PyTorch, and `ufo train --device cuda` vs
 #      --device cpu, when /usr/bin/python3 has torch + numpy + PIL)
-#   4. benchmark: ViT-L/16-384 inference, batch 32, bf16 (flash attention, the
-#      default, and UFO_CUDA_ATTENTION=gemm) and fp32 images/s,
+#   4. benchmark: the attention alone (bench_cuda_attention: ViT-L/16-384's
+#      B 32, T 577, H 16, hd 64, bf16, flash and GEMM kernels, forward and
+#      backward, ms and TFLOP/s); ViT-L/16-384 inference, batch 32, bf16 (flash
+#      attention, the default, and UFO_CUDA_ATTENTION=gemm) and fp32 images/s,
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);
 #      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
 #      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU, flash attention
 #      forward and backward (the default) and UFO_CUDA_ATTENTION=gemm
-#   5. the PyTorch eager AMP equivalents (bench/bench_gpu_torch.py,
+#   5. the PyTorch equivalents (scaled_dot_product_attention alone:
+#      bench/bench_gpu_attention_torch.py; eager AMP: bench/bench_gpu_torch.py,
 #      bench/bench_train_torch.py --device cuda), then torch.compile + SDPA
 #      inference (unless GPU_CHECK_NO_COMPILE is set), with the machine's
 #      python3 when `import torch` works with CUDA, else "skipped"
@@ -154,7 +157,16 @@ fi
 # --- 4./5. benchmarks -------------------------------------------------------------
 UFO_BF16="n/a" UFO_GEMM="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
 UFO_TRAIN="n/a" UFO_TRAIN_GEMM="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
+ATT_UFO="n/a" ATT_TORCH="skipped"
+# json_field LOG KEY: the number after "KEY": in LOG's JSON line, or n/a.
+json_field() { grep -o "\"$2\": [0-9.]*" "$1" 2>/dev/null | grep -o '[0-9.]*$' || echo n/a; }
 if [ "$MODE" = full ]; then
+    # The attention alone, ViT-L/16-384 batch 32 (B 32, T 577, H 16, hd 64), bf16: both kernels,
+    # forward and backward, ms and TFLOP/s (bench/bench_cuda_attention.c).
+    if run bench_attention 90 "$BUILD/bench_cuda_attention"; then
+        L="$OUT/bench_attention.log"
+        ATT_UFO="flash fwd $(json_field "$L" flash_fwd_qkv_bf16_ms) ms ($(json_field "$L" flash_fwd_qkv_bf16_tflops) TFLOP/s; from fp32 qkv $(json_field "$L" flash_fwd_qkv_fp32_ms) ms), flash bwd $(json_field "$L" flash_bwd_ms) ms ($(json_field "$L" flash_bwd_tflops)), GEMM fwd $(json_field "$L" gemm_fwd_ms) ms ($(json_field "$L" gemm_fwd_tflops)), GEMM bwd $(json_field "$L" gemm_bwd_ms) ms ($(json_field "$L" gemm_bwd_tflops))"
+    fi
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
         UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')
@@ -185,6 +197,10 @@ for c in python3 /usr/bin/python3; do
     fi
 done
 if [ -n "$PY" ]; then
+    if run torch_attention 90 "$PY" bench/bench_gpu_attention_torch.py; then
+        L="$OUT/torch_attention.log"
+        ATT_TORCH="sdpa fwd $(json_field "$L" fwd_ms) ms ($(json_field "$L" fwd_tflops) TFLOP/s), bwd $(json_field "$L" bwd_ms) ms ($(json_field "$L" bwd_tflops))"
+    fi
     if run torch_bf16 150 "$PY" bench/bench_gpu_torch.py --batch 32 --iters 10 --precision bf16; then
         TORCH=$(grep -o '"images_per_s": [0-9.]*' "$OUT/torch_bf16.log" | grep -o '[0-9.]*$')
     fi
@@ -233,6 +249,7 @@ MFU_NOTE="MFU = images/s * F_img / peak, F_img = 3*2*(L*(12*T*D^2 + 2*T^2*D) + P
     echo
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
+    echo "  attention B32 T577 H16 hd64 bf16: ufo $ATT_UFO | torch $ATT_TORCH"
     echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 (flash attention) $UFO_BF16 | ufo bf16 GEMM attention $UFO_GEMM | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
     echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo (flash attention) $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | ufo GEMM attention $UFO_TRAIN_GEMM (MFU $(mfu "$UFO_TRAIN_GEMM")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
