@@ -290,13 +290,15 @@ if UFO_METRICS_GPU=sometimes "$B/ufo_emu" eval --model "$D/gpu/model.safetensors
 fi
 echo "cuda_emu_check: eval --device cuda: kNN screen on the GPU == on the CPU (Market1501, VeRi, SOP: same JSON)"
 # The benchmark commands tools/gpu_check.sh times on a GPU (inference and --train, GEMM and flash
-# attention: the tiny preset has head dim 64), at a tiny size: each runs and prints the JSON it parses.
+# attention: the tiny preset has head dim 64), at a tiny size: each runs and prints the JSON it parses,
+# naming the attention kernel that ran.
 for att in gemm flash; do
     for tr in "" --train; do
         # shellcheck disable=SC2086
         UFO_CUDA_ATTENTION=$att "$B/ufo_emu" bench --device cuda $tr --preset tiny --img-size 32 --patch 8 --batch 4 \
             --iters 1 --precision bf16 --json >"$B/bench_$att.log" 2>&1 &&
-            grep -q '"images_per_s": [0-9.]*' "$B/bench_$att.log" || { cat "$B/bench_$att.log"; exit 1; }
+            grep -q '"images_per_s": [0-9.]*' "$B/bench_$att.log" &&
+            grep -q "\"attention\": \"cuda $att\"" "$B/bench_$att.log" || { cat "$B/bench_$att.log"; exit 1; }
     done
 done
 # shellcheck disable=SC2086

@@ -44,8 +44,10 @@ static const char *usage =
     "attention path: avx512 (fused) or sgemm in fp32, amx or onednn in bf16;\n"
     "UFO_ATTN=dnnl forces the oneDNN ones (sgemm, onednn), amx the bf16 AMX one;\n"
     "the matmul path: amx (ours, bf16 where the CPU has AMX) or onednn; UFO_GEMM=dnnl\n"
-    "forces oneDNN's). Says so on stderr when other work is running on the CPU: spinning\n"
-    "OpenMP threads make a shared CPU several times slower, so such timings mean little.\n"
+    "forces oneDNN's; with --device cuda: the GPU's name, and attention cuda flash (bf16,\n"
+    "head dim 64; UFO_CUDA_ATTENTION=gemm forces the other) or cuda gemm). Says so on\n"
+    "stderr when other work is running on the CPU: spinning OpenMP threads make a shared\n"
+    "CPU several times slower, so such timings mean little.\n"
     "  --preset P        tiny | small | base | large (default large)\n"
     "  --img-size S      input size (default 384)\n"
     "  --patch P         patch size (default 16)\n"
@@ -121,7 +123,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < batch; i++) labels[i] = (i / 4) % 1000;  // P x K with K = 4
     int rc = 0;
     double dt = 0;
-    char gpu_name[256] = "";
+    char gpu_name[256] = "", gpu_attn[16] = "cuda";
     if (train) {
         int classes[UFO_NUM_TASKS] = {0, 0, 1000, 0}, counts[UFO_NUM_TASKS] = {0, 0, batch, 0};
         ufo_train_config tc;
@@ -139,7 +141,10 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < iters && rc == 0; i++) rc = ufo_trainer_step(&t, x, counts, labels, &st);
         dt = ufo_now() - t0;
         if (rc == 0) {
-            if (backend == VIT_BACKEND_CUDA) snprintf(gpu_name, sizeof gpu_name, "%s", vit_train_device_name(&t.st));
+            if (backend == VIT_BACKEND_CUDA) {
+                snprintf(gpu_name, sizeof gpu_name, "%s", vit_train_device_name(&t.st));
+                snprintf(gpu_attn, sizeof gpu_attn, "cuda %s", vit_train_attention(&t.st));
+            }
             ufo_trainer_free(&t);
         }
     } else {
@@ -155,13 +160,14 @@ int cmd_bench(int argc, char **argv) {
     snprintf(isa_buf, sizeof isa_buf, "%s", backend == VIT_BACKEND_CUDA ? (train ? gpu_name : vit_cuda_device(&m))
                                             : reference                 ? "reference"
                                                                         : cpu_isa_name());
+    if (backend == VIT_BACKEND_CUDA && !train) snprintf(gpu_attn, sizeof gpu_attn, "cuda %s", vit_cuda_attention(&m));
     vit_free(&m);
     if (rc) return cli_fail();
     double ips = (double)batch * iters / dt;
     const char *isa = isa_buf;
     // The attention forward's path (UFO_ATTN may force one; see cpu.h).
     const char *attn = reference ? "reference"
-                       : backend == VIT_BACKEND_CUDA ? "cuda"
+                       : backend == VIT_BACKEND_CUDA ? gpu_attn
                                                      : cpu_attention_path(vit_tokens(&c), c.dim / c.heads, p);
     const char *mm = reference ? "reference" : backend == VIT_BACKEND_CUDA ? "cuda" : cpu_matmul_path(p);
     if (json)

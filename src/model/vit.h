@@ -120,6 +120,8 @@ int vit_with_heads(const vit_model *src, unsigned head_mask, vit_model *dst);
 int vit_cuda_check(void);
 // "NVIDIA H100 ..., sm_90, 79.1 GiB" once prepared, else "".
 const char *vit_cuda_device(const vit_model *m);
+// The attention kernel the prepared model runs: "flash" or "gemm" ("" before).
+const char *vit_cuda_attention(const vit_model *m);
 int vit_cuda_prepare(vit_model *m, ufo_precision prec);
 int vit_cuda_forward(vit_model *m, const float *images, int n, int task, float *out);
 void vit_cuda_release(vit_model *m);

@@ -45,6 +45,11 @@ int vit_cuda_check(void) { return gpu_device_count() > 0 ? 0 : ufo_errorf("%s", 
 
 const char *vit_cuda_device(const vit_model *m) { return m->cuda ? gpu_device_name(m->cuda->g) : ""; }
 
+const char *vit_cuda_attention(const vit_model *m) {
+    if (!m->cuda) return "";
+    return gpu_uses_flash(m->cuda->g, m->cuda->dt, m->cfg.dim / m->cfg.heads) ? "flash" : "gemm";
+}
+
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 void vit_cuda_release(vit_model *m) {
@@ -258,6 +263,7 @@ void vit_host_free(const vit_model *m, float *p) {
 
 int vit_cuda_check(void) { return ufo_errorf(NO_CUDA); }
 const char *vit_cuda_device(const vit_model *m) { return ""; }
+const char *vit_cuda_attention(const vit_model *m) { return ""; }
 int vit_cuda_prepare(vit_model *m, ufo_precision prec) { return ufo_errorf(NO_CUDA); }
 int vit_cuda_forward(vit_model *m, const float *images, int n, int task, float *out) { return ufo_errorf(NO_CUDA); }
 void vit_cuda_release(vit_model *m) {}

@@ -119,6 +119,8 @@ const vit_train_device *vit_train_device_of(const vit_train_state *st);
 int vit_train_cuda_local_device(void);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" ("" on the CPU backends).
 const char *vit_train_device_name(const vit_train_state *st);
+// The attention kernel of the CUDA training pass: "flash" or "gemm" ("" on the CPU backends).
+const char *vit_train_attention(const vit_train_state *st);
 // CUDA backend: the device momentum (zeroed) of parameters [lo, hi) of the
 // flat buffer, [0, m->n_floats) for the whole model; a proper slice (ZeRO
 // stage 1) also gets grad_slice. Call once, after vit_train_init and before

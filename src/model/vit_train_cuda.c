@@ -467,6 +467,12 @@ const char *vit_train_device_name(const vit_train_state *st) {
     return vit_train_device_of(st) ? gpu_device_name(st->cu->dev.g) : "";
 }
 
+const char *vit_train_attention(const vit_train_state *st) {
+    if (!vit_train_device_of(st)) return "";
+    const vit_config *cf = &st->m->cfg;
+    return gpu_uses_flash(st->cu->dev.g, st->cu->dt, cf->dim / cf->heads) ? "flash" : "gemm";
+}
+
 int vit_train_to_host(const vit_train_state *st, float *mom) {
     if (!vit_train_device_of(st)) return 0;
     const vit_train_device *d = &st->cu->dev;
@@ -521,6 +527,7 @@ int vit_train_cuda_add_grads(vit_train_state *st, const float *param, const floa
 int vit_train_cuda_local_device(void) { return 0; }
 const vit_train_device *vit_train_device_of(const vit_train_state *st) { return NULL; }
 const char *vit_train_device_name(const vit_train_state *st) { return ""; }
+const char *vit_train_attention(const vit_train_state *st) { return ""; }
 int vit_train_optimizer_init(vit_train_state *st, size_t lo, size_t hi) { return 0; }
 int vit_train_to_host(const vit_train_state *st, float *mom) { return 0; }
 int vit_train_to_device(vit_train_state *st, const float *mom) { return 0; }
