@@ -125,9 +125,8 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
             if (n * 8 >= nk) continue;
 #pragma unroll
             for (int d = 0; d < HD / 16; d++) {
-                const __nv_bfloat16 *kp = Ks + (n * 8 + g) * LDH + d * 16 + 2 * t4;
-                uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(kp),
-                                 *reinterpret_cast<const uint32_t *>(kp + 8)};
+                uint32_t b[2];
+                frag_b_kmajor(b, Ks + (n * 8 + g) * LDH + d * 16 + 2 * t4);
                 mma_bf16_16816(s[n], qa[d], b, s[n]);
             }
         }
@@ -181,9 +180,8 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
             if (j * 16 >= nk) continue;
 #pragma unroll
             for (int n = 0; n < HD / 8; n++) {
-                const __nv_bfloat16 *vp = Vt + (n * 8 + g) * LDV + j * 16 + 2 * t4;
-                uint32_t b[2] = {*reinterpret_cast<const uint32_t *>(vp),
-                                 *reinterpret_cast<const uint32_t *>(vp + 8)};
+                uint32_t b[2];
+                frag_b_kmajor(b, Vt + (n * 8 + g) * LDV + j * 16 + 2 * t4);
                 mma_bf16_16816(o[n], pa[j], b, o[n]);
             }
         }
@@ -247,12 +245,7 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
     uint32_t ka[HD / 16][4], va[HD / 16][4];
     auto rows_as_a = [&](uint32_t (&f)[HD / 16][4]) {
 #pragma unroll
-        for (int d = 0; d < HD / 16; d++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int row = warp * 16 + g + (i % 2) * 8, col = d * 16 + 2 * t4 + (i / 2) * 8;
-                f[d][i] = *reinterpret_cast<const uint32_t *>(Ks + row * LDH + col);
-            }
+        for (int d = 0; d < HD / 16; d++) frag_a(f[d], Ks + (warp * 16 + g) * LDH + d * 16 + 2 * t4, LDH);
     };
     load_tile(Ks, vb, k0, KT, T, threadIdx.x, blockDim.x);
     __syncthreads();
@@ -267,12 +260,6 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
     for (int n = 0; n < HD / 8; n++)
 #pragma unroll
         for (int i = 0; i < 4; i++) dka[n][i] = dva[n][i] = 0.0f;
-
-    // The 32-bit B fragment of a [row][col] bf16 tile whose k runs down the rows:
-    // (row r, col c) and (row r + 1, col c) packed (two 16-bit loads).
-    auto pair_down = [](const __nv_bfloat16 *p) {
-        return (uint32_t)__bfloat16_as_ushort(p[0]) | (uint32_t)__bfloat16_as_ushort(p[LDH]) << 16;
-    };
 
     for (int q0 = 0; q0 < T; q0 += QT) {
         __syncthreads();   // every warp is done with the previous tile (Qs, Os, dSs)
@@ -297,12 +284,9 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
                 if (n * 8 >= nq) continue;   // queries past T: dO = 0, so dS = 0 and P dO = 0
 #pragma unroll
                 for (int d = 0; d < HD / 16; d++) {
-                    const __nv_bfloat16 *qp = Qs + (n * 8 + g) * LDH + d * 16 + 2 * t4;
-                    const __nv_bfloat16 *op = Os + (n * 8 + g) * LDH + d * 16 + 2 * t4;
-                    uint32_t bq[2] = {*reinterpret_cast<const uint32_t *>(qp),
-                                      *reinterpret_cast<const uint32_t *>(qp + 8)};
-                    uint32_t bo[2] = {*reinterpret_cast<const uint32_t *>(op),
-                                      *reinterpret_cast<const uint32_t *>(op + 8)};
+                    uint32_t bq[2], bo[2];
+                    frag_b_kmajor(bq, Qs + (n * 8 + g) * LDH + d * 16 + 2 * t4);
+                    frag_b_kmajor(bo, Os + (n * 8 + g) * LDH + d * 16 + 2 * t4);
                     mma_bf16_16816(s[n], ka[d], bq, s[n]);
                     mma_bf16_16816(dp[n], va[d], bo, dp[n]);
                 }
@@ -335,10 +319,9 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
                 if (j * 16 >= nq) continue;
 #pragma unroll
                 for (int n = 0; n < HD / 8; n++) {
-                    const __nv_bfloat16 *op = Os + (j * 16 + 2 * t4) * LDH + n * 8 + g;
-                    const __nv_bfloat16 *qp = Qs + (j * 16 + 2 * t4) * LDH + n * 8 + g;
-                    uint32_t bo[2] = {pair_down(op), pair_down(op + 8 * LDH)};
-                    uint32_t bq[2] = {pair_down(qp), pair_down(qp + 8 * LDH)};
+                    uint32_t bo[2], bq[2];
+                    frag_b_nmajor(bo, Os + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
+                    frag_b_nmajor(bq, Qs + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
                     mma_bf16_16816(dva[n], pa[j], bo, dva[n]);
                     mma_bf16_16816(dka[n], da[j], bq, dka[n]);
                 }
@@ -364,15 +347,11 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
         for (int j = 0; j < KT / 16; j++) {
             if (k0 + j * 16 >= T) continue;   // keys past T: K = 0
             uint32_t a[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int row = warp * 16 + g + (i % 2) * 8, col = j * 16 + 2 * t4 + (i / 2) * 8;
-                a[i] = *reinterpret_cast<const uint32_t *>(dSs + row * LDH + col);
-            }
+            frag_a(a, dSs + (warp * 16 + g) * LDH + j * 16 + 2 * t4, LDH);
 #pragma unroll
             for (int n = 0; n < HD / 8; n++) {
-                const __nv_bfloat16 *kp = Ks + (j * 16 + 2 * t4) * LDH + n * 8 + g;
-                uint32_t b[2] = {pair_down(kp), pair_down(kp + 8 * LDH)};
+                uint32_t b[2];
+                frag_b_nmajor(b, Ks + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
                 mma_bf16_16816(acc[n], a, b, acc[n]);
             }
         }
