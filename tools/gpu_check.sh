@@ -111,7 +111,7 @@ else
     run build_ops 300 bash -c "
         set -e
         for f in src/kernels/cuda/*.cu; do nvcc -O2 -std=c++17 -arch=native -Isrc -c \$f -o $BUILD/\$(basename \$f .cu).o; done
-        cc -O2 -std=gnu17 -DUFO_CUDA_OPS_ONLY -Isrc -Itests -I$CU/include -c tests/cuda/test_cuda_ops.c -o $BUILD/t.o
+        cc -O2 -std=gnu17 -DUFO_CUDA_OPS_ONLY -Isrc -Itests -Iinclude -I$CU/include -c tests/cuda/test_cuda_ops.c -o $BUILD/t.o
         for f in src/kernels/ref/*.c; do cc -O2 -std=gnu17 -Isrc -c \$f -o $BUILD/\$(basename \$f .c).o; done
         nvcc -o $BUILD/test_cuda_ops_only $BUILD/*.o -lcublasLt -lcublas -lm" || MODE=none
 fi
