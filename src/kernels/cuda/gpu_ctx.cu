@@ -336,8 +336,10 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
     int flash = gpu_uses_flash(g, dt, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
     if (flash && qkv_dt == GPU_BF16) {   // the kernel reads q, k, v where they are: no split pass
-        gpu_launch_flash(g->stream, out, qkv, (const char *)qkv + D * 2, (const char *)qkv + 2 * D * 2,
-                         gpu_qkv_strides{(size_t)T * 3 * D, (size_t)hd, 3 * D}, B, T, H, hd, dt, nullptr, nullptr);
+        if (gpu_launch_flash(g->stream, out, qkv, (const char *)qkv + D * 2, (const char *)qkv + 2 * D * 2,
+                             gpu_qkv_strides{(size_t)T * 3 * D, (size_t)hd, 3 * D}, B, T, H, hd, dt, nullptr,
+                             nullptr))
+            return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
         return gpu_check_launch("flash attention");
     }
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
@@ -363,9 +365,10 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
         gpu_launch_split_qkv(g->stream, q, k, v, src, qkv_dt, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
         if (flash) {
-            gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v,
-                             gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd}, nb, T, H, hd, dt,
-                             nullptr, nullptr);
+            if (gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v,
+                                 gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd}, nb, T, H, hd, dt,
+                                 nullptr, nullptr))
+                return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
             if (gpu_check_launch("flash attention")) return -1;
             continue;
         }

@@ -379,26 +379,43 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
 }
 }  // namespace
 
+// Both launchers take the images in chunks of at most 65535 / H: grid.y (one
+// block row per (image, head)) is limited to 65535.
 int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, gpu_qkv_strides st,
                      int B, int T, int H, int hd, gpu_dtype out_dt, float *stat_m, float *stat_l) {
-    if (hd != HD) return -1;
-    dim3 grid((T + QT - 1) / QT, B * H);
+    if (hd != HD || H > 65535) return -1;
     float scale = 1.0f / sqrtf((float)hd);
-    const __nv_bfloat16 *qb = (const __nv_bfloat16 *)q, *kb = (const __nv_bfloat16 *)k, *vb = (const __nv_bfloat16 *)v;
-    if (out_dt == GPU_BF16)
-        flash_kernel<<<grid, 128, 0, s>>>((__nv_bfloat16 *)out, qb, kb, vb, st, T, H, scale, stat_m, stat_l);
-    else flash_kernel<<<grid, 128, 0, s>>>((float *)out, qb, kb, vb, st, T, H, scale, stat_m, stat_l);
+    int per = 65535 / H;
+    size_t es = out_dt == GPU_BF16 ? 2 : 4;
+    for (int b0 = 0; b0 < B; b0 += per) {
+        int nb = B - b0 < per ? B - b0 : per;
+        dim3 grid((T + QT - 1) / QT, nb * H);
+        size_t off = (size_t)b0 * st.img, so = (size_t)b0 * H * T;
+        const __nv_bfloat16 *qb = (const __nv_bfloat16 *)q + off, *kb = (const __nv_bfloat16 *)k + off;
+        const __nv_bfloat16 *vb = (const __nv_bfloat16 *)v + off;
+        char *ob = (char *)out + (size_t)b0 * T * H * HD * es;
+        float *sm = stat_m ? stat_m + so : nullptr, *sl = stat_l ? stat_l + so : nullptr;
+        if (out_dt == GPU_BF16)
+            flash_kernel<<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        else flash_kernel<<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+    }
     return 0;
 }
 
 int gpu_launch_flash_backward(cudaStream_t s, float *dq, float *dk, float *dv, const void *q, const void *k,
                               const void *v, const void *dout, const float *stat_m, const float *stat_l,
                               const float *delta, int B, int T, int H, int hd) {
-    if (hd != HD) return -1;
-    dim3 grid((T + KT - 1) / KT, B * H);
+    if (hd != HD || H > 65535) return -1;
     float scale = 1.0f / sqrtf((float)hd);
-    flash_backward_kernel<<<grid, 128, 0, s>>>(dq, dk, dv, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k,
-                                               (const __nv_bfloat16 *)v, (const __nv_bfloat16 *)dout, stat_m, stat_l,
-                                               delta, T, scale);
+    int per = 65535 / H;
+    for (int b0 = 0; b0 < B; b0 += per) {
+        int nb = B - b0 < per ? B - b0 : per;
+        dim3 grid((T + KT - 1) / KT, nb * H);
+        size_t off = (size_t)b0 * H * T * HD, so = (size_t)b0 * H * T;
+        flash_backward_kernel<<<grid, 128, 0, s>>>(
+            dq + off, dk + off, dv + off, (const __nv_bfloat16 *)q + off, (const __nv_bfloat16 *)k + off,
+            (const __nv_bfloat16 *)v + off, (const __nv_bfloat16 *)dout + off, stat_m + so, stat_l + so, delta + so,
+            T, scale);
+    }
     return 0;
 }
