@@ -9,10 +9,10 @@
 // activations; with bf16 each matmul rounds its two operands to bf16 and
 // accumulates in fp32 (in the forward, LayerNorm, the attention kernel, GELU
 // and im2col write their outputs in bf16 directly as the next linear's
-// operand, and every matmul, forward and backward, reads its weight from a bf16
-// mirror of the parameters rounded once per step; the backward rounds dy inside
-// gpu_linear_backward); LayerNorm,
-// GELU, softmax, BatchNorm and every reduction compute in fp32.
+// operand; every matmul, forward and backward, reads its weight from a bf16
+// mirror of the parameters rounded once per step; in the backward, each
+// gradient a linear takes as dy comes with its bf16 copy from its producer);
+// LayerNorm, GELU, softmax, BatchNorm and every reduction compute in fp32.
 //
 // Built without CUDA, vit_train_cuda_init fails with "built without CUDA".
 #include "model/vit_train_cuda.h"
