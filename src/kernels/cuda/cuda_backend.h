@@ -149,6 +149,9 @@ int gpu_zero(gpu_ctx *g, void *p, size_t bytes);
 // dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols (fp32).
 int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
                   size_t cols);
+// The same for values in dt (strides in values).
+int gpu_copy_rows_dt(gpu_ctx *g, void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t rows,
+                     size_t cols, gpu_dtype dt);
 // Partial-FC's sampled classifier rows: `rows` is a DEVICE array of n row
 // indices into the [*, D] matrix. gather: dst [n, D] (dense) = src[rows[j]];
 // scatter_add: dst[rows[j]] += src [n, D] (the rows must be distinct).

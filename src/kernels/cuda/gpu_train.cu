@@ -493,7 +493,8 @@ __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, size_t n)
     if (i < n) dst[i] = __bfloat162float(src[i]);
 }
 
-__global__ void copy_rows_kernel(float *dst, size_t dst_stride, const float *src, size_t src_stride, size_t rows,
+template <typename T>
+__global__ void copy_rows_kernel(T *dst, size_t dst_stride, const T *src, size_t src_stride, size_t rows,
                                  size_t cols) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= rows * cols) return;
@@ -583,12 +584,22 @@ extern "C" int gpu_zero(gpu_ctx *g, void *p, size_t bytes) {
     return gpu_check(cudaMemsetAsync(p, 0, bytes, g->stream), "device memset");
 }
 
-extern "C" int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride,
-                             size_t rows, size_t cols) {
+extern "C" int gpu_copy_rows_dt(gpu_ctx *g, void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                                size_t rows, size_t cols, gpu_dtype dt) {
     size_t n = rows * cols;
     if (n == 0) return 0;
-    copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dst, dst_stride, src, src_stride, rows, cols);
+    if (dt == GPU_BF16)
+        copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(
+            (__nv_bfloat16 *)dst, dst_stride, (const __nv_bfloat16 *)src, src_stride, rows, cols);
+    else
+        copy_rows_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((float *)dst, dst_stride, (const float *)src,
+                                                                    src_stride, rows, cols);
     return gpu_check_launch("copy_rows");
+}
+
+extern "C" int gpu_copy_rows(gpu_ctx *g, float *dst, size_t dst_stride, const float *src, size_t src_stride,
+                             size_t rows, size_t cols) {
+    return gpu_copy_rows_dt(g, dst, dst_stride, src, src_stride, rows, cols, GPU_F32);
 }
 
 extern "C" int gpu_gather_rows(gpu_ctx *g, float *dst, const float *src, const int *rows, int n, int D) {
