@@ -329,27 +329,39 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
     return gpu_attention_from(g, out, qkv, GPU_F32, B, T, H, hd, dt);
 }
 
+// The flash kernel (bf16 out): q, k, v read where they are in a bf16 qkv; an
+// fp32 qkv is split into bf16 q, k, v in scratch first.
+static int attention_flash(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd) {
+    size_t D = (size_t)H * hd;
+    const void *q = qkv, *k = (const char *)qkv + D * 2, *v = (const char *)qkv + 2 * D * 2;
+    gpu_qkv_strides st = {(size_t)T * 3 * D, (size_t)hd, 3 * D};
+    if (qkv_dt != GPU_BF16) {
+        size_t qkv_b = align256((size_t)B * T * D * 2);
+        if (gpu_ensure_scratch(g, 3 * qkv_b)) return -1;
+        char *base = (char *)g->scratch;
+        gpu_launch_split_qkv(g->stream, base, base + qkv_b, base + 2 * qkv_b, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
+        if (gpu_check_launch("split_qkv")) return -1;
+        q = base, k = base + qkv_b, v = base + 2 * qkv_b, st = gpu_split_strides(T, H, hd);
+    }
+    if (gpu_launch_flash(g->stream, out, q, k, v, st, B, T, H, hd, GPU_BF16, nullptr, nullptr))
+        return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
+    return gpu_check_launch("flash attention");
+}
+
 int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
                        gpu_dtype dt) {
     if (B <= 0) return 0;
     if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention: a bf16 qkv needs bf16 attention");
-    int flash = gpu_uses_flash(g, dt, hd);
+    if (gpu_uses_flash(g, dt, hd)) return attention_flash(g, out, qkv, qkv_dt, B, T, H, hd);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
-    if (flash && qkv_dt == GPU_BF16) {   // the kernel reads q, k, v where they are: no split pass
-        if (gpu_launch_flash(g->stream, out, qkv, (const char *)qkv + D * 2, (const char *)qkv + 2 * D * 2,
-                             gpu_qkv_strides{(size_t)T * 3 * D, (size_t)hd, 3 * D}, B, T, H, hd, dt, nullptr,
-                             nullptr))
-            return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
-        return gpu_check_launch("flash attention");
-    }
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
-    int chunk = flash ? B : (int)(g->chunk_bytes / per_img_scores);
+    int chunk = (int)(g->chunk_bytes / per_img_scores);
     if (chunk < 1) chunk = 1;
     if (chunk > B) chunk = B;
     size_t qkv_b = align256((size_t)chunk * T * D * es);
-    size_t s_b = flash ? 0 : align256((size_t)chunk * per_img_scores);
-    size_t p_b = !flash && dt == GPU_BF16 ? align256((size_t)chunk * H * T * T * 2) : 0;
-    size_t o_b = flash ? 0 : align256((size_t)chunk * T * D * sizeof(float));
+    size_t s_b = align256((size_t)chunk * per_img_scores);
+    size_t p_b = dt == GPU_BF16 ? align256((size_t)chunk * H * T * T * 2) : 0;
+    size_t o_b = align256((size_t)chunk * T * D * sizeof(float));
     if (gpu_ensure_scratch(g, 3 * qkv_b + s_b + p_b + o_b)) return -1;
     char *base = (char *)g->scratch;
     void *q = base, *k = base + qkv_b, *v = base + 2 * qkv_b;
@@ -364,14 +376,6 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
         const char *src = (const char *)qkv + (size_t)b0 * T * 3 * D * (qkv_dt == GPU_BF16 ? 2 : 4);
         gpu_launch_split_qkv(g->stream, q, k, v, src, qkv_dt, nb, T, H, hd, dt);
         if (gpu_check_launch("split_qkv")) return -1;
-        if (flash) {
-            if (gpu_launch_flash(g->stream, (char *)out + (size_t)b0 * T * D * es, q, k, v,
-                                 gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd}, nb, T, H, hd, dt,
-                                 nullptr, nullptr))
-                return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
-            if (gpu_check_launch("flash attention")) return -1;
-            continue;
-        }
         // Column-major: S^T(j, i) = sum_d K(j, d) Q(i, d)  -> row-major S[i, j]
         if (blas_check(cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hd, &scale, k, ab, hd, thd,
                                                   q, ab, hd, thd, &zero, s, CUDA_R_32F, T, tt, batches,

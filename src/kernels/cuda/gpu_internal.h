@@ -65,6 +65,10 @@ void gpu_launch_add_bias(cudaStream_t s, void *y, const void *b, gpu_dtype dt, i
 struct gpu_qkv_strides {
     size_t img, head, row;
 };
+// The split-heads layout's (gpu_launch_split_qkv's output).
+inline gpu_qkv_strides gpu_split_strides(int T, int H, int hd) {
+    return gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd};
+}
 // Flash attention (gpu_flash.cu): q, k, v bf16 (laid out as `st` says) -> out
 // [B, T, H*hd] in out_dt; stat_m, stat_l (or NULL): each row's max and sum
 // [B*H, T], for the backward. Only hd == 64; returns -1 (nothing launched)

@@ -394,8 +394,7 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
     gpu_launch_split_qkv(g->stream, q, k, v, qkv, GPU_F32, B, T, H, hd, GPU_BF16);
     split_heads_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, dout, B, T, H, hd);
     if (gpu_check_launch("flash backward split") ||
-        gpu_launch_flash(g->stream, o, q, k, v, gpu_qkv_strides{(size_t)H * T * hd, (size_t)T * hd, (size_t)hd}, B,
-                         T, H, hd, GPU_F32, m, l) ||
+        gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
         gpu_check_launch("flash backward O"))
         return -1;
     attention_delta_kernel<<<blocks_for(rows), kThreads, 0, g->stream>>>(delta, dout, o, B, T, H, hd);
