@@ -6,8 +6,11 @@
 #include "base/error.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_train.h"
+#include "kernels/cpu/cpu_internal.h"
+#include "tensor/dtype.h"
 #include "kernels/ref/ref.h"
 #include "check.h"
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,6 +576,63 @@ static void test_attention_backward(void) {
     }
 }
 
+// The fused AMX backward (cpu_attention_amx_bwd.c) where the CPU has AMX:
+// against the double reference at the bf16 tolerance, against the oneDNN bf16
+// path (the same roundings of q, k, v, dO, so much closer: 2e-3), the bf16
+// result and its column sums (the qkv bias gradient) against the reference,
+// and the same bits with one thread as with two. Head dims 32..256 and token
+// counts that leave partial 16- and 32-row blocks.
+static void test_attention_backward_amx(void) {
+    if (!cpu_attention_io_ok(64, 64)) {
+        printf("attention backward AMX: skipped (no AMX on this CPU/OS)\n");
+        return;
+    }
+    const int shapes[][4] = {{1, 1, 1, 32}, {2, 17, 3, 64}, {3, 37, 2, 96}, {1, 197, 2, 64}, {2, 64, 1, 256},
+                             {1, 577, 2, 64}};
+    char what[128];
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], hd = shapes[si][3];
+        size_t nq = (size_t)B * T * 3 * H * hd, no = (size_t)B * T * H * hd, C3 = (size_t)3 * H * hd;
+        float *qkv = rand_buf(nq, 2, 0), *dout = rand_buf(no, 1, 0), *rd = zeros(nq), *d = zeros(nq), *dn = zeros(nq);
+        ref_attention_backward(rd, dout, qkv, B, T, H, hd);
+        CHECK(cpu_attention_backward(d, dout, qkv, B, T, H, hd, UFO_PREC_BF16) == 0, "%s", ufo_error());
+        snprintf(what, sizeof what, "attention backward AMX B=%d T=%d H=%d hd=%d", B, T, H, hd);
+        compare(what, d, rd, nq, UFO_PREC_BF16);
+        cpu_debug_attention_path("dnnl");
+        CHECK(cpu_attention_backward(dn, dout, qkv, B, T, H, hd, UFO_PREC_BF16) == 0, "%s", ufo_error());
+        cpu_debug_attention_path(NULL);
+        double vs = check_max_rel_err(d, dn, (long)nq);
+        if (verbose()) printf("%-52s vs oneDNN rel %.3g\n", what, vs);
+        CHECK(vs <= 2e-3, "%s: AMX vs oneDNN bf16 max rel err %.3g", what, vs);
+
+        // bf16 out with db += column sums; db starts non-zero (accumulates)
+        uint16_t *g = malloc(nq * sizeof(uint16_t)), *g1 = malloc(nq * sizeof(uint16_t));
+        float *db = rand_buf(C3, 1, 0), *db0 = copy_buf(db, C3), *db1 = copy_buf(db, C3), *gf = zeros(nq);
+        float *rdb = zeros(C3);
+        CHECK(cpu_attention_backward_bf16(g, db, dout, qkv, B, T, H, hd) == 0, "%s", ufo_error());
+        for (size_t i = 0; i < nq; i++) gf[i] = ufo_bf16_to_f32(g[i]);
+        for (size_t c = 0; c < C3; c++) {
+            double sum = 0;
+            for (size_t t = 0; t < (size_t)B * T; t++) sum += rd[t * C3 + c];
+            rdb[c] = (float)sum;
+            db[c] -= db0[c];
+        }
+        snprintf(what, sizeof what, "attention backward AMX bf16 B=%d T=%d H=%d hd=%d", B, T, H, hd);
+        compare(what, gf, rd, nq, UFO_PREC_BF16);
+        snprintf(what, sizeof what, "attention backward AMX db B=%d T=%d H=%d hd=%d", B, T, H, hd);
+        compare(what, db, rdb, C3, UFO_PREC_BF16);
+        int nthr = omp_get_max_threads();
+        omp_set_num_threads(1);
+        CHECK(cpu_attention_backward_bf16(g1, db1, dout, qkv, B, T, H, hd) == 0, "%s", ufo_error());
+        omp_set_num_threads(nthr);
+        for (size_t c = 0; c < C3; c++) db1[c] -= db0[c];
+        CHECK(!memcmp(g, g1, nq * sizeof(uint16_t)) && !memcmp(db, db1, C3 * sizeof(float)),
+              "%s: one thread gives other bits than %d", what, nthr);
+        free(qkv), free(dout), free(rd), free(d), free(dn), free(g), free(g1), free(db), free(db0), free(db1);
+        free(gf), free(rdb);
+    }
+}
+
 static void test_batchnorm(void) {
     const int shapes[][2] = {{2, 45}, {37, 45}, {64, 130}, {300, 1024}};
     char what[128];
@@ -653,6 +713,7 @@ int main(void) {
     test_layernorm_backward();
     test_gelu_backward();
     test_attention_backward();
+    test_attention_backward_amx();
     test_batchnorm();
     test_patch_embed_backward();
     printf("worst: FD rel %.3g; fp32 rel %.3g; bf16 rel %.3g, cosine %.6f\n", worst_fd, worst_f32, worst_bf16_rel,
