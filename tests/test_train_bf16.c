@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_train.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/ref/ref.h"
 #include "tensor/dtype.h"
 #include "check.h"
@@ -178,6 +179,21 @@ static void test_linear_backward_bf16(void) {
             CHECK(!memcmp(y1, y2, ny * sizeof *y1), "cpu_linear_train_forward_bf16 n=%d %d->%d post=%d differs", n,
                   in, out, post);
         }
+        // the bf16-output form (the qkv linear before the AMX attention): the fp32 result rounded,
+        // on our AMX matmul and on oneDNN's (through the caller's scratch)
+        for (int path = 0; path < 2; path++) {
+            cpu_debug_gemm_path(path ? "dnnl" : NULL);
+            float *y3 = zeros(ny), *scr = zeros(ny);
+            uint16_t *yb = malloc(ny * sizeof *yb);
+            CHECK(cpu_linear_train_forward_bf16(y3, xb, w, b, n, in, out, CPU_POST_NONE) == 0 &&
+                      cpu_linear_train_forward_bf16_out(yb, xb, w, b, n, in, out, scr) == 0,
+                  "linear train forward (bf16 out): %s", ufo_error());
+            uint16_t *want = round_buf(y3, ny);
+            CHECK(!memcmp(yb, want, ny * sizeof *yb), "cpu_linear_train_forward_bf16_out n=%d %d->%d%s != bf16(fp32 out)",
+                  n, in, out, path ? " (oneDNN)" : "");
+            free(y3), free(scr), free(yb), free(want);
+        }
+        cpu_debug_gemm_path(NULL);
         free(b), free(y1), free(y2);
         free(x), free(w), free(dy), free(xb), free(xr), free(scale), free(dys);
     }
@@ -213,6 +229,19 @@ static void test_attention_backward_bf16(void) {
         CHECK(cpu_attention_backward_bf16(got2, NULL, dout, qkv, B, T, H, hd) == 0 &&
                   !memcmp(got2, want, nq * sizeof *got2),
               "cpu_attention_backward_bf16 with NULL db differs");
+        // from a bf16 qkv (as the qkv matmul writes it before the AMX attention): the same bits
+        uint16_t *qkvb = round_buf(qkv, nq), *got3 = malloc(nq * sizeof *got3);
+        float *db3 = copy_buf(db0, row);
+        int rc = cpu_attention_backward_bf16_qkvb(got3, db3, dout, qkvb, B, T, H, hd);
+        if (cpu_attention_io_ok(T, hd)) {
+            CHECK(rc == 0, "cpu_attention_backward_bf16_qkvb: %s", ufo_error());
+            CHECK(!memcmp(got3, want, nq * sizeof *got3) && !memcmp(db3, db, row * sizeof *db3),
+                  "cpu_attention_backward_bf16_qkvb B=%d T=%d H=%d hd=%d != from the fp32 qkv", B, T, H, hd);
+        } else {
+            CHECK(rc == -1 && strstr(ufo_error(), "AMX"), "cpu_attention_backward_bf16_qkvb hd=%d off the AMX path: %s",
+                  hd, rc ? ufo_error() : "accepted");
+        }
+        free(qkvb), free(got3), free(db3);
         free(qkv), free(dout), free(d), free(db0), free(want_db), free(db), free(want), free(got), free(got2);
     }
 }

@@ -117,16 +117,19 @@ static size_t scratch_size(const vit_config *c, int cap) {
 // Saved activations of block l (in recompute mode all blocks share slot 0,
 // except x_in which is always per block).
 typedef struct {
-    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1 NULL on the bf16 path
+    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1 NULL on the bf16 path; qkv NULL with qkvb
     uint16_t *ln1b, *attb, *ln2b, *gb, *gd;   // bf16 path only
+    uint16_t *qkvb;                           // bf16 path with the AMX attention
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
     const vit_config *c = &st->m->cfg;
     size_t R = rows_of(st, st->cap), D = c->dim, Hd = c->mlp_hidden;
     int s = st->recompute ? 0 : l;
-    block_acts a = {st->x_in + (size_t)l * R * D, st->qkv + (size_t)s * R * 3 * D, NULL,
-                    st->x_mid + (size_t)s * R * D, NULL, NULL, NULL, NULL, NULL, NULL};
+    block_acts a = {st->x_in + (size_t)l * R * D, NULL, NULL, st->x_mid + (size_t)s * R * D, NULL,
+                    NULL, NULL, NULL, NULL, NULL, NULL};
+    if (st->qkv) a.qkv = st->qkv + (size_t)s * R * 3 * D;
+    if (st->qkvb) a.qkvb = st->qkvb + (size_t)s * R * 3 * D;
     if (st->att) a.att = st->att + (size_t)s * R * D;
     if (st->f1) a.f1 = st->f1 + (size_t)s * R * Hd;
     if (st->ln1b) {
@@ -168,8 +171,11 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     size_t kept = recompute ? 1 : L;
     st->grads = ufo_calloc(m->n_floats * sizeof(float));
     st->x_in = ufo_alloc(L * R * D * sizeof(float));
-    st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
     int bf = bf16(st);
+    // The AMX attention reads a bf16 qkv: half the bytes written, kept and read twice.
+    if (bf && cpu_attention_io_ok(vit_tokens(c), c->dim / c->heads))
+        st->qkvb = ufo_alloc(kept * R * 3 * D * sizeof(uint16_t));
+    else st->qkv = ufo_alloc(kept * R * 3 * D * sizeof(float));
     if (bf) {   // bf16 inputs of the linears and GELU' replace the fp32 attention output and f1
         st->ln1b = ufo_alloc(kept * R * D * sizeof(uint16_t));
         st->attb = ufo_alloc(kept * R * D * sizeof(uint16_t));
@@ -190,7 +196,7 @@ int vit_train_init(vit_train_state *st, vit_model *m, vit_backend backend, ufo_p
     st->scratch_floats = scratch_size(c, cap);
     st->scratch = ufo_alloc(st->scratch_floats * sizeof(float));
     int acts_ok = bf ? st->ln1b && st->attb && st->ln2b && st->gb && st->gd : st->att && st->f1;
-    if (!st->grads || !st->x_in || !st->qkv || !acts_ok || !st->x_mid || !st->cls || !st->feat ||
+    if (!st->grads || !st->x_in || !(st->qkv || st->qkvb) || !acts_ok || !st->x_mid || !st->cls || !st->feat ||
         !st->feat_bn || !st->bn_mean || !st->bn_rstd || !st->scratch || !st->bn_acc) {
         vit_train_free(st);
         return ufo_errorf("out of memory for training activations (batch %d%s)", cap,
@@ -203,7 +209,7 @@ void vit_train_free(vit_train_state *st) {
     float *bufs[] = {st->grads, st->x_in, st->qkv, st->att, st->x_mid, st->f1, st->cls,
                      st->feat, st->feat_bn, st->bn_mean, st->bn_rstd, st->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ufo_free(bufs[i]);
-    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb, st->gd};
+    uint16_t *bbufs[] = {st->ln1b, st->attb, st->ln2b, st->gb, st->gd, st->qkvb};
     for (size_t i = 0; i < sizeof bbufs / sizeof bbufs[0]; i++) ufo_free(bbufs[i]);
     free(st->bn_acc);
     vit_train_cuda_free(st);
@@ -252,9 +258,16 @@ static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout,
     size_t per = (size_t)vit_tokens(c) * D, bytes = (size_t)rows * D * sizeof(float);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
-    if (cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE)) return -1;
-    if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
-    cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
+    if (a.qkvb) {   // qkv and the attention output rounded where they are made (dqkv: free until the backward)
+        if (cpu_linear_train_forward_bf16_out(a.qkvb, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, v.dqkv) ||
+            cpu_attention_io(a.attb, a.qkvb, n, vit_tokens(c), c->heads, D / c->heads,
+                             CPU_ATTN_QKV_BF16 | CPU_ATTN_OUT_BF16))
+            return -1;
+    } else {
+        if (cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE)) return -1;
+        if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
+        cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
+    }
     if (s1) {
         if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE)) return -1;
         add_scaled_to(a.x_mid, a.x_in, v.tmp, s1, n, per);
@@ -491,8 +504,11 @@ static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view
         return -1;
     // the attention gradient comes out rounded, with the qkv bias gradient
     uint16_t *dqkvb = (uint16_t *)v.dqkv;
-    if (cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, (int)T, c->heads, D / c->heads))
-        return -1;
+    int rc = a.qkvb ? cpu_attention_backward_bf16_qkvb(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkvb, n, (int)T,
+                                                       c->heads, D / c->heads)
+                    : cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, (int)T, c->heads,
+                                                  D / c->heads);
+    if (rc) return -1;
     if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows, D,
                                  3 * D))
         return -1;

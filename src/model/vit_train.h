@@ -42,11 +42,14 @@ typedef struct {
     const float *images;          // caller's, must stay alive until backward
     const float *drop;            // [depth][2][n] per-sample residual scales, or NULL
     // Saved activations (see vit_train.c for which are kept in recompute mode).
-    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1: fp32 path only
+    float *x_in, *qkv, *att, *x_mid, *f1;   // att, f1: fp32 path only; qkv NULL with qkvb
     // bf16 path (CPU backend, prec BF16): the bf16 inputs of the block's linears,
     // made once in the forward and reused for the weight gradients, and GELU's
     // derivative (rounded) in place of the fp32 pre-GELU activation f1.
     uint16_t *ln1b, *attb, *ln2b, *gb, *gd;   // [R, D] x 3, [R, mlp_hidden] x 2
+    // bf16 path where the attention runs on AMX: qkv kept in bf16 [R, 3D] instead of
+    // fp32 (the attention rounds q, k, v to bf16 in any case: the same results).
+    uint16_t *qkvb;
     float *cls;            // [n, D] class tokens before the final LayerNorm
     float *feat;           // [n, D] after the final LayerNorm: the pre-BN feature (triplet)
     float *feat_bn;        // [n, D] after each task's BNNeck (CosFace)

@@ -51,7 +51,9 @@ typedef struct {
     float *dqkv;          // fp32 result, or NULL
     uint16_t *dqkvb;      // bf16 result (with part), or NULL
     double *part;         // [B][3 * H * hd] column sums of the result, or NULL
-    const float *dout, *qkv;
+    const float *dout;
+    const void *qkv;      // fp32, or bf16 when qkv_bf16 (rounded by the qkv matmul: the same values)
+    int qkv_bf16;
     int B, T, H, hd, Tp;
     float scale;
     bwd_image im[2];      // image b in im[b % 2]
@@ -78,10 +80,17 @@ __attribute__((target(AMX_TARGET), noinline)) static void pack_block(const bwd_j
     uint16_t *sq = stage, *sk = sq + (size_t)32 * C, *sv = sk + (size_t)32 * C, *sd = sv + (size_t)32 * C;
     for (int t = 0; t < 32; t++) {
         const int j = j0 + t;
-        const float *row = jb->qkv + ((size_t)b * T + j) * 3 * C, *drow = jb->dout + ((size_t)b * T + j) * C;
+        const size_t r = ((size_t)b * T + j) * 3 * C;
+        const float *row = (const float *)jb->qkv + r, *drow = jb->dout + ((size_t)b * T + j) * C;
+        const uint16_t *rowb = (const uint16_t *)jb->qkv + r;
         for (int c = 0; c < C; c += 32) {
             __m512i q = _mm512_setzero_si512(), k = q, v = q, d = q;
-            if (j < T) {
+            if (j < T && jb->qkv_bf16) {
+                q = _mm512_loadu_si512(rowb + c);
+                k = _mm512_loadu_si512(rowb + C + c);
+                v = _mm512_loadu_si512(rowb + 2 * C + c);
+                d = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(drow + c + 16), _mm512_loadu_ps(drow + c));
+            } else if (j < T) {
                 q = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + c + 16), _mm512_loadu_ps(row + c));
                 k = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + C + c + 16), _mm512_loadu_ps(row + C + c));
                 v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 2 * C + c + 16),
@@ -361,10 +370,10 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *g_buf;
 static size_t g_buf_size;
 
-int amx_attention_backward(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B,
-                           int T, int H, int hd) {
+int amx_attention_backward(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const void *qkv, int qkv_bf16,
+                           int B, int T, int H, int hd) {
     const int Tp = (T + 31) / 32 * 32;
-    bwd_job jb = {.dqkv = dqkv, .dqkvb = dqkvb, .dout = dout, .qkv = qkv, .B = B, .T = T, .H = H, .hd = hd,
+    bwd_job jb = {.dqkv = dqkv, .dqkvb = dqkvb, .dout = dout, .qkv = qkv, .qkv_bf16 = qkv_bf16, .B = B, .T = T, .H = H, .hd = hd,
                   .Tp = Tp, .scale = (float)(1.0 / sqrt((double)hd))};
     int nthr = omp_get_max_threads();
     if (nthr > H) nthr = H;

@@ -698,7 +698,7 @@ int cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, int
     if ((long)B * T * H == 0) return 0;
     if (prec == UFO_PREC_FP32) return attention_bwd_f32(dqkv, dout, qkv, B, T, H, hd);
     // The fused AMX kernel wherever the forward takes the AMX path (UFO_ATTN=dnnl: both oneDNN).
-    if (cpu_attention_io_ok(T, hd)) return amx_attention_backward(dqkv, NULL, NULL, dout, qkv, B, T, H, hd);
+    if (cpu_attention_io_ok(T, hd)) return amx_attention_backward(dqkv, NULL, NULL, dout, qkv, 0, B, T, H, hd);
     pthread_mutex_lock(&g_mu);
     int rc = attention_bwd_bf16_locked(dqkv, NULL, NULL, dout, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);
@@ -710,9 +710,20 @@ int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, c
     if (B < 0 || T < 0 || H < 0 || hd <= 0)
         return ufo_errorf("cpu_attention_backward_bf16: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
     if ((long)B * T * H == 0) return 0;
-    if (cpu_attention_io_ok(T, hd)) return amx_attention_backward(NULL, dqkvb, db, dout, qkv, B, T, H, hd);
+    if (cpu_attention_io_ok(T, hd)) return amx_attention_backward(NULL, dqkvb, db, dout, qkv, 0, B, T, H, hd);
     pthread_mutex_lock(&g_mu);
     int rc = attention_bwd_bf16_locked(NULL, dqkvb, db, dout, qkv, B, T, H, hd);
     pthread_mutex_unlock(&g_mu);
     return rc;
+}
+
+int cpu_attention_backward_bf16_qkvb(uint16_t *dqkvb, float *db, const float *dout, const uint16_t *qkvb, int B, int T,
+                                     int H, int hd) {
+    if (B < 0 || T < 0 || H < 0 || hd <= 0)
+        return ufo_errorf("cpu_attention_backward_bf16_qkvb: bad shape B=%d T=%d H=%d hd=%d", B, T, H, hd);
+    if (!cpu_attention_io_ok(T, hd))
+        return ufo_errorf("cpu_attention_backward_bf16_qkvb: a bf16 qkv needs the AMX attention path (T=%d hd=%d)", T,
+                          hd);
+    if ((long)B * T * H == 0) return 0;
+    return amx_attention_backward(NULL, dqkvb, db, dout, qkvb, 1, B, T, H, hd);
 }

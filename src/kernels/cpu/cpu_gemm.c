@@ -301,3 +301,16 @@ int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_
     cpu_gelu_bf16(gb, gd, scratch, (size_t)n * out);
     return 0;
 }
+
+int cpu_linear_train_forward_bf16_out(uint16_t *yb, const uint16_t *xb, const float *w, const float *b, int n, int in,
+                                      int out, float *scratch) {
+    if (check_args("cpu_linear_train_forward_bf16_out", n, out, in, UFO_PREC_BF16)) return -1;
+    if (cpu_gemm_amx_enabled() && in > 0) {   // K = 0: the fp32 path's bias-only rows
+        amx_epilogue e = {b, 0.0f, 0, 1, out, NULL, 0};
+        amx_operand a = {xb, in, 0, 1, 0}, wt = {w, in, 1, 0, 0};   // B = W^T, stored as W [out, in]
+        return amx_gemm(yb, &e, a, wt, NULL, n, out, in);
+    }
+    if (cpu_linear_train_forward_bf16(scratch, xb, w, b, n, in, out, CPU_POST_NONE)) return -1;
+    cpu_f32_to_bf16(yb, scratch, (size_t)n * out);
+    return 0;
+}

@@ -54,6 +54,12 @@ int cpu_linear_train_forward_bf16(float *y, const uint16_t *xb, const float *w, 
 // scratch [n, out] fp32, which the caller provides.
 int cpu_linear_gelu_train_forward_bf16(uint16_t *gb, uint16_t *gd, const uint16_t *xb, const float *w, const float *b,
                                        int n, int in, int out, float *scratch);
+// The qkv linear of the bf16 training forward when the attention reads bf16:
+// yb = bf16(xb W^T + b) [n, out], the result of cpu_linear_train_forward_bf16
+// rounded; on the AMX path in one pass, elsewhere through the caller's scratch
+// [n, out] fp32.
+int cpu_linear_train_forward_bf16_out(uint16_t *yb, const uint16_t *xb, const float *w, const float *b, int n, int in,
+                                      int out, float *scratch);
 
 // cpu_linear_backward with prec BF16, the input already rounded (xb [n, in]),
 // and the output gradient given either as fp32 dy [n, out] (rounded here; each
@@ -68,6 +74,12 @@ int cpu_linear_backward_bf16(float *dx, float *dw, float *db, const float *dy, c
 // linear's bias gradient; db may be NULL): no fp32 dqkv is ever written.
 int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, const float *qkv, int B, int T, int H,
                                 int hd);
+// The same from a bf16 qkv (as the qkv matmul wrote it with
+// cpu_linear_train_forward_bf16_out; the attention rounds q, k, v to bf16 in
+// any case, so the results are those of the fp32 qkv it was rounded from).
+// The AMX path only: call when cpu_attention_io_ok(T, hd).
+int cpu_attention_backward_bf16_qkvb(uint16_t *dqkvb, float *db, const float *dout, const uint16_t *qkvb, int B, int T,
+                                     int H, int hd);
 // LayerNorm backward with a residual gradient added: dx = LN'(dy) + res
 // (cpu_layernorm_backward otherwise; res must not alias dx).
 int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
