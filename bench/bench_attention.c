@@ -4,8 +4,9 @@
 //   bench_attention [B T H hd [rounds [PATH]]]   (default 8 577 16 64 7: ViT-L/16 at 384)
 // PATH (a substring of a path's name: sgemm, avx512, onednn, amx, bwd, ...)
 // times the matching paths alone, e.g. under perf. The backward paths are the
-// training's (cpu_attention_backward_bf16: bf16 gradient and the qkv bias's
-// column sums; fp32: cpu_attention_backward).
+// training's: fp32 cpu_attention_backward; bf16 the bf16 gradient with the qkv
+// bias's column sums, from an fp32 qkv on oneDNN (cpu_attention_backward_bf16)
+// and from a bf16 one on AMX (cpu_attention_backward_bf16_qkvb).
 // Prints, per path, the min and median seconds per call and TFLOP/s at the
 // min (forward 4 B H T^2 hd flops: two matmuls; backward 8 B H T^2 hd: dV, dP,
 // dQ, dK, the recomputed S not counted; softmax not counted), and the
@@ -48,8 +49,8 @@ int main(int argc, char **argv) {
     size_t nin = (size_t)B * T * 3 * H * hd, nout = (size_t)B * T * H * hd;
     float *qkv = ufo_alloc(nin * 4), *out = ufo_alloc(nout * 4), *dqkv = ufo_alloc(nin * 4);
     float *db = ufo_alloc((size_t)3 * H * hd * 4);
-    uint16_t *dqkvb = ufo_alloc(nin * 2);
-    if (!qkv || !out || !dqkv || !dqkvb || !db) return 1;
+    uint16_t *dqkvb = ufo_alloc(nin * 2), *qkvb = ufo_alloc(nin * 2);
+    if (!qkv || !out || !dqkv || !dqkvb || !db || !qkvb) return 1;
     uint64_t s = 1;
     for (size_t i = 0; i < nin; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -60,6 +61,7 @@ int main(int argc, char **argv) {
         out[i] = (float)((s >> 40) * (1.0 / (1 << 23)) - 1.0) * 0.5f;
     }
     memset(db, 0, (size_t)3 * H * hd * 4);
+    cpu_f32_to_bf16(qkvb, qkv, nin);
     struct { const char *name, *force; ufo_precision prec; int bwd; } paths[] = {
         {"fp32 sgemm", "dnnl", UFO_PREC_FP32, 0},    {"fp32 avx512", "auto", UFO_PREC_FP32, 0},
         {"bf16 onednn", "dnnl", UFO_PREC_BF16, 0},   {"bf16 amx", "amx", UFO_PREC_BF16, 0},
@@ -72,7 +74,9 @@ int main(int argc, char **argv) {
 #define RUN(p)                                                                                              \
     (paths[p].bwd ? paths[p].prec == UFO_PREC_FP32                                                          \
                         ? cpu_attention_backward(dqkv, out, qkv, B, T, H, hd, UFO_PREC_FP32)                \
-                        : cpu_attention_backward_bf16(dqkvb, db, out, qkv, B, T, H, hd)                     \
+                    : strcmp(paths[p].force, "amx")                                                         \
+                        ? cpu_attention_backward_bf16(dqkvb, db, out, qkv, B, T, H, hd)                     \
+                        : cpu_attention_backward_bf16_qkvb(dqkvb, db, out, qkvb, B, T, H, hd)               \
                   : cpu_attention(fout, qkv, B, T, H, hd, paths[p].prec))
     double *t = calloc((size_t)NP * rounds, sizeof *t), cpu[NP];
     int ok[NP];
@@ -111,6 +115,6 @@ int main(int argc, char **argv) {
     }
     cpu_debug_attention_path(NULL);
     free(t);
-    ufo_free(qkv), ufo_free(out), ufo_free(fout), ufo_free(dqkv), ufo_free(dqkvb), ufo_free(db);
+    ufo_free(qkv), ufo_free(out), ufo_free(fout), ufo_free(dqkv), ufo_free(dqkvb), ufo_free(db), ufo_free(qkvb);
     return 0;
 }

@@ -633,6 +633,66 @@ static void test_attention_backward_amx(void) {
     }
 }
 
+// The class-query attention (the training's last block) against the rows of
+// token 0 of ref_attention, and its backward against ref_attention_backward
+// with an output gradient on token 0 only; fp32 and bf16, fp32 and bf16 qkv
+// (the latter the same bits as the fp32 qkv it was rounded from).
+static void test_attention_cls(void) {
+    const int shapes[][4] = {{1, 1, 1, 8}, {2, 17, 3, 24}, {3, 37, 2, 64}, {1, 577, 2, 64}};
+    char what[128];
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int B = shapes[si][0], T = shapes[si][1], H = shapes[si][2], hd = shapes[si][3];
+        size_t C = (size_t)H * hd, nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+        float *qkv = rand_buf(nq, 2, 0), *ro = zeros(no), *dcls = rand_buf((size_t)B * C, 1, 0), *dout = zeros(no);
+        float *rd = zeros(nq), *rcls = zeros((size_t)B * C), *rdb = zeros(3 * C);
+        ref_attention(ro, qkv, B, T, H, hd);
+        for (int b = 0; b < B; b++) {
+            memcpy(rcls + (size_t)b * C, ro + (size_t)b * T * C, C * sizeof(float));
+            memcpy(dout + (size_t)b * T * C, dcls + (size_t)b * C, C * sizeof(float));
+        }
+        ref_attention_backward(rd, dout, qkv, B, T, H, hd);
+        for (size_t c = 0; c < 3 * C; c++) {
+            double sum = 0;
+            for (size_t t = 0; t < (size_t)B * T; t++) sum += rd[t * 3 * C + c];
+            rdb[c] = (float)sum;
+        }
+        uint16_t *qkvb = malloc(nq * sizeof(uint16_t));
+        for (size_t i = 0; i < nq; i++) qkvb[i] = ufo_f32_to_bf16(qkv[i]);
+        for (int prec = 0; prec < 2; prec++) {
+            float *o = zeros((size_t)B * C), *d = malloc(nq * sizeof(float));
+            for (size_t i = 0; i < nq; i++) d[i] = NAN;   // every element written
+            CHECK(cpu_attention_cls(o, qkv, 0, B, T, H, hd, prec) == 0, "cpu_attention_cls: %s", ufo_error());
+            snprintf(what, sizeof what, "cpu_attention_cls B=%d T=%d H=%d hd=%d", B, T, H, hd);
+            compare(what, o, rcls, (size_t)B * C, prec);
+            CHECK(cpu_attention_cls_backward(d, NULL, NULL, dcls, qkv, 0, B, T, H, hd, prec) == 0,
+                  "cpu_attention_cls_backward: %s", ufo_error());
+            snprintf(what, sizeof what, "cpu_attention_cls_backward B=%d T=%d H=%d hd=%d", B, T, H, hd);
+            compare(what, d, rd, nq, prec);
+            if (prec == UFO_PREC_BF16) {   // bf16 qkv in, bf16 gradient out with db
+                float *o2 = zeros((size_t)B * C), *db = rand_buf(3 * C, 1, 0), *db0 = copy_buf(db, 3 * C);
+                uint16_t *g = malloc(nq * sizeof(uint16_t));
+                CHECK(cpu_attention_cls(o2, qkvb, 1, B, T, H, hd, prec) == 0 && !memcmp(o, o2, (size_t)B * C * 4),
+                      "cpu_attention_cls from bf16 qkv differs");
+                CHECK(cpu_attention_cls_backward(NULL, g, db, dcls, qkvb, 1, B, T, H, hd, prec) == 0, "%s",
+                      ufo_error());
+                int same = 1;
+                for (size_t i = 0; i < nq && same; i++) same = g[i] == ufo_f32_to_bf16(d[i]);
+                CHECK(same, "cpu_attention_cls_backward bf16 out from bf16 qkv != rounded fp32 out");
+                for (size_t c = 0; c < 3 * C; c++) db[c] -= db0[c];
+                snprintf(what, sizeof what, "cpu_attention_cls_backward db B=%d T=%d H=%d hd=%d", B, T, H, hd);
+                compare(what, db, rdb, 3 * C, prec);
+                free(o2), free(db), free(db0), free(g);
+            }
+            free(o), free(d);
+        }
+        float f = 0;
+        CHECK(cpu_attention_cls(&f, qkvb, 1, 1, 1, 1, 1, UFO_PREC_FP32) == -1, "bf16 qkv at fp32 accepted");
+        CHECK(cpu_attention_cls_backward(&f, (uint16_t *)&f, NULL, &f, &f, 0, 1, 1, 1, 1, UFO_PREC_FP32) == -1,
+              "two outputs accepted");
+        free(qkv), free(ro), free(dcls), free(dout), free(rd), free(rcls), free(rdb), free(qkvb);
+    }
+}
+
 static void test_batchnorm(void) {
     const int shapes[][2] = {{2, 45}, {37, 45}, {64, 130}, {300, 1024}};
     char what[128];
@@ -714,6 +774,7 @@ int main(void) {
     test_gelu_backward();
     test_attention_backward();
     test_attention_backward_amx();
+    test_attention_cls();
     test_batchnorm();
     test_patch_embed_backward();
     printf("worst: FD rel %.3g; fp32 rel %.3g; bf16 rel %.3g, cosine %.6f\n", worst_fd, worst_f32, worst_bf16_rel,

@@ -416,6 +416,138 @@ static int heads_fwd(vit_train_state *st, float bn_momentum) {
     return 0;
 }
 
+// ---- the last block on the class tokens ----------------------------------------
+//
+// The features are the class tokens of the last block's output, so on the fast
+// backends that block runs its query, projection and MLP on the n class rows
+// only (keys and values still come from every token: LayerNorm 1 and qkv run on
+// all rows); its saved x_mid, attention output and MLP activations hold n rows.
+// The reference backend runs the whole block, so the tests comparing the two
+// check this. The output and the incoming gradient are [n, D], compact.
+static int cls_last(const vit_train_state *st, int l) { return fast(st) && l == st->m->cfg.depth - 1; }
+
+// dst[i] = row 0 of image i of x ([n, T, D] -> [n, D]).
+static void gather_cls(float *dst, const float *x, int n, int T, int D) {
+    for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * D, x + (size_t)i * T * D, (size_t)D * sizeof(float));
+}
+
+// x [rows, D] holds the block input (= a.x_in) on entry, the class outputs [n, D] on return.
+static int last_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
+    if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL) ||
+        cpu_attention_cls(a.att, a.qkv, 0, n, T, c->heads, D / c->heads, st->prec))
+        return -1;
+    gather_cls(a.x_mid, a.x_in, n, T, D);
+    if (s1) {
+        if (lin_fwd(st, v.tmp, a.att, w->proj_w, w->proj_b, n, D, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled(a.x_mid, v.tmp, s1, n, D);
+    } else if (lin_fwd(st, a.x_mid, a.att, w->proj_w, w->proj_b, n, D, D, CPU_POST_RESIDUAL, NULL)) return -1;
+    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, n);
+    if (lin_fwd(st, a.f1, v.h, w->fc1_w, w->fc1_b, n, D, Hd, CPU_POST_NONE, NULL)) return -1;
+    gelu_fwd(st, v.g, a.f1, (size_t)n * Hd);
+    memcpy(x, a.x_mid, (size_t)n * D * sizeof(float));
+    if (s2) {
+        if (lin_fwd(st, v.tmp, v.g, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled(x, v.tmp, s2, n, D);
+        return 0;
+    }
+    return lin_fwd(st, x, v.g, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_RESIDUAL, NULL);
+}
+
+// The same on the bf16 path (block_fwd_bf16's roundings), class outputs to xout [n, D].
+static int last_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
+    int rc = a.qkvb ? cpu_linear_train_forward_bf16_out(a.qkvb, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, v.dqkv)
+                    : cpu_linear_train_forward_bf16(a.qkv, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE);
+    if (rc || cpu_attention_cls(v.datt, a.qkvb ? (const void *)a.qkvb : a.qkv, !!a.qkvb, n, T, c->heads, D / c->heads,
+                                UFO_PREC_BF16))
+        return -1;
+    cpu_f32_to_bf16(a.attb, v.datt, (size_t)n * D);
+    gather_cls(a.x_mid, a.x_in, n, T, D);
+    if (s1) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, n, D, D, CPU_POST_NONE)) return -1;
+        add_scaled(a.x_mid, v.tmp, s1, n, D);
+    } else if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, n, D, D, CPU_POST_RESIDUAL))
+        return -1;
+    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, n, D, c->ln_eps) ||
+        cpu_linear_gelu_train_forward_bf16(a.gb, a.gd, a.ln2b, w->fc1_w, w->fc1_b, n, D, Hd, v.df1))
+        return -1;
+    if (s2) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_NONE)) return -1;
+        add_scaled_to(xout, a.x_mid, v.tmp, s2, n, D);
+        return 0;
+    }
+    memcpy(xout, a.x_mid, (size_t)n * D * sizeof(float));
+    return cpu_linear_train_forward_bf16(xout, a.gb, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_RESIDUAL);
+}
+
+// dx [n, D] holds d(class outputs) on entry, d(block input) [rows, D] on return.
+static int last_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
+    const vit_config *c = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
+    const size_t nD = (size_t)n * D;
+    if (st->recompute && (bf16(st) ? last_fwd_bf16(st, l, a, v.dmid, v) : last_fwd(st, l, a, v.dmid, v))) return -1;
+    if (bf16(st)) {
+        uint16_t *df1b = (uint16_t *)v.g, *dqkvb = (uint16_t *)v.dqkv;
+        if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, 1, NULL, a.gb,
+                                     w->fc2_w, n, Hd, D) ||
+            cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, n, Hd) ||
+            cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, n, D,
+                                     Hd) ||
+            cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w,
+                                       v.dx, n, D, c->ln_eps) ||
+            cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, 1, NULL,
+                                     a.attb, w->proj_w, n, D, D) ||
+            cpu_attention_cls_backward(NULL, dqkvb, grad_of(st, w->qkv_b), v.datt,
+                                       a.qkvb ? (const void *)a.qkvb : a.qkv, !!a.qkvb, n, T, c->heads, D / c->heads,
+                                       UFO_PREC_BF16) ||
+            cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows,
+                                     D, 3 * D))
+            return -1;
+    } else {
+        const float *dy2 = v.dx, *dy1 = v.dmid;
+        if (s2) {
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < D; k++) v.tmp[(size_t)i * D + k] = s2[i] * v.dx[(size_t)i * D + k];
+            dy2 = v.tmp;
+        }
+        gelu_fwd(st, v.g, a.f1, (size_t)n * Hd);
+        if (lin_bwd(st, v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), dy2, v.g, w->fc2_w, n, Hd, D)) return -1;
+        gelu_bwd(st, v.df1, v.df1, a.f1, (size_t)n * Hd);
+        ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, n);
+        if (lin_bwd(st, v.dh, grad_of(st, w->fc1_w), grad_of(st, w->fc1_b), v.df1, v.h, w->fc1_w, n, D, Hd) ||
+            ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, n))
+            return -1;
+        for (size_t k = 0; k < nD; k++) v.dmid[k] += v.dx[k];
+        if (s1) {
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < D; k++) v.tmp[(size_t)i * D + k] = s1[i] * v.dmid[(size_t)i * D + k];
+            dy1 = v.tmp;
+        }
+        if (lin_bwd(st, v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), dy1, a.att, w->proj_w, n, D, D) ||
+            cpu_attention_cls_backward(v.dqkv, NULL, NULL, v.datt, a.qkv, 0, n, T, c->heads, D / c->heads, st->prec))
+            return -1;
+        ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
+        if (lin_bwd(st, v.dh, grad_of(st, w->qkv_w), grad_of(st, w->qkv_b), v.dqkv, v.h, w->qkv_w, rows, D, 3 * D))
+            return -1;
+    }
+    // LayerNorm 1 over every row; the class rows also get the residual's gradient
+    if (ln_bwd(st, v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w, rows)) return -1;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < D; k++) v.dx[(size_t)i * T * D + k] += v.dmid[(size_t)i * D + k];
+    return 0;
+}
+
 int vit_train_forward(vit_train_state *st, const float *images, int n, const int counts[UFO_NUM_TASKS],
                       const float *drop, float bn_momentum) {
     const vit_config *c = &st->m->cfg;
@@ -457,16 +589,21 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
     }
     if (bf16(st)) {   // each block writes the next one's saved input
         memcpy(acts(st, 0).x_in, v.x, rows * D * sizeof(float));
-        for (int l = 0; l < c->depth; l++)
-            if (block_fwd_bf16(st, l, acts(st, l), l + 1 < c->depth ? acts(st, l + 1).x_in : v.x, v)) return -1;
+        for (int l = 0; l < c->depth; l++) {
+            block_acts a = acts(st, l);
+            int rc = cls_last(st, l) ? last_fwd_bf16(st, l, a, v.x, v)
+                                     : block_fwd_bf16(st, l, a, l + 1 < c->depth ? acts(st, l + 1).x_in : v.x, v);
+            if (rc) return -1;
+        }
     } else {
         for (int l = 0; l < c->depth; l++) {
             block_acts a = acts(st, l);
             memcpy(a.x_in, v.x, rows * D * sizeof(float));
-            if (block_fwd(st, l, a, v.x, v)) return -1;
+            if (cls_last(st, l) ? last_fwd(st, l, a, v.x, v) : block_fwd(st, l, a, v.x, v)) return -1;
         }
     }
-    for (int i = 0; i < n; i++) memcpy(st->cls + (size_t)i * D, v.x + (size_t)i * T * D, D * sizeof(float));
+    if (cls_last(st, c->depth - 1)) memcpy(st->cls, v.x, (size_t)n * D * sizeof(float));   // already [n, D]
+    else gather_cls(st->cls, v.x, n, T, D);
     ln_fwd(st, st->feat, st->cls, st->m->w.norm_w, st->m->w.norm_b, n);
     return heads_fwd(st, bn_momentum);
 }
@@ -634,10 +771,14 @@ int vit_train_backward(vit_train_state *st, const float *d_feat, const float *d_
     if (ln_bwd(st, v.dh, grad_of(st, st->m->w.norm_w), grad_of(st, st->m->w.norm_b), v.dfeat, st->cls,
                st->m->w.norm_w, n))
         return -1;
-    memset(v.dx, 0, rows * D * sizeof(float));
-    for (int i = 0; i < n; i++) memcpy(v.dx + (size_t)i * T * D, v.dh + (size_t)i * D, D * sizeof(float));
+    if (cls_last(st, c->depth - 1)) {   // last_bwd takes the class rows' gradient [n, D]
+        memcpy(v.dx, v.dh, (size_t)n * D * sizeof(float));
+    } else {
+        memset(v.dx, 0, rows * D * sizeof(float));
+        for (int i = 0; i < n; i++) memcpy(v.dx + (size_t)i * T * D, v.dh + (size_t)i * D, D * sizeof(float));
+    }
     for (int l = c->depth - 1; l >= 0; l--)
-        if (block_bwd(st, l, acts(st, l), v)) return -1;
+        if (cls_last(st, l) ? last_bwd(st, l, acts(st, l), v) : block_bwd(st, l, acts(st, l), v)) return -1;
     // Tokens: pos_embed gets every row's gradient, cls_token the class rows'.
     float *dpos = grad_of(st, st->m->w.pos_embed), *dcls = grad_of(st, st->m->w.cls_token);
     for (int i = 0; i < n; i++) {

@@ -80,6 +80,16 @@ int cpu_attention_backward_bf16(uint16_t *dqkvb, float *db, const float *dout, c
 // The AMX path only: call when cpu_attention_io_ok(T, hd).
 int cpu_attention_backward_bf16_qkvb(uint16_t *dqkvb, float *db, const float *dout, const uint16_t *qkvb, int B, int T,
                                      int H, int hd);
+// Attention for the class token's query only (token 0 of each image; the
+// training's last block, whose other rows feed nothing): out [B, H*hd] = the
+// rows of token 0 of cpu_attention's output, from qkv [B, T, 3, H, hd] (fp32,
+// or bf16 when qkv_bf16, which needs prec BF16). bf16 rounds as the AMX kernels.
+int cpu_attention_cls(float *out, const void *qkv, int qkv_bf16, int B, int T, int H, int hd, ufo_precision prec);
+// Its gradient w.r.t. qkv given dout [B, H*hd], written for every row (the
+// queries of the other tokens get zeros): into dqkv (fp32), or into dqkvb
+// (bf16) with its column sums added to db when db is not NULL.
+int cpu_attention_cls_backward(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const void *qkv,
+                               int qkv_bf16, int B, int T, int H, int hd, ufo_precision prec);
 // LayerNorm backward with a residual gradient added: dx = LN'(dy) + res
 // (cpu_layernorm_backward otherwise; res must not alias dx).
 int cpu_layernorm_backward_add(float *dx, float *dg, float *db, const float *dy, const float *x, const float *g,
