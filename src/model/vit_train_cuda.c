@@ -261,6 +261,37 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, rows, Hd, D, a.x_mid);
 }
 
+// The last block on the class tokens (vit_train.c's last_fwd, the same
+// contract): LayerNorm 1 and qkv on every row (keys and values), the class
+// queries' attention, then the projection and the MLP on the n class rows;
+// a.x_mid, a.att, a.f1 hold n rows. out: the class outputs [n, D].
+static int last_fwd(vit_train_state *st, int l, block_acts a, float *out) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
+    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
+    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, NULL) ||
+        gpu_attention_cls(g, a.att, a.qkv, n, T, cf->heads, D / cf->heads, c->dt) ||
+        gpu_copy_rows(g, a.x_mid, D, a.x_in, (size_t)T * D, n, D))
+        return -1;
+    if (s1) {
+        if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, n, D, D, NULL) ||
+            gpu_add_scaled_rows(g, a.x_mid, NULL, a.x_mid, c->tmp, s1, n, D))
+            return -1;
+    } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, n, D, D, a.x_mid)) return -1;
+    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, n)) ||
+        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, n, D, Hd, NULL))
+        return -1;
+    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
+    if (gpu_gelu(g, gl, a.f1, (size_t)n * Hd, c->dt)) return -1;
+    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, n, Hd, D, NULL) ||
+                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, D);
+    return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, n, Hd, D, a.x_mid);
+}
+
 static int forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
@@ -281,9 +312,12 @@ static int forward(vit_train_state *st, const float *images, const float *drop, 
         lin_fwd_op(st, c->h, cols, m->w.patch_w, m->w.patch_b, n * P_, 3 * p * p, D, NULL) ||
         gpu_assemble_tokens(g, cf->depth ? acts(st, 0).x_in : c->x, c->h, P(st, m->w.cls_token), P(st, m->w.pos_embed), n, T, D))
         return -1;
-    for (int l = 0; l < cf->depth; l++)
-        if (block_fwd(st, l, acts(st, l), l + 1 < cf->depth ? acts(st, l + 1).x_in : c->x)) return -1;
-    if (gpu_copy_rows(g, c->cls, D, c->x, (size_t)T * D, n, D) ||
+    for (int l = 0; l < cf->depth; l++) {   // the last block on the class rows only
+        int rc = l + 1 < cf->depth ? block_fwd(st, l, acts(st, l), acts(st, l + 1).x_in)
+                                   : last_fwd(st, l, acts(st, l), c->x);
+        if (rc) return -1;
+    }
+    if (gpu_copy(g, c->cls, c->x, (size_t)n * D * sizeof(float)) ||   // depth >= 1 (vit_params.c)
         ln_fwd(st, c->feat, c->cls, m->w.norm_w, m->w.norm_b, n) ||
         gpu_copy(g, c->feat_bn, c->feat, (size_t)n * D * sizeof(float)))
         return -1;
@@ -394,6 +428,53 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     return 0;
 }
 
+// last_fwd's backward: c->dx holds d(class outputs) [n, D] on entry (no bf16
+// copy), d(block input) [rows, D] on return.
+static int last_bwd(vit_train_state *st, int l, block_acts a) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
+    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    if (st->recompute && last_fwd(st, l, a, c->x_rec)) return -1;
+    void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
+    const float *dy2 = c->dx;
+    const void *dy2_16 = NULL;
+    if (s2) {
+        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s2, n, D)) return -1;
+        dy2 = c->tmp, dy2_16 = d16;
+    }
+    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
+    const void *h;
+    if (gpu_gelu(g, gl, a.f1, (size_t)n * Hd, c->dt) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, n, Hd, D) ||
+        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)n * Hd) ||
+        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, n)) ||
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, n, D, Hd) ||
+        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, n, 1))   // d(x_mid) [n, D]
+        return -1;
+    const float *dy1 = c->dx;
+    if (s1) {
+        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s1, n, D)) return -1;
+        dy1 = c->tmp;
+    }
+    if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, n, D, D) ||
+        gpu_attention_cls_backward(g, c->dqkv, d16, c->datt, a.qkv, n, T, cf->heads, D / cf->heads, c->dt) ||
+        !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
+        lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D))
+        return -1;
+    // d(x_in): d(x_mid) on the class rows (moved aside first: it sits at c->dx's
+    // start), then LayerNorm 1's gradient added over every row with its bf16 copy.
+    if (gpu_copy(g, c->tmp, c->dx, (size_t)n * D * sizeof(float)) ||
+        gpu_zero(g, c->dx, (size_t)rows * D * sizeof(float)) ||
+        gpu_copy_rows(g, c->dx, (size_t)T * D, c->tmp, D, n, D) ||
+        ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))
+        return -1;
+    c->dx16_ok = d16 != NULL;
+    return 0;
+}
+
 // d_feat, d_feat_bn: host buffers, or device ones with on_device (gpu_copy
 // does nothing when they are c->dfeat / c->dfeat_bn themselves).
 static int backward(vit_train_state *st, const float *d_feat, const float *d_feat_bn, int on_device) {
@@ -402,7 +483,7 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
     const vit_model *m = st->m;
     const vit_config *cf = &m->cfg;
     int n = st->n, D = cf->dim, T = vit_tokens(cf), P_ = T - 1, S = cf->img_size, p = cf->patch_size;
-    size_t nD = (size_t)n * D, rows = (size_t)n * T;
+    size_t nD = (size_t)n * D;
     // d(pre-BN feature) = d_feat + BN backward of d_feat_bn, per task slice.
     size_t b = nD * sizeof(float);
     if (!d_feat ? gpu_zero(g, c->dfeat, b)
@@ -426,11 +507,10 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
     }
     // Final LayerNorm on the class tokens; the other tokens get no gradient.
     c->dx16_ok = 0;   // the top block's dy comes from the class rows below, unrounded
-    if (ln_bwd(st, c->dh, NULL, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0) ||
-        gpu_zero(g, c->dx, rows * D * sizeof(float)) || gpu_copy_rows(g, c->dx, (size_t)T * D, c->dh, D, n, D))
-        return -1;
+    // (last_bwd takes the class rows' gradient [n, D] as it is)
+    if (ln_bwd(st, c->dx, NULL, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0)) return -1;
     for (int l = cf->depth - 1; l >= 0; l--) {
-        if (block_bwd(st, l, acts(st, l))) return -1;
+        if (l + 1 < cf->depth ? block_bwd(st, l, acts(st, l)) : last_bwd(st, l, acts(st, l))) return -1;
         if (st->grads_ready) {   // blocks are contiguous in the buffer, ln1_w first
             const float *end = l + 1 < cf->depth ? m->w.blocks[l + 1].ln1_w : m->w.norm_w;
             void *ready = gpu_record_event(g);

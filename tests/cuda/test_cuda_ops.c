@@ -496,6 +496,39 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
     free(qkv), free(dout), free(ref), free(got);
 }
 
+// The class-query attention (the training's last block) against token 0's
+// rows of ref_attention, its backward against ref_attention_backward with an
+// output gradient on token 0 only (the other tokens' query gradients: zeros).
+static void test_attention_cls(int B, int T, int H, int hd, float scale, gpu_dtype dt) {
+    size_t C = (size_t)H * hd, nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    float *qkv = rand_buf(nq, scale, 0), *ro = zeros(no), *rcls = zeros((size_t)B * C), *dcls = rand_buf((size_t)B * C, 1, 0);
+    float *dout = zeros(no), *ref = zeros(nq);
+    ref_attention(ro, qkv, B, T, H, hd);
+    for (int b = 0; b < B; b++) {
+        memcpy(rcls + (size_t)b * C, ro + (size_t)b * T * C, C * sizeof(float));
+        memcpy(dout + (size_t)b * T * C, dcls + (size_t)b * C, C * sizeof(float));
+    }
+    ref_attention_backward(ref, dout, qkv, B, T, H, hd);
+    float *dq = dev_from(qkv, nq), *dd = dev_from(dcls, (size_t)B * C), *dqkv = dev(nq * 4);
+    void *dout_dev = dev((size_t)B * C * (dt == GPU_BF16 ? 2 : 4)), *dqkv16 = dt == GPU_BF16 ? dev(nq * 2) : NULL;
+    // NaN everywhere first: every row must be written
+    float *nan = malloc(nq * sizeof(float));
+    for (size_t i = 0; i < nq; i++) nan[i] = NAN;
+    CHECK(gpu_upload(G, dqkv, nan, nq * 4) == 0, "%s", gpu_error());
+    CHECK(gpu_attention_cls(G, dout_dev, dq, B, T, H, hd, dt) == 0 &&
+              gpu_attention_cls_backward(G, dqkv, dqkv16, dd, dq, B, T, H, hd, dt) == 0,
+          "%s", gpu_error());
+    float *got = to_host(dout_dev, (size_t)B * C, dt), *gd = to_host(dqkv, nq, GPU_F32);
+    char what[96];
+    snprintf(what, sizeof what, "attention class query B%d T%d H%d hd%d", B, T, H, hd);
+    compare(what, got, rcls, (size_t)B * C, dt);
+    snprintf(what, sizeof what, "attention class query backward B%d T%d H%d hd%d", B, T, H, hd);
+    compare(what, gd, ref, nq, dt);
+    if (dqkv16) check_bf16_twin(what, dqkv16, gd, nq);
+    gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv), gpu_free(G, dout_dev), gpu_free(G, dqkv16);
+    free(qkv), free(ro), free(rcls), free(dcls), free(dout), free(ref), free(nan), free(got), free(gd);
+}
+
 // --- glue of the training pass and the device SGD (exact or double-checked) -----
 
 static void test_training_glue(void) {
@@ -1104,6 +1137,9 @@ int main(int argc, char **argv) {
         gpu_set_attention_chunk_bytes(G, 1);
         test_attention_backward(3, 37, 3, 32, 2.0f, dt, 0);  // three chunks of one image
         gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
+        test_attention_cls(2, 577, 2, 64, 1.0f, dt);
+        test_attention_cls(3, 37, 3, 32, 4.0f, dt);   // peaked softmax, another head dim
+        test_attention_cls(1, 1, 1, 8, 1.0f, dt);     // one token
     }
     test_norm_gelu_backward();
     test_batchnorm_train_backward(16, 300);

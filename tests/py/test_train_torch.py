@@ -24,7 +24,7 @@ from oracle_util import Checks
 torch.set_num_threads(2)
 C = Checks("train_torch")
 DRIVER = os.path.join(os.environ.get("UFO_BUILD", "build"), "test_train_dump")
-IMG, PATCH, DIM, DEPTH, HEADS = 16, 8, 32, 2, 2
+IMG, PATCH, DIM, DEPTH, HEADS = 16, 8, 64, 2, 2   # head dim 32: the fused AMX and AVX-512 attention paths
 COUNTS = [6, 0, 8, 0]          # face, person, vehicle, product
 CLASSES = [5, 0, 4, 0]
 S = {"face": (50.0, 0.3), "vehicle": (20.0, 0.2)}
