@@ -29,8 +29,9 @@ struct vit_train_cuda {
     gpu_dtype dt;
     void *abuf;             // one allocation: everything below
     float *img, *drop;      // this batch's images and drop-path scales
-    float *x_in, *qkv, *x_mid, *f1;   // saved per block (see vit_train.c)
-    void *att;                        // saved too, in c->dt: only ever a matmul operand
+    float *x_in, *x_mid, *f1;         // saved per block (see vit_train.c)
+    void *qkv, *att;                  // saved too, in c->dt: qkv only ever feeds the attention, which
+                                      // rounds it to bf16 anyway; att only ever a matmul operand
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
     float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
     void *xb;               // bf16 operand copy (bf16 only)
@@ -61,10 +62,10 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t p3 = (size_t)3 * cf->patch_size * cf->patch_size, wide = Hd > p3 ? Hd : p3;
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
-    size_t att_bytes = kept * R * D * (bf ? 2 : 4);
+    size_t att_bytes = kept * R * D * (bf ? 2 : 4), qkv_bytes = kept * R * 3 * D * (bf ? 2 : 4);
     struct { void **dst; size_t bytes; } parts[] = {
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
-        {(void **)&c->x_in, L * R * D * 4}, {(void **)&c->qkv, kept * R * 3 * D * 4},
+        {(void **)&c->x_in, L * R * D * 4}, {&c->qkv, qkv_bytes},
         {&c->att, att_bytes}, {(void **)&c->x_mid, kept * R * D * 4},
         {(void **)&c->f1, kept * R * Hd * 4}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
         {(void **)&c->feat_bn, nD * 4}, {(void **)&c->bn_mean, UFO_NUM_TASKS * D * 4},
@@ -198,19 +199,30 @@ static int ln_bwd(vit_train_state *st, float *dx, void *dx16, const float *g_hos
                                   cf->dim, cf->ln_eps, acc);
 }
 
+// qkv = LN1 output W^T + b in c->dt: with bf16 the matmul writes it rounded
+// (its bias from the bf16 mirror, as cuBLASLt's epilogue takes it in the
+// output's type; the inference forward does the same).
+static int qkv_fwd(vit_train_state *st, void *qkv, const void *h, const vit_block_weights *w, int rows) {
+    vit_train_cuda *c = st->cu;
+    int D = st->m->cfg.dim;
+    if (c->dt != GPU_BF16) return lin_fwd_op(st, qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, NULL);
+    return gpu_linear_out(c->dev.g, qkv, GPU_BF16, h, W(st, w->qkv_w), W(st, w->qkv_b), rows, D, 3 * D, GPU_BF16, 0);
+}
+
 // out = attention(qkv) in c->dt: it is saved only as the projection's operand
 // (its forward, and its weight gradient in the backward), so bf16 keeps it in
 // bf16, the very values both matmuls would round it to.
-static int attn_fwd(vit_train_state *st, void *out, const float *qkv, int n) {
+static int attn_fwd(vit_train_state *st, void *out, const void *qkv, int n) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_attention(st->cu->dev.g, out, qkv, n, vit_tokens(cf), cf->heads, cf->dim / cf->heads, st->cu->dt);
+    return gpu_attention_from(st->cu->dev.g, out, qkv, st->cu->dt, n, vit_tokens(cf), cf->heads, cf->dim / cf->heads,
+                              st->cu->dt);
 }
 
 // ---- forward ---------------------------------------------------------------------
 
 typedef struct {
-    float *x_in, *qkv, *x_mid, *f1;
-    void *att;
+    float *x_in, *x_mid, *f1;
+    void *qkv, *att;
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
@@ -219,8 +231,8 @@ static block_acts acts(const vit_train_state *st, int l) {
     size_t R = (size_t)st->cap * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
     int s = st->recompute ? 0 : l;
     size_t att_b = c->dt == GPU_BF16 ? 2 : 4;
-    block_acts a = {c->x_in + (size_t)l * R * D, c->qkv + (size_t)s * R * 3 * D, c->x_mid + (size_t)s * R * D,
-                    c->f1 + (size_t)s * R * Hd, (char *)c->att + (size_t)s * R * D * att_b};
+    block_acts a = {c->x_in + (size_t)l * R * D, c->x_mid + (size_t)s * R * D, c->f1 + (size_t)s * R * Hd,
+                    (char *)c->qkv + (size_t)s * R * 3 * D * att_b, (char *)c->att + (size_t)s * R * D * att_b};
     return a;
 }
 
@@ -244,8 +256,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     // (LayerNorm, the attention kernel, GELU write bf16 directly in bf16 mode).
     int bf = c->dt == GPU_BF16;
     const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
-    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, NULL) || attn_fwd(st, a.att, a.qkv, n))
-        return -1;
+    if (!h || qkv_fwd(st, a.qkv, h, w, rows) || attn_fwd(st, a.att, a.qkv, n)) return -1;
     if (s1) {
         if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, NULL) ||
             gpu_add_scaled_rows(g, a.x_mid, NULL, a.x_in, c->tmp, s1, n, per))
@@ -273,8 +284,8 @@ static int last_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
     const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
     const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
-    if (!h || lin_fwd_op(st, a.qkv, h, w->qkv_w, w->qkv_b, rows, D, 3 * D, NULL) ||
-        gpu_attention_cls(g, a.att, a.qkv, n, T, cf->heads, D / cf->heads, c->dt) ||
+    if (!h || qkv_fwd(st, a.qkv, h, w, rows) ||
+        gpu_attention_cls(g, a.att, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
         gpu_copy_rows(g, a.x_mid, D, a.x_in, (size_t)T * D, n, D))
         return -1;
     if (s1) {
@@ -419,7 +430,8 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
         dy1 = c->tmp;
     }
     if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, rows, D, D) ||
-        gpu_attention_backward(g, c->dqkv, d16, c->datt, a.qkv, n, vit_tokens(cf), cf->heads, D / cf->heads, c->dt) ||
+        gpu_attention_backward_from(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, vit_tokens(cf), cf->heads,
+                                    D / cf->heads, c->dt) ||
         !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
         lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D) ||
         ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))   // d(x_in), for the block below
@@ -460,7 +472,7 @@ static int last_bwd(vit_train_state *st, int l, block_acts a) {
         dy1 = c->tmp;
     }
     if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, n, D, D) ||
-        gpu_attention_cls_backward(g, c->dqkv, d16, c->datt, a.qkv, n, T, cf->heads, D / cf->heads, c->dt) ||
+        gpu_attention_cls_backward(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
         !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
         lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D))
         return -1;

@@ -491,6 +491,16 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
     snprintf(what, sizeof what, "attention backward%s B%d T%d H%d hd%d", flash ? " flash" : "", B, T, H, hd);
     compare(what, got, ref, nq, dt);
     if (dqkv16) check_bf16_twin(what, dqkv16, got, nq);
+    if (dt == GPU_BF16) {  // qkv kept in bf16 (the training's): the same values, bit for bit
+        void *dqb = dev_in(qkv, nq, GPU_BF16);
+        float *dqkv2 = dev(nq * 4);
+        CHECK(gpu_attention_backward_from(G, dqkv2, NULL, dd, dqb, GPU_BF16, B, T, H, hd, dt) == 0, "%s",
+              gpu_error());
+        float *got2 = to_host(dqkv2, nq, GPU_F32);
+        CHECK(!memcmp(got, got2, nq * sizeof(float)), "%s: from a bf16 qkv differs from an fp32 one", what);
+        gpu_free(G, dqb), gpu_free(G, dqkv2);
+        free(got2);
+    }
     gpu_set_flash(G, 0);
     gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv), gpu_free(G, dqkv16);
     free(qkv), free(dout), free(ref), free(got);
@@ -515,8 +525,8 @@ static void test_attention_cls(int B, int T, int H, int hd, float scale, gpu_dty
     float *nan = malloc(nq * sizeof(float));
     for (size_t i = 0; i < nq; i++) nan[i] = NAN;
     CHECK(gpu_upload(G, dqkv, nan, nq * 4) == 0, "%s", gpu_error());
-    CHECK(gpu_attention_cls(G, dout_dev, dq, B, T, H, hd, dt) == 0 &&
-              gpu_attention_cls_backward(G, dqkv, dqkv16, dd, dq, B, T, H, hd, dt) == 0,
+    CHECK(gpu_attention_cls(G, dout_dev, dq, GPU_F32, B, T, H, hd, dt) == 0 &&
+              gpu_attention_cls_backward(G, dqkv, dqkv16, dd, dq, GPU_F32, B, T, H, hd, dt) == 0,
           "%s", gpu_error());
     float *got = to_host(dout_dev, (size_t)B * C, dt), *gd = to_host(dqkv, nq, GPU_F32);
     char what[96];
@@ -525,6 +535,19 @@ static void test_attention_cls(int B, int T, int H, int hd, float scale, gpu_dty
     snprintf(what, sizeof what, "attention class query backward B%d T%d H%d hd%d", B, T, H, hd);
     compare(what, gd, ref, nq, dt);
     if (dqkv16) check_bf16_twin(what, dqkv16, gd, nq);
+    if (dt == GPU_BF16) {  // from a bf16 qkv: the same bits
+        void *dqb = dev_in(qkv, nq, GPU_BF16), *o2 = dev((size_t)B * C * 2);
+        float *dqkv2 = dev(nq * 4);
+        CHECK(gpu_attention_cls(G, o2, dqb, GPU_BF16, B, T, H, hd, dt) == 0 &&
+                  gpu_attention_cls_backward(G, dqkv2, NULL, dd, dqb, GPU_BF16, B, T, H, hd, dt) == 0,
+              "%s", gpu_error());
+        float *got2 = to_host(o2, (size_t)B * C, dt), *gd2 = to_host(dqkv2, nq, GPU_F32);
+        CHECK(!memcmp(got, got2, (size_t)B * C * sizeof(float)) && !memcmp(gd, gd2, nq * sizeof(float)),
+              "%s: from a bf16 qkv differs from an fp32 one", what);
+        gpu_free(G, dqb), gpu_free(G, o2), gpu_free(G, dqkv2);
+        free(got2), free(gd2);
+    }
+    CHECK(gpu_attention_cls(G, dout_dev, dq, GPU_BF16, B, T, H, hd, GPU_F32) == -1, "a bf16 qkv at fp32 accepted");
     gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv), gpu_free(G, dout_dev), gpu_free(G, dqkv16);
     free(qkv), free(ro), free(rcls), free(dcls), free(dout), free(ref), free(nan), free(got), free(gd);
 }

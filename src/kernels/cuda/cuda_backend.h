@@ -131,15 +131,21 @@ int gpu_gelu_backward(gpu_ctx *g, float *dx, void *dx16, const float *dy, const 
 // dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
 int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B, int T,
                            int H, int hd, gpu_dtype dt);
+// The same from qkv in qkv_dt (bf16 only with dt bf16: the training keeps
+// qkv as the bf16 values the attention rounds it to anyway).
+int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt);
 // Attention for the class token's query only (token 0 of each image; the
 // training's last block, whose other rows feed nothing; gpu_attention_cls.cu):
 // out [B, H*hd] in dt = token 0's rows of gpu_attention's output, from qkv
-// [B, T, 3, H, hd] fp32 (hd <= 256). Uses the context's scratch.
-int gpu_attention_cls(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt);
+// [B, T, 3, H, hd] in qkv_dt (bf16 only with dt bf16; hd <= 256). Uses the
+// context's scratch.
+int gpu_attention_cls(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                      gpu_dtype dt);
 // Its gradient given dout [B, H*hd]: dqkv (and dqkv16, or NULL) written for
 // every row, the other tokens' queries zero.
-int gpu_attention_cls_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B,
-                               int T, int H, int hd, gpu_dtype dt);
+int gpu_attention_cls_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                               gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt);
 int gpu_batchnorm_train(gpu_ctx *g, float *y, float *mean, float *rstd, const float *x, const float *gamma,
                         const float *beta, float *running_mean, float *running_var, int n, int c, float eps,
                         float momentum);

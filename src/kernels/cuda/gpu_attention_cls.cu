@@ -21,6 +21,15 @@ size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 __device__ __forceinline__ float rnd(float v, int bf) { return bf ? __bfloat162float(__float2bfloat16_rn(v)) : v; }
 
+// qkv element i as the precision sees it: stored bf16 (already rounded), or fp32 rounded when bf.
+struct qkv_in {
+    const void *p;
+    int bf16;
+    __device__ __forceinline__ float at(size_t i, int bf) const {
+        return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]) : rnd(static_cast<const float *>(p)[i], bf);
+    }
+};
+
 __device__ float block_reduce(float v, int is_max) {
     __shared__ float sh[32];
     for (int o = 16; o > 0; o >>= 1) {
@@ -40,19 +49,19 @@ __device__ float block_reduce(float v, int is_max) {
 }
 
 // out [B, H*hd] in `out_bf16` ? bf16 : fp32; p: scratch [B H, T].
-__global__ void attention_cls_kernel(void *out, int out_bf16, float *p, const float *qkv, int T, int H, int hd,
-                                     float scale, int bf) {
+__global__ void attention_cls_kernel(void *out, int out_bf16, float *p, qkv_in x, int T, int H, int hd, float scale,
+                                     int bf) {
     __shared__ float q[kMaxHd];
     const int bh = blockIdx.x, b = bh / H, h = bh % H, C = H * hd;
-    const float *base = qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+    const size_t base = (size_t)b * T * 3 * C + (size_t)h * hd;
     float *pr = p + (size_t)bh * T;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) q[d] = rnd(base[d], bf);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) q[d] = x.at(base + d, bf);
     __syncthreads();
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        const float *k = base + (size_t)j * 3 * C + C;
+        const size_t k = base + (size_t)j * 3 * C + C;
         float s = 0;
-        for (int d = 0; d < hd; d++) s += q[d] * rnd(k[d], bf);
+        for (int d = 0; d < hd; d++) s += q[d] * x.at(k + d, bf);
         pr[j] = s;
         mx = fmaxf(mx, s);
     }
@@ -66,7 +75,7 @@ __global__ void attention_cls_kernel(void *out, int out_bf16, float *p, const fl
     sum = block_reduce(sum, 0);   // its barriers also publish pr
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0;
-        for (int j = 0; j < T; j++) o += pr[j] * rnd(base[(size_t)j * 3 * C + 2 * C + d], bf);
+        for (int j = 0; j < T; j++) o += pr[j] * x.at(base + (size_t)j * 3 * C + 2 * C + d, bf);
         size_t at = (size_t)b * C + (size_t)h * hd + d;
         if (out_bf16) static_cast<__nv_bfloat16 *>(out)[at] = __float2bfloat16_rn(o / sum);
         else static_cast<float *>(out)[at] = o / sum;
@@ -76,26 +85,25 @@ __global__ void attention_cls_kernel(void *out, int out_bf16, float *p, const fl
 // dqkv [B, T, 3, H, hd] for every row (the other tokens' queries get zeros),
 // its bf16 copy in dqkv16 when not NULL; p, ds: scratch [B H, T].
 __global__ void attention_cls_backward_kernel(float *dqkv, __nv_bfloat16 *dqkv16, float *p, float *ds,
-                                              const float *dout, const float *qkv, int T, int H, int hd, float scale,
+                                              const float *dout, qkv_in x, int T, int H, int hd, float scale,
                                               int bf) {
     __shared__ float q[kMaxHd];
     __shared__ float go[kMaxHd];
     const int bh = blockIdx.x, b = bh / H, h = bh % H, C = H * hd;
     const size_t C3 = (size_t)3 * C, row0 = (size_t)b * T * C3 + (size_t)h * hd;
-    const float *base = qkv + row0;
     float *pr = p + (size_t)bh * T, *dr = ds + (size_t)bh * T;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        q[d] = rnd(base[d], bf);
+        q[d] = x.at(row0 + d, bf);
         go[d] = rnd(dout[(size_t)b * C + (size_t)h * hd + d], bf);
     }
     __syncthreads();
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < T; j += blockDim.x) {   // scores and dP = dO v_j
-        const float *r = base + (size_t)j * C3;
+        const size_t r = row0 + (size_t)j * C3;
         float s = 0, g = 0;
         for (int d = 0; d < hd; d++) {
-            s += q[d] * rnd(r[C + d], bf);
-            g += go[d] * rnd(r[2 * C + d], bf);
+            s += q[d] * x.at(r + C + d, bf);
+            g += go[d] * x.at(r + 2 * C + d, bf);
         }
         pr[j] = s;
         dr[j] = g;
@@ -132,40 +140,42 @@ __global__ void attention_cls_backward_kernel(float *dqkv, __nv_bfloat16 *dqkv16
     }
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {   // dq = sum_j dS_j k_j
         float a = 0;
-        for (int j = 0; j < T; j++) a += dr[j] * rnd(base[(size_t)j * C3 + C + d], bf);
+        for (int j = 0; j < T; j++) a += dr[j] * x.at(row0 + (size_t)j * C3 + C + d, bf);
         dqkv[row0 + d] = a;
         if (dqkv16) dqkv16[row0 + d] = __float2bfloat16_rn(a);
     }
 }
 
-int check_shape(const char *fn, int B, int T, int H, int hd) {
-    if (B < 0 || T < 1 || H < 1 || hd < 1 || hd > kMaxHd) {
-        gpu_fail("%s: bad shape B=%d T=%d H=%d hd=%d (head dim up to %d)", fn, B, T, H, hd, kMaxHd);
-        return -1;
-    }
+int check_args(const char *fn, int B, int T, int H, int hd, gpu_dtype qkv_dt, gpu_dtype dt) {
+    if (B < 0 || T < 1 || H < 1 || hd < 1 || hd > kMaxHd)
+        return gpu_fail("%s: bad shape B=%d T=%d H=%d hd=%d (head dim up to %d)", fn, B, T, H, hd, kMaxHd);
+    if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("%s: a bf16 qkv goes with bf16", fn);
     return 0;
 }
 
 }  // namespace
 
-extern "C" int gpu_attention_cls(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, int hd, gpu_dtype dt) {
-    if (check_shape("gpu_attention_cls", B, T, H, hd)) return -1;
+extern "C" int gpu_attention_cls(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                                 gpu_dtype dt) {
+    if (check_args("gpu_attention_cls", B, T, H, hd, qkv_dt, dt)) return -1;
     if (B == 0) return 0;
     if (gpu_ensure_scratch(g, (size_t)B * H * T * sizeof(float))) return -1;
     int bf = dt == GPU_BF16;
-    attention_cls_kernel<<<B * H, kThreads, 0, g->stream>>>(out, bf, (float *)g->scratch, qkv, T, H, hd,
+    attention_cls_kernel<<<B * H, kThreads, 0, g->stream>>>(out, bf, (float *)g->scratch,
+                                                            qkv_in{qkv, qkv_dt == GPU_BF16}, T, H, hd,
                                                             1.0f / sqrtf((float)hd), bf);
     return gpu_check_launch("gpu_attention_cls");
 }
 
-extern "C" int gpu_attention_cls_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv,
-                                          int B, int T, int H, int hd, gpu_dtype dt) {
-    if (check_shape("gpu_attention_cls_backward", B, T, H, hd)) return -1;
+extern "C" int gpu_attention_cls_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                          gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt) {
+    if (check_args("gpu_attention_cls_backward", B, T, H, hd, qkv_dt, dt)) return -1;
     if (B == 0) return 0;
     size_t sb = align256((size_t)B * H * T * sizeof(float));
     if (gpu_ensure_scratch(g, 2 * sb)) return -1;
     float *p = (float *)g->scratch, *ds = (float *)((char *)g->scratch + sb);
     attention_cls_backward_kernel<<<B * H, kThreads, 0, g->stream>>>(
-        dqkv, (__nv_bfloat16 *)dqkv16, p, ds, dout, qkv, T, H, hd, 1.0f / sqrtf((float)hd), dt == GPU_BF16);
+        dqkv, (__nv_bfloat16 *)dqkv16, p, ds, dout, qkv_in{qkv, qkv_dt == GPU_BF16}, T, H, hd,
+        1.0f / sqrtf((float)hd), dt == GPU_BF16);
     return gpu_check_launch("gpu_attention_cls_backward");
 }

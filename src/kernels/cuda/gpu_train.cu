@@ -379,9 +379,8 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
 // the flash forward runs again for each row's max and sum and O (fp32),
 // delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq. Scratch
 // O(B T D), no chunks: the scores are never stored.
-static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B,
-                                    int T,
-                                    int H, int hd) {
+static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                    gpu_dtype qkv_dt, int B, int T, int H, int hd) {
     size_t D = (size_t)H * hd, n = (size_t)B * T * D, rows = (size_t)B * H * T;
     size_t in_b = align256(n * 2), f_b = align256(n * 4), r_b = align256(rows * 4);
     if (gpu_ensure_scratch(g, 4 * in_b + 4 * f_b + 3 * r_b)) return -1;
@@ -391,7 +390,7 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
     float *o = (float *)p, *dq = (float *)(p + f_b), *dk = (float *)(p + 2 * f_b), *dv = (float *)(p + 3 * f_b);
     p += 4 * f_b;
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
-    gpu_launch_split_qkv(g->stream, q, k, v, qkv, GPU_F32, B, T, H, hd, GPU_BF16);
+    gpu_launch_split_qkv(g->stream, q, k, v, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
     split_heads_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, dout, B, T, H, hd);
     if (gpu_check_launch("flash backward split") ||
         gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
@@ -411,9 +410,16 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
 //   dS = P * (dP - rowsum(P * dP))          dq = dS k * scale, dk = dS^T q * scale, dv = P^T dO
 extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv,
                                       int B, int T, int H, int hd, gpu_dtype dt) {
+    return gpu_attention_backward_from(g, dqkv, dqkv16, dout, qkv, GPU_F32, B, T, H, hd, dt);
+}
+
+extern "C" int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                           gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt) {
     if (B <= 0) return 0;
-    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, B, T, H, hd);
+    if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention_backward_from: a bf16 qkv goes with bf16");
+    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, qkv_dt, B, T, H, hd);
     int bf = dt == GPU_BF16;
+    const size_t qkv_es = qkv_dt == GPU_BF16 ? 2 : 4;
     size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;
     size_t per_img = (size_t)H * tt * (2 * sizeof(float) + (bf ? 4 : 0));
     int chunk = (int)(g->chunk_bytes / per_img);  // score-sized buffers under chunk_bytes
@@ -435,7 +441,8 @@ extern "C" int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, con
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk, batches = nb * H;
         size_t n_in = (size_t)nb * T * D;
-        gpu_launch_split_qkv(g->stream, q, k, v, qkv + (size_t)b0 * T * 3 * D, GPU_F32, nb, T, H, hd, dt);
+        gpu_launch_split_qkv(g->stream, q, k, v, (const char *)qkv + (size_t)b0 * T * 3 * D * qkv_es, qkv_dt, nb, T,
+                             H, hd, dt);
         if (bf) split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO,
                                                                                   dout + (size_t)b0 * T * D, nb, T, H, hd);
         else split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((float *)dO, dout + (size_t)b0 * T * D,
