@@ -391,24 +391,22 @@ int vit_train_cuda_local_device(void) {
 
 // ---- backward ---------------------------------------------------------------------
 
-// c->dx holds d(block output); on return it holds d(block input).
-static int block_bwd(vit_train_state *st, int l, block_acts a) {
+// The MLP branch and the projection of a block's backward on m rows (every
+// row, or last_bwd's n class rows; per values per sample): c->dx holds
+// d(block output) on entry (its bf16 copy in c->dyb when dx16), d(x_mid) on
+// return, and c->datt d(attention output).
+static int mlp_proj_bwd(vit_train_state *st, const vit_block_weights *w, block_acts a, int m, size_t per,
+                        const float *s1, const float *s2, int dx16) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
-    const vit_config *cf = &st->m->cfg;
-    const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
-    size_t per = (size_t)vit_tokens(cf) * D;
-    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
-    // Recompute: rerun the block from its saved input (its output is not needed).
-    if (st->recompute && block_fwd(st, l, a, c->x_rec)) return -1;
+    int n = st->n, D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
     // In bf16 each gradient a linear backward takes comes with its bf16 copy in
     // c->dyb, written by its producer (the LayerNorm and GELU backward, the
     // drop-path scaling, the attention backward's merge): no rounding pass.
     void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = c->dx;
-    const void *dy2_16 = c->dx16_ok ? d16 : NULL;
+    const void *dy2_16 = dx16 ? d16 : NULL;
     if (s2) {
         if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s2, n, per)) return -1;
         dy2 = c->tmp, dy2_16 = d16;
@@ -416,12 +414,12 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     // The recomputed matmul operands (GELU, LayerNorm outputs) in c->dt, as in the forward.
     void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
     const void *h;
-    if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt) ||
-        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, rows, Hd, D) ||
-        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)rows * Hd) ||
-        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
-        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, rows, D, Hd) ||
-        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, rows, 1))   // d(x_mid)
+    if (gpu_gelu(g, gl, a.f1, (size_t)m * Hd, c->dt) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, m, Hd, D) ||
+        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)m * Hd) ||
+        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, m, D, Hd) ||
+        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, m, 1))   // d(x_mid)
         return -1;
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
     const float *dy1 = c->dx;
@@ -429,7 +427,21 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
         if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s1, n, per)) return -1;
         dy1 = c->tmp;
     }
-    if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, rows, D, D) ||
+    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, m, D, D);
+}
+
+// c->dx holds d(block output); on return it holds d(block input).
+static int block_bwd(vit_train_state *st, int l, block_acts a) {
+    vit_train_cuda *c = st->cu;
+    gpu_ctx *g = c->dev.g;
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = n * vit_tokens(cf), D = cf->dim;
+    void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
+    const void *h;
+    // Recompute: rerun the block from its saved input (its output is not needed).
+    if ((st->recompute && block_fwd(st, l, a, c->x_rec)) ||
+        mlp_proj_bwd(st, w, a, rows, (size_t)vit_tokens(cf) * D, scales(st, l, 0), scales(st, l, 1), c->dx16_ok) ||
         gpu_attention_backward_from(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, vit_tokens(cf), cf->heads,
                                     D / cf->heads, c->dt) ||
         !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
@@ -447,31 +459,11 @@ static int last_bwd(vit_train_state *st, int l, block_acts a) {
     gpu_ctx *g = c->dev.g;
     const vit_config *cf = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
-    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
-    if (st->recompute && last_fwd(st, l, a, c->x_rec)) return -1;
+    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim;
     void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
-    const float *dy2 = c->dx;
-    const void *dy2_16 = NULL;
-    if (s2) {
-        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s2, n, D)) return -1;
-        dy2 = c->tmp, dy2_16 = d16;
-    }
-    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
     const void *h;
-    if (gpu_gelu(g, gl, a.f1, (size_t)n * Hd, c->dt) ||
-        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, n, Hd, D) ||
-        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)n * Hd) ||
-        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, n)) ||
-        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, n, D, Hd) ||
-        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, n, 1))   // d(x_mid) [n, D]
-        return -1;
-    const float *dy1 = c->dx;
-    if (s1) {
-        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s1, n, D)) return -1;
-        dy1 = c->tmp;
-    }
-    if (lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, n, D, D) ||
+    if ((st->recompute && last_fwd(st, l, a, c->x_rec)) ||
+        mlp_proj_bwd(st, w, a, n, D, scales(st, l, 0), scales(st, l, 1), 0) ||
         gpu_attention_cls_backward(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
         !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
         lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D))

@@ -278,9 +278,7 @@ __attribute__((target(AMX_TARGET))) static void amx_worker(const amx_job *jb) {
 
 // Buffers kept between calls; a caller that finds them in use (another thread
 // in cpu_attention) allocates its own.
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *g_buf;
-static size_t g_buf_size;
+static cpu_kept g_kept = CPU_KEPT_INIT;
 
 int amx_attention(void *out, const void *qkv, int B, int T, int H, int hd, int io) {
     const int Tp = (T + KB - 1) / KB * KB, nqb = (T + QB - 1) / QB;
@@ -294,19 +292,9 @@ int amx_attention(void *out, const void *qkv, int B, int T, int H, int hd, int i
     jb.per_thread = thread_bytes(H, hd, Tp);
     const int nimg = B > 1 ? 2 : 1;
     size_t need = 3 * (size_t)nimg * H * head + (size_t)nthr * jb.per_thread;
-    int locked = pthread_mutex_trylock(&g_mu) == 0;
-    char *base;
-    if (locked && need <= g_buf_size) base = g_buf;
-    else if (locked) {
-        ufo_free(g_buf);
-        g_buf_size = 0;
-        g_buf = base = ufo_alloc(need);
-        if (base) g_buf_size = need;
-    } else base = ufo_alloc(need);
-    if (!base) {
-        if (locked) pthread_mutex_unlock(&g_mu);
-        return -1;
-    }
+    int kept;
+    char *base = cpu_kept_get(&g_kept, need, &kept);
+    if (!base) return -1;
     for (int i = 0; i < nimg; i++) {
         char *ib = base + (size_t)i * 3 * H * head;
         jb.im[i].qb = (uint16_t *)ib;
@@ -316,7 +304,6 @@ int amx_attention(void *out, const void *qkv, int B, int T, int H, int hd, int i
     jb.scratch = base + 3 * (size_t)nimg * H * head;
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     amx_worker(&jb);
-    if (locked) pthread_mutex_unlock(&g_mu);
-    else ufo_free(base);
+    cpu_kept_put(&g_kept, base, kept);
     return 0;
 }

@@ -366,9 +366,7 @@ __attribute__((target(AMX_TARGET))) static void bwd_worker(const bwd_job *jb) {
     _tile_release();
 }
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *g_buf;
-static size_t g_buf_size;
+static cpu_kept g_kept = CPU_KEPT_INIT;
 
 int amx_attention_backward(float *dqkv, uint16_t *dqkvb, float *db, const float *dout, const void *qkv, int qkv_bf16,
                            int B, int T, int H, int hd) {
@@ -381,19 +379,9 @@ int amx_attention_backward(float *dqkv, uint16_t *dqkvb, float *db, const float 
     jb.per_thread = round64((size_t)4 * 32 * H * hd * 2) + scratch_bytes(hd, Tp);
     const int nimg = B > 1 ? 2 : 1;
     const size_t need = 7 * (size_t)nimg * H * head + (size_t)nthr * jb.per_thread + part;
-    int locked = pthread_mutex_trylock(&g_mu) == 0;
-    char *base;
-    if (locked && need <= g_buf_size) base = g_buf;
-    else if (locked) {
-        ufo_free(g_buf);
-        g_buf_size = 0;
-        g_buf = base = ufo_alloc(need);
-        if (base) g_buf_size = need;
-    } else base = ufo_alloc(need);
-    if (!base) {
-        if (locked) pthread_mutex_unlock(&g_mu);
-        return -1;
-    }
+    int kept;
+    char *base = cpu_kept_get(&g_kept, need, &kept);
+    if (!base) return -1;
     for (int i = 0; i < nimg; i++) {
         char *ib = base + (size_t)i * 7 * H * head;
         bwd_image *m = &jb.im[i];
@@ -417,7 +405,6 @@ int amx_attention_backward(float *dqkv, uint16_t *dqkvb, float *db, const float 
             db[k] = (float)(db[k] + sum);
         }
     }
-    if (locked) pthread_mutex_unlock(&g_mu);
-    else ufo_free(base);
+    cpu_kept_put(&g_kept, base, kept);
     return 0;
 }

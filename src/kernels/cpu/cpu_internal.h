@@ -2,6 +2,7 @@
 // stream, status reporting, fp32 -> bf16 rounding, the vectorised row softmax.
 #pragma once
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,3 +54,16 @@ void cpu_debug_attention_path(const char *name);
 // Tests only: force the bf16 matmul path ("dnnl", "amx", "auto") over
 // UFO_GEMM; NULL follows UFO_GEMM again. Linears pick theirs when created.
 void cpu_debug_gemm_path(const char *name);
+
+// A kernel's scratch buffer kept between calls: cpu_kept_get takes it (grown
+// to `need` bytes) when it is free, *kept = 1; a caller that finds it in use
+// (another application thread in the same kernel) gets a buffer of its own,
+// *kept = 0; NULL when out of memory. cpu_kept_put gives back what it returned.
+typedef struct {
+    pthread_mutex_t mu;
+    char *buf;
+    size_t size;
+} cpu_kept;
+#define CPU_KEPT_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
+char *cpu_kept_get(cpu_kept *k, size_t need, int *kept);
+void cpu_kept_put(cpu_kept *k, char *p, int kept);
