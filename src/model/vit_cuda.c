@@ -202,10 +202,9 @@ static int ensure_acts(vit_model *m, int n) {
 // every token's k and v, it goes on with the class rows alone: x's and the
 // attention output's copied into dense [n, D] buffers in the free qkv space,
 // and the projection and the MLP run on n rows instead of n * T (about 2/3 of
-// the block; ~2.8% of a ViT-L forward). Returns the block's output rows for
-// the final LayerNorm (x itself, row stride T * D, or the dense class rows)
-// through *out, *stride.
-static int block_forward(vit_model *m, int l, int n, float **out, size_t *stride) {
+// the block; ~2.8% of a ViT-L forward). The last block's output, the dense
+// class rows [n, D], are where *out says.
+static int block_forward(vit_model *m, int l, int n, float **out) {
     vit_cuda *c = m->cuda;
     gpu_ctx *g = c->g;
     const vit_config *cf = &m->cfg;
@@ -221,7 +220,6 @@ static int block_forward(vit_model *m, int l, int n, float **out, size_t *stride
         return fail_gpu("CUDA forward");
     float *x = c->x;
     const void *att = c->att;
-    *out = c->x, *stride = (size_t)T * D;
     if (l == cf->depth - 1) {
         float *xc = (float *)c->qkv;   // [n, D] fp32, then [n, D] in dt: qkv is free now
         void *attc = (char *)c->qkv + align256((size_t)n * D * sizeof(float));
@@ -229,7 +227,7 @@ static int block_forward(vit_model *m, int l, int n, float **out, size_t *stride
             gpu_copy_rows_dt(g, attc, D, c->att, (size_t)T * D, n, D, dt))
             return fail_gpu("CUDA forward");
         x = xc, att = attc, rows = n;
-        *out = xc, *stride = D;
+        *out = xc;
     }
     if (gpu_linear(g, x, att, w->proj_w, w->proj_b, rows, D, D, dt, 1) ||
         gpu_layernorm(g, c->h, x, w->ln2_w, w->ln2_b, rows, D, D, cf->ln_eps, dt) ||
@@ -252,12 +250,11 @@ int vit_cuda_forward(vit_model *m, const float *images, int n, int task, float *
         gpu_linear(g, c->qkv, c->cols, c->patch_w, c->patch_b, n * (T - 1), 3 * p * p, D, c->dt, 0) ||
         gpu_assemble_tokens(g, c->x, c->qkv, c->cls, c->pos, n, T, D))
         return fail_gpu("CUDA forward");
-    float *last = c->x;   // the last block's output rows (depth 0: the tokens)
-    size_t stride = (size_t)T * D;
+    float *last = NULL;   // the last block's class rows, dense [n, D] (depth >= 1, vit_config_check)
     for (int l = 0; l < cf->depth; l++)
-        if (block_forward(m, l, n, &last, &stride)) return -1;
+        if (block_forward(m, l, n, &last)) return -1;
     // Final LayerNorm on the class tokens only, then the BNNeck.
-    if (gpu_layernorm(g, c->feat, last, c->norm_w, c->norm_b, n, D, stride, cf->ln_eps, GPU_F32))
+    if (gpu_layernorm(g, c->feat, last, c->norm_w, c->norm_b, n, D, D, cf->ln_eps, GPU_F32))
         return fail_gpu("CUDA forward");
     if (task >= 0) {
         const float *const *bn = c->bn[task];

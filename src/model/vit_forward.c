@@ -185,7 +185,7 @@ int vit_forward(vit_model *m, const float *images, int n, int task, float *out) 
     if (m->backend == VIT_BACKEND_CUDA) return vit_cuda_forward(m, images, n, task, out);
     vit_acts a;
     if (ensure_acts(m, n, &a)) return -1;
-    int S = c->img_size, p = c->patch_size, D = c->dim, T = vit_tokens(c);
+    int S = c->img_size, p = c->patch_size, D = c->dim;
 
     // Patch embedding into h (n x (T-1) x D), then tokens into x.
     if (m->backend == VIT_BACKEND_CPU) {
@@ -194,15 +194,13 @@ int vit_forward(vit_model *m, const float *images, int n, int task, float *out) 
         ref_patch_embed(a.h, images, m->w.patch_w, m->w.patch_b, n, S, S, p, D);
     }
     assemble_tokens(m, a.x, a.h, n);
-    float *last = a.x;   // the last block's output rows: its class rows, dense (depth 0: the tokens)
+    float *last = NULL;   // the last block's output: its class rows, dense [n, D] (depth >= 1, vit_config_check)
     for (int l = 0; l < c->depth; l++)
         if (block_forward(m, l, &a, n, &last)) return -1;
 
     // Only the class token is kept, so the final LayerNorm runs on those rows only.
-    if (last == a.x)
-        for (int i = 0; i < n; i++) memcpy(a.h + (size_t)i * D, a.x + (size_t)i * T * D, D * sizeof(float));
     float *feat = task >= 0 ? a.att : out;
-    ref_layernorm(feat, last == a.x ? a.h : last, m->w.norm_w, m->w.norm_b, n, D, c->ln_eps);
+    ref_layernorm(feat, last, m->w.norm_w, m->w.norm_b, n, D, c->ln_eps);
     if (task >= 0) {
         float *const *bn = m->w.bn[task];
         ref_batchnorm(out, feat, bn[0], bn[1], bn[2], bn[3], n, D, c->bn_eps);
