@@ -231,18 +231,66 @@ void vit_drop_path_scales(const vit_config *c, float rate, int n, double (*u)(vo
 
 // ---- forward -----------------------------------------------------------------
 
-// x[i] += s[i / T] * y[i] for each of n samples of T*D values.
-static void add_scaled(float *x, const float *y, const float *s, int n, size_t per) {
-#pragma omp parallel for
-    for (int i = 0; i < n; i++)
-        for (size_t k = 0; k < per; k++) x[i * per + k] += s[i] * y[i * per + k];
-}
-
-// dst[i] = x[i] + s[i / per] * y[i]: add_scaled, out of place.
+// dst[i] = x[i] + s[i / per] * y[i] for each of n samples of per values (x may be dst).
 static void add_scaled_to(float *dst, const float *x, const float *y, const float *s, int n, size_t per) {
 #pragma omp parallel for
     for (int i = 0; i < n; i++)
         for (size_t k = 0; k < per; k++) dst[i * per + k] = x[i * per + k] + s[i] * y[i * per + k];
+}
+
+// The projection and the MLP of a block's forward on m rows (every row, or
+// the last block's n class rows; per values per sample): a.x_mid = base + s1 *
+// proj(att), then out = a.x_mid + s2 * fc2(gelu(fc1(LN2(a.x_mid)))); base may
+// be a.x_mid (in place). With drop path the sums go out of place; without,
+// the matmuls' sum post-op adds to a copy.
+static int proj_mlp_fwd(vit_train_state *st, const vit_block_weights *w, block_acts a, scratch_view v,
+                        const float *base, int m, size_t per, const float *s1, const float *s2, float *out) {
+    int n = st->n, D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
+    size_t bytes = (size_t)m * D * sizeof(float);
+    if (s1) {
+        if (lin_fwd(st, v.tmp, a.att, w->proj_w, w->proj_b, m, D, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled_to(a.x_mid, base, v.tmp, s1, n, per);
+    } else {
+        if (base != a.x_mid) memcpy(a.x_mid, base, bytes);
+        if (lin_fwd(st, a.x_mid, a.att, w->proj_w, w->proj_b, m, D, D, CPU_POST_RESIDUAL, v.tmp)) return -1;
+    }
+    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, m);
+    if (lin_fwd(st, a.f1, v.h, w->fc1_w, w->fc1_b, m, D, Hd, CPU_POST_NONE, NULL)) return -1;
+    gelu_fwd(st, v.g, a.f1, (size_t)m * Hd);
+    if (s2) {
+        if (lin_fwd(st, v.tmp, v.g, w->fc2_w, w->fc2_b, m, Hd, D, CPU_POST_NONE, NULL)) return -1;
+        add_scaled_to(out, a.x_mid, v.tmp, s2, n, per);
+        return 0;
+    }
+    memcpy(out, a.x_mid, bytes);
+    return lin_fwd(st, out, v.g, w->fc2_w, w->fc2_b, m, Hd, D, CPU_POST_RESIDUAL, v.tmp);
+}
+
+// proj_mlp_fwd on the bf16 path: the inputs of the linears rounded where they
+// are made (LayerNorm and GELU write bf16 into the saved activations).
+static int proj_mlp_fwd_bf16(vit_train_state *st, const vit_block_weights *w, block_acts a, scratch_view v,
+                             const float *base, int m, size_t per, const float *s1, const float *s2, float *out) {
+    const vit_config *c = &st->m->cfg;
+    int n = st->n, D = c->dim, Hd = c->mlp_hidden;
+    size_t bytes = (size_t)m * D * sizeof(float);
+    if (s1) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, m, D, D, CPU_POST_NONE)) return -1;
+        add_scaled_to(a.x_mid, base, v.tmp, s1, n, per);
+    } else {
+        if (base != a.x_mid) memcpy(a.x_mid, base, bytes);
+        if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, m, D, D, CPU_POST_RESIDUAL))
+            return -1;
+    }
+    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, m, D, c->ln_eps)) return -1;
+    // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
+    if (cpu_linear_gelu_train_forward_bf16(a.gb, a.gd, a.ln2b, w->fc1_w, w->fc1_b, m, D, Hd, v.df1)) return -1;
+    if (s2) {
+        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, m, Hd, D, CPU_POST_NONE)) return -1;
+        add_scaled_to(out, a.x_mid, v.tmp, s2, n, per);
+        return 0;
+    }
+    memcpy(out, a.x_mid, bytes);
+    return cpu_linear_train_forward_bf16(out, a.gb, w->fc2_w, w->fc2_b, m, Hd, D, CPU_POST_RESIDUAL);
 }
 
 // block_fwd on the bf16 path, from the block's saved input a.x_in to xout:
@@ -254,8 +302,8 @@ static void add_scaled_to(float *dst, const float *x, const float *y, const floa
 static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
-    size_t per = (size_t)vit_tokens(c) * D, bytes = (size_t)rows * D * sizeof(float);
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim;
+    size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
     if (a.qkvb) {   // qkv and the attention output rounded where they are made (dqkv: free until the backward)
@@ -268,50 +316,20 @@ static int block_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout,
         if (attn_fwd(st, v.datt, a.qkv, n)) return -1;   // datt is free until the backward
         cpu_f32_to_bf16(a.attb, v.datt, (size_t)rows * D);
     }
-    if (s1) {
-        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE)) return -1;
-        add_scaled_to(a.x_mid, a.x_in, v.tmp, s1, n, per);
-    } else {
-        memcpy(a.x_mid, a.x_in, bytes);
-        if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL))
-            return -1;
-    }
-    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, rows, D, c->ln_eps)) return -1;
-    // the pre-GELU activation only lives until GELU has read it: df1 is free until the backward
-    if (cpu_linear_gelu_train_forward_bf16(a.gb, a.gd, a.ln2b, w->fc1_w, w->fc1_b, rows, D, Hd, v.df1)) return -1;
-    if (s2) {
-        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE)) return -1;
-        add_scaled_to(xout, a.x_mid, v.tmp, s2, n, per);
-    } else {
-        memcpy(xout, a.x_mid, bytes);
-        if (cpu_linear_train_forward_bf16(xout, a.gb, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL)) return -1;
-    }
-    return 0;
+    return proj_mlp_fwd_bf16(st, w, a, v, a.x_in, rows, per, s1, s2, xout);
 }
 
 // One block: x (= a.x_in on entry, copied by the caller) -> x.
 static int block_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim;
     size_t per = (size_t)vit_tokens(c) * D;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     ln_fwd(st, v.h, x, w->ln1_w, w->ln1_b, rows);
     if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL)) return -1;
     if (attn_fwd(st, a.att, a.qkv, n)) return -1;
-    if (s1) {
-        if (lin_fwd(st, v.tmp, a.att, w->proj_w, w->proj_b, rows, D, D, CPU_POST_NONE, NULL)) return -1;
-        add_scaled(x, v.tmp, s1, n, per);
-    } else if (lin_fwd(st, x, a.att, w->proj_w, w->proj_b, rows, D, D, CPU_POST_RESIDUAL, v.tmp)) return -1;
-    memcpy(a.x_mid, x, (size_t)rows * D * sizeof(float));
-    ln_fwd(st, v.h, x, w->ln2_w, w->ln2_b, rows);
-    if (lin_fwd(st, a.f1, v.h, w->fc1_w, w->fc1_b, rows, D, Hd, CPU_POST_NONE, NULL)) return -1;
-    gelu_fwd(st, v.g, a.f1, (size_t)rows * Hd);
-    if (s2) {
-        if (lin_fwd(st, v.tmp, v.g, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_NONE, NULL)) return -1;
-        add_scaled(x, v.tmp, s2, n, per);
-    } else if (lin_fwd(st, x, v.g, w->fc2_w, w->fc2_b, rows, Hd, D, CPU_POST_RESIDUAL, v.tmp)) return -1;
-    return 0;
+    return proj_mlp_fwd(st, w, a, v, x, rows, per, s1, s2, x);
 }
 
 // Patches of img [n, 3, S, S] as rows [n * P, 3 p p] in (channel, ky, kx) order.
@@ -416,6 +434,60 @@ static int heads_fwd(vit_train_state *st, float bn_momentum) {
     return 0;
 }
 
+// The MLP branch and the projection of a block's backward on m rows (every
+// row, or the last block's n class rows; rps rows per sample): v.dx holds
+// d(block output) on entry; on return v.dmid holds d(x_mid) and v.datt
+// d(attention output).
+static int mlp_proj_bwd(vit_train_state *st, const vit_block_weights *w, block_acts a, scratch_view v, int m,
+                        int rps, const float *s1, const float *s2) {
+    int n = st->n, D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
+    size_t per = (size_t)rps * D;
+    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
+    const float *dy2 = v.dx;
+    if (s2) {
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s2[i] * v.dx[i * per + k];
+        dy2 = v.tmp;
+    }
+    gelu_fwd(st, v.g, a.f1, (size_t)m * Hd);
+    if (lin_bwd(st, v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), dy2, v.g, w->fc2_w, m, Hd, D)) return -1;
+    gelu_bwd(st, v.df1, v.df1, a.f1, (size_t)m * Hd);
+    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, m);
+    if (lin_bwd(st, v.dh, grad_of(st, w->fc1_w), grad_of(st, w->fc1_b), v.df1, v.h, w->fc1_w, m, D, Hd)) return -1;
+    if (ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, m)) return -1;
+    for (size_t k = 0; k < (size_t)m * D; k++) v.dmid[k] += v.dx[k];
+    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
+    const float *dy1 = v.dmid;
+    if (s1) {
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s1[i] * v.dmid[i * per + k];
+        dy1 = v.tmp;
+    }
+    return lin_bwd(st, v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), dy1, a.att, w->proj_w, m, D, D);
+}
+
+// mlp_proj_bwd on the bf16 path: the weight gradients read the bf16 inputs
+// saved by the forward; every output gradient is rounded once, with its bias
+// gradient (and drop-path scale) in the same pass; GELU's backward writes
+// bf16 directly (v.g holds it).
+static int mlp_proj_bwd_bf16(vit_train_state *st, const vit_block_weights *w, block_acts a, scratch_view v, int m,
+                             int rps, const float *s1, const float *s2) {
+    const vit_config *c = &st->m->cfg;
+    int D = c->dim, Hd = c->mlp_hidden;
+    uint16_t *df1b = (uint16_t *)v.g;   // [m, Hd] bf16: fits in g's [rows, Hd] floats
+    return cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, rps, NULL, a.gb,
+                                    w->fc2_w, m, Hd, D) ||
+                   cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, m, Hd) ||
+                   cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w,
+                                            m, D, Hd) ||
+                   cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid,
+                                              w->ln2_w, v.dx, m, D, c->ln_eps) ||
+                   cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, rps,
+                                            NULL, a.attb, w->proj_w, m, D, D)
+               ? -1
+               : 0;
+}
+
 // ---- the last block on the class tokens ----------------------------------------
 //
 // The features are the class tokens of the last block's output, so on the fast
@@ -435,34 +507,21 @@ static void gather_cls(float *dst, const float *x, int n, int T, int D) {
 static int last_fwd(vit_train_state *st, int l, block_acts a, float *x, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, T = vit_tokens(c);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (lin_fwd(st, a.qkv, v.h, w->qkv_w, w->qkv_b, rows, D, 3 * D, CPU_POST_NONE, NULL) ||
         cpu_attention_cls(a.att, a.qkv, 0, n, T, c->heads, D / c->heads, st->prec))
         return -1;
-    gather_cls(a.x_mid, a.x_in, n, T, D);
-    if (s1) {
-        if (lin_fwd(st, v.tmp, a.att, w->proj_w, w->proj_b, n, D, D, CPU_POST_NONE, NULL)) return -1;
-        add_scaled(a.x_mid, v.tmp, s1, n, D);
-    } else if (lin_fwd(st, a.x_mid, a.att, w->proj_w, w->proj_b, n, D, D, CPU_POST_RESIDUAL, NULL)) return -1;
-    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, n);
-    if (lin_fwd(st, a.f1, v.h, w->fc1_w, w->fc1_b, n, D, Hd, CPU_POST_NONE, NULL)) return -1;
-    gelu_fwd(st, v.g, a.f1, (size_t)n * Hd);
-    memcpy(x, a.x_mid, (size_t)n * D * sizeof(float));
-    if (s2) {
-        if (lin_fwd(st, v.tmp, v.g, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_NONE, NULL)) return -1;
-        add_scaled(x, v.tmp, s2, n, D);
-        return 0;
-    }
-    return lin_fwd(st, x, v.g, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_RESIDUAL, NULL);
+    gather_cls(a.x_mid, a.x_in, n, T, D);   // the class rows' residual
+    return proj_mlp_fwd(st, w, a, v, a.x_mid, n, D, s1, s2, x);
 }
 
 // The same on the bf16 path (block_fwd_bf16's roundings), class outputs to xout [n, D].
 static int last_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, T = vit_tokens(c);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     if (cpu_layernorm_bf16(a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows, D, c->ln_eps)) return -1;
     int rc = a.qkvb ? cpu_linear_train_forward_bf16_out(a.qkvb, a.ln1b, w->qkv_w, w->qkv_b, rows, D, 3 * D, v.dqkv)
@@ -471,43 +530,20 @@ static int last_fwd_bf16(vit_train_state *st, int l, block_acts a, float *xout, 
                                 UFO_PREC_BF16))
         return -1;
     cpu_f32_to_bf16(a.attb, v.datt, (size_t)n * D);
-    gather_cls(a.x_mid, a.x_in, n, T, D);
-    if (s1) {
-        if (cpu_linear_train_forward_bf16(v.tmp, a.attb, w->proj_w, w->proj_b, n, D, D, CPU_POST_NONE)) return -1;
-        add_scaled(a.x_mid, v.tmp, s1, n, D);
-    } else if (cpu_linear_train_forward_bf16(a.x_mid, a.attb, w->proj_w, w->proj_b, n, D, D, CPU_POST_RESIDUAL))
-        return -1;
-    if (cpu_layernorm_bf16(a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, n, D, c->ln_eps) ||
-        cpu_linear_gelu_train_forward_bf16(a.gb, a.gd, a.ln2b, w->fc1_w, w->fc1_b, n, D, Hd, v.df1))
-        return -1;
-    if (s2) {
-        if (cpu_linear_train_forward_bf16(v.tmp, a.gb, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_NONE)) return -1;
-        add_scaled_to(xout, a.x_mid, v.tmp, s2, n, D);
-        return 0;
-    }
-    memcpy(xout, a.x_mid, (size_t)n * D * sizeof(float));
-    return cpu_linear_train_forward_bf16(xout, a.gb, w->fc2_w, w->fc2_b, n, Hd, D, CPU_POST_RESIDUAL);
+    gather_cls(a.x_mid, a.x_in, n, T, D);   // the class rows' residual
+    return proj_mlp_fwd_bf16(st, w, a, v, a.x_mid, n, D, s1, s2, xout);
 }
 
 // dx [n, D] holds d(class outputs) on entry, d(block input) [rows, D] on return.
 static int last_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden, T = vit_tokens(c);
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, T = vit_tokens(c);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    const size_t nD = (size_t)n * D;
     if (st->recompute && (bf16(st) ? last_fwd_bf16(st, l, a, v.dmid, v) : last_fwd(st, l, a, v.dmid, v))) return -1;
     if (bf16(st)) {
-        uint16_t *df1b = (uint16_t *)v.g, *dqkvb = (uint16_t *)v.dqkv;
-        if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, 1, NULL, a.gb,
-                                     w->fc2_w, n, Hd, D) ||
-            cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, n, Hd) ||
-            cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, n, D,
-                                     Hd) ||
-            cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w,
-                                       v.dx, n, D, c->ln_eps) ||
-            cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, 1, NULL,
-                                     a.attb, w->proj_w, n, D, D) ||
+        uint16_t *dqkvb = (uint16_t *)v.dqkv;
+        if (mlp_proj_bwd_bf16(st, w, a, v, n, 1, s1, s2) ||
             cpu_attention_cls_backward(NULL, dqkvb, grad_of(st, w->qkv_b), v.datt,
                                        a.qkvb ? (const void *)a.qkvb : a.qkv, !!a.qkvb, n, T, c->heads, D / c->heads,
                                        UFO_PREC_BF16) ||
@@ -515,26 +551,7 @@ static int last_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
                                      D, 3 * D))
             return -1;
     } else {
-        const float *dy2 = v.dx, *dy1 = v.dmid;
-        if (s2) {
-            for (int i = 0; i < n; i++)
-                for (int k = 0; k < D; k++) v.tmp[(size_t)i * D + k] = s2[i] * v.dx[(size_t)i * D + k];
-            dy2 = v.tmp;
-        }
-        gelu_fwd(st, v.g, a.f1, (size_t)n * Hd);
-        if (lin_bwd(st, v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), dy2, v.g, w->fc2_w, n, Hd, D)) return -1;
-        gelu_bwd(st, v.df1, v.df1, a.f1, (size_t)n * Hd);
-        ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, n);
-        if (lin_bwd(st, v.dh, grad_of(st, w->fc1_w), grad_of(st, w->fc1_b), v.df1, v.h, w->fc1_w, n, D, Hd) ||
-            ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, n))
-            return -1;
-        for (size_t k = 0; k < nD; k++) v.dmid[k] += v.dx[k];
-        if (s1) {
-            for (int i = 0; i < n; i++)
-                for (int k = 0; k < D; k++) v.tmp[(size_t)i * D + k] = s1[i] * v.dmid[(size_t)i * D + k];
-            dy1 = v.tmp;
-        }
-        if (lin_bwd(st, v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), dy1, a.att, w->proj_w, n, D, D) ||
+        if (mlp_proj_bwd(st, w, a, v, n, 1, s1, s2) ||
             cpu_attention_cls_backward(v.dqkv, NULL, NULL, v.datt, a.qkv, 0, n, T, c->heads, D / c->heads, st->prec))
             return -1;
         ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
@@ -613,41 +630,21 @@ int vit_train_forward(vit_train_state *st, const float *images, int n, const int
 // Gradient of the loss w.r.t. param p: its slot in st->grads.
 static float *grad_of(vit_train_state *st, const float *param) { return st->grads + (param - st->m->params); }
 
-// block_bwd on the bf16 path (after the recomputation, if any): the weight
-// gradients read the bf16 inputs saved by block_fwd_bf16; every output
-// gradient is rounded once, with its bias gradient (and drop-path scale) in
-// the same pass; GELU's backward writes bf16 directly (v.g holds it).
+// block_bwd on the bf16 path (after the recomputation, if any): mlp_proj_bwd_bf16,
+// then the attention gradient comes out rounded, with the qkv bias gradient.
 static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
-    long T = vit_tokens(c);
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, T = vit_tokens(c);
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
-    uint16_t *df1b = (uint16_t *)v.g;   // [rows, Hd] bf16: fits in g's [rows, Hd] floats
-    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
-    if (cpu_linear_backward_bf16(v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), v.dx, s2, T, NULL, a.gb,
-                                 w->fc2_w, rows, Hd, D))
-        return -1;
-    if (cpu_gelu_backward_bf16(df1b, grad_of(st, w->fc1_b), v.df1, a.gd, rows, Hd)) return -1;
-    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->fc1_w), NULL, NULL, NULL, 0, df1b, a.ln2b, w->fc1_w, rows, D,
-                                 Hd))
-        return -1;
-    if (cpu_layernorm_backward_add(v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w,
-                                   v.dx, rows, D, c->ln_eps))
-        return -1;
-    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
-    if (cpu_linear_backward_bf16(v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), v.dmid, s1, T, NULL, a.attb,
-                                 w->proj_w, rows, D, D))
-        return -1;
-    // the attention gradient comes out rounded, with the qkv bias gradient
     uint16_t *dqkvb = (uint16_t *)v.dqkv;
-    int rc = a.qkvb ? cpu_attention_backward_bf16_qkvb(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkvb, n, (int)T,
-                                                       c->heads, D / c->heads)
-                    : cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, (int)T, c->heads,
+    if (mlp_proj_bwd_bf16(st, w, a, v, rows, T, s1, s2)) return -1;
+    int rc = a.qkvb ? cpu_attention_backward_bf16_qkvb(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkvb, n, T, c->heads,
+                                                       D / c->heads)
+                    : cpu_attention_backward_bf16(dqkvb, grad_of(st, w->qkv_b), v.datt, a.qkv, n, T, c->heads,
                                                   D / c->heads);
-    if (rc) return -1;
-    if (cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows, D,
-                                 3 * D))
+    if (rc || cpu_linear_backward_bf16(v.dh, grad_of(st, w->qkv_w), NULL, NULL, NULL, 0, dqkvb, a.ln1b, w->qkv_w, rows,
+                                       D, 3 * D))
         return -1;
     return cpu_layernorm_backward_add(v.dx, grad_of(st, w->ln1_w), grad_of(st, w->ln1_b), v.dh, a.x_in, w->ln1_w,
                                       v.dmid, rows, D, c->ln_eps);
@@ -657,42 +654,17 @@ static int block_bwd_bf16(vit_train_state *st, int l, block_acts a, scratch_view
 static int block_bwd(vit_train_state *st, int l, block_acts a, scratch_view v) {
     const vit_config *c = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = (int)rows_of(st, n), D = c->dim, Hd = c->mlp_hidden;
-    size_t per = (size_t)vit_tokens(c) * D;
+    int n = st->n, rows = (int)rows_of(st, n), D = c->dim;
     const float *s1 = st->drop ? st->drop + (size_t)l * 2 * n : NULL, *s2 = s1 ? s1 + n : NULL;
     if (st->recompute && bf16(st)) {   // output to dmid, free until below
         if (block_fwd_bf16(st, l, a, v.dmid, v)) return -1;
     } else if (st->recompute) {  // rerun the block from its saved input to refill qkv, att, x_mid, f1
-        memcpy(v.tmp, a.x_in, (size_t)rows * D * sizeof(float));
         float *x = v.dmid;  // free until below
         memcpy(x, a.x_in, (size_t)rows * D * sizeof(float));
         if (block_fwd(st, l, a, x, v)) return -1;
     }
     if (bf16(st)) return block_bwd_bf16(st, l, a, v);
-    // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
-    const float *dy2 = v.dx;
-    if (s2) {
-        for (int i = 0; i < n; i++)
-            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s2[i] * v.dx[i * per + k];
-        dy2 = v.tmp;
-    }
-    gelu_fwd(st, v.g, a.f1, (size_t)rows * Hd);
-    if (lin_bwd(st, v.df1, grad_of(st, w->fc2_w), grad_of(st, w->fc2_b), dy2, v.g, w->fc2_w, rows, Hd, D)) return -1;
-    gelu_bwd(st, v.df1, v.df1, a.f1, (size_t)rows * Hd);
-    ln_fwd(st, v.h, a.x_mid, w->ln2_w, w->ln2_b, rows);
-    if (lin_bwd(st, v.dh, grad_of(st, w->fc1_w), grad_of(st, w->fc1_b), v.df1, v.h, w->fc1_w, rows, D, Hd)) return -1;
-    if (ln_bwd(st, v.dmid, grad_of(st, w->ln2_w), grad_of(st, w->ln2_b), v.dh, a.x_mid, w->ln2_w, rows)) return -1;
-    for (size_t k = 0; k < (size_t)rows * D; k++) v.dmid[k] += v.dx[k];
-    // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
-    const float *dy1 = v.dmid;
-    if (s1) {
-        for (int i = 0; i < n; i++)
-            for (size_t k = 0; k < per; k++) v.tmp[i * per + k] = s1[i] * v.dmid[i * per + k];
-        dy1 = v.tmp;
-    }
-    if (lin_bwd(st, v.datt, grad_of(st, w->proj_w), grad_of(st, w->proj_b), dy1, a.att, w->proj_w, rows, D, D))
-        return -1;
-    if (attn_bwd(st, v.dqkv, v.datt, a.qkv, n)) return -1;
+    if (mlp_proj_bwd(st, w, a, v, rows, vit_tokens(c), s1, s2) || attn_bwd(st, v.dqkv, v.datt, a.qkv, n)) return -1;
     ln_fwd(st, v.h, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (lin_bwd(st, v.dh, grad_of(st, w->qkv_w), grad_of(st, w->qkv_b), v.dqkv, v.h, w->qkv_w, rows, D, 3 * D))
         return -1;

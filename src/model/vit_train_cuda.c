@@ -241,35 +241,43 @@ static const float *scales(const vit_train_state *st, int l, int k) {
     return st->drop ? st->cu->drop + ((size_t)l * 2 + k) * st->n : NULL;
 }
 
-// One block from a.x_in into out. Each residual sum is written straight into
-// the buffer that keeps it (a.x_mid, then out: the next block's x_in), with no
-// copies of the residual stream.
-static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
+// The projection and the MLP of a block's forward on m rows (every row, or
+// last_fwd's n class rows; per values per sample): a.x_mid = base + s1 *
+// proj(a.att), then out = a.x_mid + s2 * fc2(gelu(fc1(LN2(a.x_mid)))). Each
+// residual sum is written straight into the buffer that keeps it (base may be
+// a.x_mid: in place), with no copies of the residual stream.
+static int proj_mlp_fwd(vit_train_state *st, const vit_block_weights *w, block_acts a, const float *base, int m,
+                        size_t per, const float *s1, const float *s2, float *out) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
-    const vit_config *cf = &st->m->cfg;
-    const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, rows = n * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
-    size_t per = (size_t)vit_tokens(cf) * D;
-    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    int n = st->n, D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
+    const void *h;
+    if (s1) {
+        if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, m, D, D, NULL) ||
+            gpu_add_scaled_rows(g, a.x_mid, NULL, base, c->tmp, s1, n, per))
+            return -1;
+    } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, m, D, D, base)) return -1;
+    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
+        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, m, D, Hd, NULL))
+        return -1;
     // Each linear's operand comes from its producer in the matmul precision
     // (LayerNorm, the attention kernel, GELU write bf16 directly in bf16 mode).
-    int bf = c->dt == GPU_BF16;
+    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
+    if (gpu_gelu(g, gl, a.f1, (size_t)m * Hd, c->dt)) return -1;
+    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, m, Hd, D, NULL) ||
+                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, per);
+    return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, m, Hd, D, a.x_mid);
+}
+
+// One block from a.x_in into out (the next block's x_in).
+static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
+    const vit_config *cf = &st->m->cfg;
+    const vit_block_weights *w = &st->m->w.blocks[l];
+    int n = st->n, rows = n * vit_tokens(cf);
     const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (!h || qkv_fwd(st, a.qkv, h, w, rows) || attn_fwd(st, a.att, a.qkv, n)) return -1;
-    if (s1) {
-        if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, rows, D, D, NULL) ||
-            gpu_add_scaled_rows(g, a.x_mid, NULL, a.x_in, c->tmp, s1, n, per))
-            return -1;
-    } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, rows, D, D, a.x_in)) return -1;
-    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, rows)) ||
-        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, rows, D, Hd, NULL))
-        return -1;
-    void *gl = bf ? c->xb : (void *)c->wide;
-    if (gpu_gelu(g, gl, a.f1, (size_t)rows * Hd, c->dt)) return -1;
-    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, rows, Hd, D, NULL) ||
-                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, per);
-    return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, rows, Hd, D, a.x_mid);
+    return proj_mlp_fwd(st, w, a, a.x_in, rows, (size_t)vit_tokens(cf) * cf->dim, scales(st, l, 0), scales(st, l, 1),
+                        out);
 }
 
 // The last block on the class tokens (vit_train.c's last_fwd, the same
@@ -278,29 +286,15 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
 // a.x_mid, a.att, a.f1 hold n rows. out: the class outputs [n, D].
 static int last_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     vit_train_cuda *c = st->cu;
-    gpu_ctx *g = c->dev.g;
     const vit_config *cf = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
-    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim, Hd = cf->mlp_hidden;
-    const float *s1 = scales(st, l, 0), *s2 = scales(st, l, 1);
+    int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim;
     const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (!h || qkv_fwd(st, a.qkv, h, w, rows) ||
-        gpu_attention_cls(g, a.att, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
-        gpu_copy_rows(g, a.x_mid, D, a.x_in, (size_t)T * D, n, D))
+        gpu_attention_cls(c->dev.g, a.att, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
+        gpu_copy_rows(c->dev.g, a.x_mid, D, a.x_in, (size_t)T * D, n, D))   // the class rows' residual
         return -1;
-    if (s1) {
-        if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, n, D, D, NULL) ||
-            gpu_add_scaled_rows(g, a.x_mid, NULL, a.x_mid, c->tmp, s1, n, D))
-            return -1;
-    } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, n, D, D, a.x_mid)) return -1;
-    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, n)) ||
-        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, n, D, Hd, NULL))
-        return -1;
-    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
-    if (gpu_gelu(g, gl, a.f1, (size_t)n * Hd, c->dt)) return -1;
-    if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, n, Hd, D, NULL) ||
-                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, D);
-    return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, n, Hd, D, a.x_mid);
+    return proj_mlp_fwd(st, w, a, a.x_mid, n, D, scales(st, l, 0), scales(st, l, 1), out);
 }
 
 static int forward(vit_train_state *st, const float *images, const float *drop, float bn_momentum) {
