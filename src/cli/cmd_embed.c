@@ -1,21 +1,27 @@
 // ufo embed: image files -> one embedding per image, as a float32 .npy [N, D].
 #include "base/error.h"
 #include "base/progress.h"
+#include "base/file.h"
 #include "cli/cli.h"
+#include "data/image_files.h"
 #include "formats/npy.h"
 #include "ufo.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *usage =
-    "usage: ufo embed --model M --out FEATS.npy [options] IMAGE... | --list FILE\n"
+    "usage: ufo embed --model M --out FEATS.npy [options] IMAGE|FOLDER... | --list FILE\n"
     "\n"
     "Embeds images with the AllInOne model: decode, Pillow-exact bicubic resize to the\n"
     "model's input size, (x - 127.5) / 127.5, ViT forward, then the task's BNNeck.\n"
     "\n"
     "  --model M            model file: ufo/timm .safetensors or paddle .pdmodel\n"
     "  --out F.npy          float32 [N, D], rows in input order (written atomically)\n"
+    "  FOLDER               every .jpg/.jpeg/.png under it, at any depth, in sorted path\n"
+    "                       order (hidden entries and links to folders skipped)\n"
+    "  --paths-out FILE     also write the image paths, one per line, in row order\n"
     "  --task T             face | person | vehicle | product | backbone (default backbone:\n"
     "                       the class token after the final LayerNorm, before any head)\n"
     "  --list FILE          read image paths from FILE, one per line (first token)\n"
@@ -56,6 +62,30 @@ static void strlist_free(strlist *l) {
     free(l->items);
 }
 
+// A folder argument stands for the image files under it; anything else is
+// taken as an image path (a missing one fails later, when it is decoded).
+static int push_arg(strlist *l, const char *a) {
+    struct stat st;
+    if (stat(a, &st) != 0 || !S_ISDIR(st.st_mode)) return strlist_push(l, a);
+    int before = l->n;
+    if (ufo_find_images(a, &l->items, &l->n, &l->cap)) return -1;
+    if (l->n == before) return ufo_errorf("%s: no .jpg, .jpeg or .png files under this folder", a);
+    return 0;
+}
+
+// The paths in row order, one per line, written atomically.
+static int write_paths(const char *path, const strlist *l) {
+    ufo_atomic_file f;
+    if (ufo_atomic_open(&f, path)) return -1;
+    for (int i = 0; i < l->n; i++) {   // no newline in any (checked before embedding)
+        if (ufo_atomic_write(&f, l->items[i], strlen(l->items[i])) || ufo_atomic_write(&f, "\n", 1)) {
+            ufo_atomic_abort(&f);
+            return -1;
+        }
+    }
+    return ufo_atomic_commit(&f);
+}
+
 // One path per line: the first whitespace-separated token; blank lines and
 // lines starting with '#' are skipped.
 static int read_list(const char *path, strlist *out) {
@@ -73,7 +103,7 @@ static int read_list(const char *path, strlist *out) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *list = NULL, *task_name = "backbone", *prec = "fp32", *device = "cpu";
+    const char *model = NULL, *out = NULL, *list = NULL, *paths_out = NULL, *task_name = "backbone", *prec = "fp32", *device = "cpu";
     int batch = 8, quiet = 0, workers = 0;
     ufo_options opt = {0};
     strlist images = {0};
@@ -89,6 +119,7 @@ int cmd_embed(int argc, char **argv) {
         else if (!strcmp(a, "--out") && has) out = argv[++i];
         else if (!strcmp(a, "--task") && has) task_name = argv[++i];
         else if (!strcmp(a, "--list") && has) list = argv[++i];
+        else if (!strcmp(a, "--paths-out") && has) paths_out = argv[++i];
         else if (!strcmp(a, "--precision") && has) prec = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--batch") && has) {
@@ -106,7 +137,7 @@ int cmd_embed(int argc, char **argv) {
         else if (a[0] == '-' && a[1]) {
             rc = cli_usage_error("embed", "unknown or incomplete option '%s'", a);
             goto done;
-        } else if (strlist_push(&images, a)) goto fail;
+        } else if (push_arg(&images, a)) goto fail;
     }
     if (!model || !out) {
         rc = cli_usage_error("embed", "--model and --out are required");
@@ -131,6 +162,11 @@ int cmd_embed(int argc, char **argv) {
         rc = cli_usage_error("embed", "no images given");
         goto done;
     }
+    for (int i = 0; paths_out && i < images.n; i++)
+        if (strchr(images.items[i], '\n')) {   // found before the work, not after
+            ufo_errorf("%s: cannot list '%s' one per line: its name holds a newline", paths_out, images.items[i]);
+            goto fail;
+        }
     ufo_model *m = ufo_load(model, &opt);
     if (!m) goto fail;
     if (!ufo_has_task(m, task)) {
@@ -168,6 +204,7 @@ int cmd_embed(int argc, char **argv) {
         int64_t shape[2] = {images.n, D};
         err = ufo_npy_write(out, UFO_F32, shape, 2, feats);
     }
+    if (!err && paths_out) err = write_paths(paths_out, &images);
     free(feats);
     ufo_free_model(m);
     if (err) goto fail;
