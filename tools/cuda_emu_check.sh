@@ -289,6 +289,27 @@ if UFO_METRICS_GPU=sometimes "$B/ufo_emu" eval --model "$D/gpu/model.safetensors
     exit 1
 fi
 echo "cuda_emu_check: eval --device cuda: kNN screen on the GPU == on the CPU (Market1501, VeRi, SOP: same JSON)"
+# `ufo search --device cuda` through the same screen, on a crowd of near-identical rows
+# (exact top-k items that an fp32 ranking puts below its k-th): the same neighbours and
+# scores with the screen on the "GPU" and on the CPU, and the summary says where it ran.
+/usr/bin/python3 -c "
+import numpy as np
+r = np.random.default_rng(1)
+v = r.standard_normal(64).astype(np.float32)
+crowd = (v + r.integers(-3, 4, (300, 64)) * np.spacing(v)).astype(np.float32)
+np.save('$D/search_g.npy', np.concatenate([crowd, r.standard_normal((200, 64)).astype(np.float32)]))
+np.save('$D/search_q.npy', np.concatenate([v[None], crowd[:20]]))"
+for m in always never; do
+    UFO_METRICS_GPU=$m "$B/ufo_emu" search --device cuda --gallery "$D/search_g.npy" --query "$D/search_q.npy" \
+        --k 7 --indices "$D/search_i_$m.npy" --scores "$D/search_s_$m.npy" 2>"$D/search_$m.log"
+done
+if ! grep -q 'screen on the GPU' "$D/search_always.log" || ! grep -q 'screen on the CPU' "$D/search_never.log"; then
+    echo "cuda_emu_check: FAIL: ufo search's summary does not say where its screen ran"
+    exit 1
+fi
+cmp "$D/search_i_always.npy" "$D/search_i_never.npy"
+cmp "$D/search_s_always.npy" "$D/search_s_never.npy"
+echo "cuda_emu_check: search --device cuda: the screen on the GPU == on the CPU (same neighbours and scores)"
 # The benchmark commands tools/gpu_check.sh times on a GPU (inference and --train, GEMM and flash
 # attention: the tiny preset has head dim 64), at a tiny size: each runs and prints the JSON it parses,
 # naming the attention kernel that ran.

@@ -10,6 +10,7 @@ int cmd_init(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 // Prints "ufo: <message>" (the current ufo_error()) on stderr; returns 1.
 int cli_fail(void);

@@ -18,6 +18,7 @@ static const subcommand commands[] = {
     {"preprocess", cmd_preprocess, "image -> the exact float tensor the model sees (.npy)"},
     {"train", cmd_train, "train the multi-task model from a recipe (resumable)"},
     {"eval", cmd_eval, "score a model on the twelve benchmarks; print the seed's table"},
+    {"search", cmd_search, "exact k nearest neighbours of embeddings in a gallery (.npy)"},
     {"info", cmd_info, "describe a model file: architecture, parameters, heads"},
     {"init", cmd_init, "write a randomly initialised model of any size (.safetensors)"},
     {"bench", cmd_bench, "time the forward pass of a model of any size (images/s)"},
