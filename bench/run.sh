@@ -98,6 +98,8 @@ fi
 if ! skip metrics; then
   echo
   bash bench/bench_metrics.sh "$(dirname "$UFO")"
+  echo
+  bash bench/bench_search.sh "$UFO"
 fi
 
 if ! skip mpi && command -v mpirun > /dev/null; then
