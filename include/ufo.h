@@ -1,5 +1,6 @@
 /* ufo: one Vision Transformer, four recognition tasks (face, person, vehicle,
- * product). The public C API: load a model file, turn images into embeddings.
+ * product). The public C API: load a model file, turn images into embeddings,
+ * find nearest neighbours among embeddings.
  *
  *   ufo_model *m = ufo_load("allinone_vitlarge.pdmodel", NULL);
  *   float feat[1024];
@@ -12,6 +13,7 @@
  */
 #ifndef UFO_H
 #define UFO_H
+#include <stdint.h>
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,6 +58,16 @@ int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, flo
  * ufo_embed_files per batch is as fast). A progress line on stderr unless quiet. */
 int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int task, int batch, int workers,
                               int quiet, float *out);
+
+/* Exact k nearest neighbours by cosine similarity, e.g. of ufo_embed's
+ * outputs: query nq x d, gallery ng x d (rows need not be normalised); writes
+ * idx nq x k (gallery rows, best first) and sim nq x k (cosine similarities).
+ * Rows are L2-normalised in double, every ranking is decided on the double
+ * inner product, ties go to the smaller gallery row (what `ufo search` does).
+ * self = 1: query is the gallery itself and row i never matches itself.
+ * 1 <= k <= ng - self. Runs on the CPU's threads. */
+int ufo_search(const float *query, int64_t nq, const float *gallery, int64_t ng, int d, int k, int self,
+               int64_t *idx, float *sim);
 
 /* 0 if `device` can run here; else -1 with the reason in ufo_last_error(), e.g.
  * "no CUDA device visible (cudaGetDeviceCount: ...)". Starts nothing on the GPU

@@ -6,11 +6,16 @@
 // nudges, near-copies across identities), as eval/nn_internal.h's contract
 // promises for any strict-fp32 order. Also: the env switch
 // UFO_METRICS_GPU=always|never|auto, a declining screen, a failing one, and
-// one outside the contract (bf16 values) caught by the spot check.
+// one outside the contract (bf16 values) caught by the spot check. The same
+// for the exact kNN search (eval/search.h): its neighbour lists and scores
+// under each stand-in equal the default path's, and both equal a plain
+// double-precision brute force.
 #include "check.h"
 #include "base/error.h"
 #include "eval/metrics.h"
 #include "eval/nn_internal.h"
+#include "eval/search.h"
+#include "ufo.h"
 #include "knn_data.h"
 #include <math.h>
 #include <stdint.h>
@@ -153,6 +158,49 @@ static void check_same_metrics(sum_kind kind, const char *name) {
     ufo_reid_result_free(&r1);
 }
 
+// Search: a plain brute force in double over the normalised rows (the
+// contract of eval/search.h, independent of the screen), then ufo_knn_search
+// by default and under the stand-in `kind`: all three identical.
+#define SK 7
+static void check_search(sum_kind kind, const char *name) {
+    static int64_t want[NQ * SK], i0[NQ * SK], i1[NQ * SK];
+    static float ws[NQ * SK], s0[NQ * SK], s1[NQ * SK];
+    float *qn = malloc(sizeof(float) * NQ * D), *gn = malloc(sizeof(float) * NG * D);
+    double *row = malloc(sizeof(double) * NG);
+    CHECK(qn && gn && row && ufo_nn_normalize_f32(qf, NQ, D, qn, "q") == 0 && ufo_nn_normalize_f32(gf, NG, D, gn, "g") == 0);
+    for (int i = 0; i < NQ; i++) {
+        for (int j = 0; j < NG; j++) row[j] = ufo_nn_dot_f64(qn + (size_t)i * D, gn + (size_t)j * D, D);
+        for (int r = 0; r < SK; r++) {   // selection: the best left, ties to the smaller index
+            int b = -1;
+            for (int j = 0; j < NG; j++)
+                if (row[j] != -INFINITY && (b < 0 || row[j] > row[b])) b = j;
+            want[i * SK + r] = b;
+            ws[i * SK + r] = (float)row[b];
+            row[b] = -INFINITY;
+        }
+    }
+    ufo_metrics_set_screen(NULL);
+    CHECK(ufo_search(qf, NQ, gf, NG, D, SK, 0, i0, s0) == 0, "%s", ufo_last_error());   // the public API
+    stand_in si;
+    install(&si, kind);
+    CHECK(ufo_knn_search(qf, NQ, gf, NG, D, SK, 0, i1, s1) == 0, "%s", ufo_error());
+    CHECK(si.begins == 1 && si.ends == 1 && si.blocks == (NQ + 36) / 37 && si.rows == NQ && !si.bad_cols,
+          "%s search: %d begins %d ends %d blocks", name, si.begins, si.ends, si.blocks);
+    ufo_metrics_set_screen(NULL);
+    int d0 = 0, d1 = 0;
+    for (int i = 0; i < NQ * SK; i++) {
+        d0 += i0[i] != want[i] || s0[i] != ws[i];
+        d1 += i1[i] != want[i] || s1[i] != ws[i];
+    }
+    CHECK(d0 == 0, "search, default screen: %d of %d neighbours differ from the double brute force", d0, NQ * SK);
+    CHECK(d1 == 0, "search, %s order: %d of %d neighbours differ from the double brute force", name, d1, NQ * SK);
+    printf("%s order: search top %d of %d queries identical to a double brute force (and to oneDNN's screen)\n",
+           name, SK, NQ);
+    free(qn);
+    free(gn);
+    free(row);
+}
+
 static void check_modes(void) {
     stand_in si;
     ufo_reid_result r;
@@ -228,6 +276,8 @@ int main(void) {
     check_data_is_hard();
     check_same_metrics(SUM_REVERSED, "reversed");
     check_same_metrics(SUM_PAIRWISE, "pairwise");
+    check_search(SUM_REVERSED, "reversed");
+    check_search(SUM_PAIRWISE, "pairwise");
     check_modes();
     return check_summary("test_metrics_screen");
 }

@@ -3,6 +3,7 @@
 #include "base/error.h"
 #include "base/mem.h"
 #include "eval/embed_set.h"
+#include "eval/search.h"
 #include "image/image.h"
 #include "model/vit_io.h"
 #include <omp.h>
@@ -122,6 +123,12 @@ int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int
     ufo_embed_opts o = {.batch = batch, .workers = workers, .quiet = quiet};
     int from_cache;
     return ufo_embed_set(&m->vit, &s, task, &o, out, &from_cache);
+}
+
+int ufo_search(const float *query, int64_t nq, const float *gallery, int64_t ng, int d, int k, int self,
+               int64_t *idx, float *sim) {
+    if ((!query && !self) || !gallery || !idx || !sim) return ufo_errorf("ufo_search: NULL argument");
+    return ufo_knn_search(self ? gallery : query, nq, gallery, ng, d, k, self, idx, sim);
 }
 
 const char *ufo_last_error(void) { return ufo_error(); }
