@@ -30,6 +30,8 @@ typedef struct {
     int verbose;      /* 1: report unexpected keys in the model file */
     int num_heads;    /* 0: from the file's metadata, else dim / 64 */
     int device;       /* UFO_DEVICE_CPU (default) | UFO_DEVICE_CUDA (GPU 0; bf16 runs on any sm_80+) */
+    int flip;         /* 1: test-time flip, each embedding averaged with its mirror image's
+                         (fast-reid's TEST.FLIP; off in the original evaluation): 2 passes */
 } ufo_options;
 
 enum { UFO_DEVICE_CPU = 0, UFO_DEVICE_CUDA = 1 };

@@ -15,6 +15,7 @@ struct ufo_model {
     vit_model vit;
     float *images;        // decoded batch, kept between calls (pinned with CUDA: costly to allocate)
     size_t images_bytes;
+    int flip;             // ufo_options.flip
 };
 
 ufo_model *ufo_load(const char *path, const ufo_options *opt) {
@@ -54,6 +55,7 @@ ufo_model *ufo_load(const char *path, const ufo_options *opt) {
         free(m);
         return NULL;
     }
+    m->flip = !!o.flip;
     return m;
 }
 
@@ -77,7 +79,14 @@ int ufo_task_from_name(const char *name) {
 const char *ufo_task_name(int task) { return vit_task_name(task); }
 
 int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out) {
-    return vit_forward(&m->vit, images, n, task, out);
+    if (!m->flip || n <= 0) return vit_forward(&m->vit, images, n, task, out);
+    size_t bytes = (size_t)n * 3 * m->vit.cfg.img_size * m->vit.cfg.img_size * sizeof(float);
+    float *x = ufo_alloc(bytes);   // the caller's images stay as they are
+    if (!x) return -1;
+    memcpy(x, images, bytes);
+    int rc = vit_forward_flip(&m->vit, x, n, task, out);
+    ufo_free(x);
+    return rc;
 }
 
 int ufo_device_check(int device) {
@@ -110,7 +119,9 @@ int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, flo
             }
         }
     }
-    int rc = failed < n ? ufo_errorf("%s", msg) : vit_forward(&m->vit, x, n, task, out);
+    int rc = failed < n       ? ufo_errorf("%s", msg)
+             : m->flip        ? vit_forward_flip(&m->vit, x, n, task, out)
+                              : vit_forward(&m->vit, x, n, task, out);
     return rc;
 }
 
@@ -120,7 +131,7 @@ int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int
     if (!ufo_has_task(m, task)) return ufo_errorf("this model has no '%s' head", vit_task_name(task));
     // The evaluation pipeline over a plain list of files (no cache).
     ufo_eval_set s = {.name = "embed", .n = n, .paths = (char **)paths};
-    ufo_embed_opts o = {.batch = batch, .workers = workers, .quiet = quiet};
+    ufo_embed_opts o = {.batch = batch, .workers = workers, .quiet = quiet, .flip = m->flip};
     int from_cache;
     return ufo_embed_set(&m->vit, &s, task, &o, out, &from_cache);
 }

@@ -36,6 +36,8 @@ static const char *usage =
     "  --img-size S         run at S x S, resampling pos_embed (default: the model's size)\n"
     "  --num-heads H        attention heads, for files without ufo metadata whose head\n"
     "                       dim is not 64 (default: metadata, else dim / 64)\n"
+    "  --flip               test-time flip: each embedding averaged with its mirror image's\n"
+    "                       (fast-reid's TEST.FLIP; off in the original UFO evaluation)\n"
     "  --reference          use the plain-C fp32 reference kernels (slow; for checking)\n"
     "  --quiet              no progress line\n";
 
@@ -133,6 +135,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(a, "--num-heads") && has) {
             if (cli_parse_int("embed", a, argv[++i], 1, 1024, &opt.num_heads)) goto done_usage;
         } else if (!strcmp(a, "--reference")) opt.reference = 1;
+        else if (!strcmp(a, "--flip")) opt.flip = 1;
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (a[0] == '-' && a[1]) {
             rc = cli_usage_error("embed", "unknown or incomplete option '%s'", a);

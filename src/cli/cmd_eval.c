@@ -24,6 +24,9 @@ static const char *usage =
     "  --data DIR              data root (overrides FASTREID_DATASETS)\n"
     "  --batch-size N          images per forward pass (default 8; --batch too)\n"
     "  --precision P           fp32 (default) | bf16\n"
+    "  --flip                  test-time flip: each embedding averaged with its mirror\n"
+    "                          image's (fast-reid's TEST.FLIP; off in the original, and by\n"
+    "                          default: the seed's numbers are without it). Twice the time\n"
     "  --device D              cpu (default) | cuda (GPU 0; images are decoded on --workers\n"
     "                          threads beside it; the fp32 similarity screen of the ReID and\n"
     "                          SOP metrics runs on the GPU too when a set is large: same\n"
@@ -53,7 +56,7 @@ static const char *usage =
 typedef struct {
     const char *model, *data, *json, *csv, *plots, *cache, *precision, *datasets;
     int device;
-    int batch, threads, workers, splits, quiet, face_source, msmt, num_heads;
+    int batch, threads, workers, splits, quiet, face_source, msmt, num_heads, flip;
     long long seed;
     int head[MAX_SETS];  // -2: default
 } eval_args;
@@ -121,6 +124,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         } else if (OPT("--head")) {
             if (parse_head(v, a)) return 2;
         } else if (!strcmp(s, "--quiet")) a->quiet = 1;
+        else if (!strcmp(s, "--flip")) a->flip = 1;
         else return cli_usage_error("eval", "unknown or incomplete option '%s'", s);
 #undef OPT
     }
@@ -245,7 +249,7 @@ int cmd_eval(int argc, char **argv) {
         .root = a.data,
         .data = {.face_source = (ufo_face_source)a.face_source, .msmt_version = a.msmt},
         .embed = {.batch = a.batch, .workers = a.workers, .cache_dir = a.cache, .model_id = mid,
-                  .precision = a.precision, .quiet = a.quiet},
+                  .precision = a.precision, .quiet = a.quiet, .flip = a.flip},
         .vehicleid_splits = a.splits,
         .seed = (uint64_t)a.seed,
     };
@@ -275,7 +279,7 @@ int cmd_eval(int argc, char **argv) {
     ufo_metrics_set_screen(NULL);
     cuda_screen_free(screen);
     vit_free(&m);
-    ufo_report_info info = {.model = a.model, .precision = a.precision, .seed = (uint64_t)a.seed};
+    ufo_report_info info = {.model = a.model, .precision = a.precision, .seed = (uint64_t)a.seed, .flip = a.flip};
     if (rc == 0 && lead) {
         printf("\n");
         ufo_report_table(stdout, &info, res, done);

@@ -92,8 +92,9 @@ static uint64_t fnv1a(uint64_t h, const char *s) {
 static void cache_path(char *out, size_t cap, const ufo_embed_opts *o, const ufo_eval_set *s, int task,
                        const vit_model *m, const char *suffix) {
     char key[512];
-    snprintf(key, sizeof key, "%s|%s|%s|%d|%d|%s|%d", o->model_id ? o->model_id : "", s->name,
-             s->source ? s->source : "", s->n, task, o->precision ? o->precision : "", m->cfg.img_size);
+    snprintf(key, sizeof key, "%s|%s|%s|%d|%d|%s|%d%s", o->model_id ? o->model_id : "", s->name,
+             s->source ? s->source : "", s->n, task, o->precision ? o->precision : "", m->cfg.img_size,
+             o->flip ? "|flip" : "");   // features without the flip keep their old keys
     snprintf(out, cap, "%s/%s-%s-%016llx%s", o->cache_dir, s->name, vit_task_name(task),
              (unsigned long long)fnv1a(0xcbf29ce484222325ull, key), suffix);
 }
@@ -194,7 +195,8 @@ int ufo_embed_set(vit_model *m, const ufo_eval_set *s, int task, const ufo_embed
             break;
         }
         int nb = remaining - lo < o->batch ? remaining - lo : o->batch;
-        rc = vit_forward(m, sl->x, nb, task, feats + (size_t)(done + lo) * D);
+        rc = o->flip ? vit_forward_flip(m, sl->x, nb, task, feats + (size_t)(done + lo) * D)
+                     : vit_forward(m, sl->x, nb, task, feats + (size_t)(done + lo) * D);
         pthread_mutex_lock(&p.mu);
         sl->ready = 0;
         p.consumed = b + 1;

@@ -22,7 +22,8 @@ static void cell(char *buf, size_t cap, const ufo_eval_result *r) {
 
 void ufo_report_table(FILE *out, const ufo_report_info *info, const ufo_eval_result *r, int n) {
     const char *slash = strrchr(info->model, '/');
-    const char *model = slash ? slash + 1 : info->model;
+    char model[512];   // the file's name, and "+ flip" when the features had the test-time flip
+    snprintf(model, sizeof model, "%s%s", slash ? slash + 1 : info->model, info->flip ? " + flip" : "");
     static const char dashes[] = "----------------------------------------------------------------";
     int w0 = (int)strlen(model) > 5 ? (int)strlen(model) : 5;
     char (*cells)[64] = malloc(sizeof *cells * (n > 0 ? n : 1));
@@ -123,6 +124,7 @@ int ufo_report_json(const char *path, const ufo_report_info *info, const ufo_eva
     cJSON_AddStringToObject(root, "model", info->model);
     cJSON_AddStringToObject(root, "precision", info->precision);
     cJSON_AddNumberToObject(root, "seed", (double)info->seed);
+    cJSON_AddBoolToObject(root, "flip", info->flip);
     cJSON_AddStringToObject(root, "ufo_version", UFO_VERSION);
     for (int i = 0; i < n; i++) cJSON_AddItemToObject(root, r[i].name, result_json(&r[i]));
     char *text = cJSON_Print(root);

@@ -8,6 +8,7 @@ typedef struct {
     const char *model;       // model path as given
     const char *precision;   // "fp32" / "bf16"
     uint64_t seed;
+    int flip;                // test-time flip (JSON "flip"; the table's header says so)
 } ufo_report_info;
 
 // The seed's table: one column per set (ReID cells "R1/mAP", SOP "R@1"), two decimals.

@@ -3,8 +3,9 @@
 Python pipeline built from independent parts: the PyTorch model
 (tools/vit_torch.py), Pillow preprocessing, the numpy/scikit-learn protocols
 (tools/metrics_ref.py). The printed table must agree to the last digit, every
-JSON metric to 1e-6. Also: the feature cache, CSV, and clear errors for a
-missing folder and an absent head."""
+JSON metric to 1e-6. Also: the feature cache, CSV, the test-time flip (`--flip`:
+each embedding averaged with that of the mirrored input tensor, in the oracle
+too), and clear errors for a missing folder and an absent head."""
 import csv
 import io
 import json
@@ -35,10 +36,13 @@ def preprocess(src):
     return ((np.asarray(im, dtype=np.float32) - 127.5) / 127.5).transpose(2, 0, 1)
 
 
-def embed(model, sources, task):
+def embed(model, sources, task, flip=False):
     x = torch.from_numpy(np.stack([preprocess(s) for s in sources])).double()
     with torch.no_grad():
-        return model(x, task).float().numpy()
+        f = model(x, task)
+        if flip:   # fast-reid's TEST.FLIP: the batch mirrored along the width
+            f = (f + model(torch.flip(x, dims=[3]), task)) / 2
+        return f.float().numpy()
 
 
 def agedb_blobs(root, entry):
@@ -47,18 +51,20 @@ def agedb_blobs(root, entry):
     return [io.BytesIO(bytes(b)) for b in bins]
 
 
-def python_results(root, manifest, model):
+def python_results(root, manifest, model, flip=False, only=None):
     out = {}
     for name, e in manifest["sets"].items():
+        if only and name not in only:
+            continue
         if e["kind"] == "verify":
             srcs = agedb_blobs(root, e) if "bin" in e else [os.path.join(root, p) for p in e["paths"]]
-            f = embed(model, srcs, "face")
+            f = embed(model, srcs, "face", flip)
             out[name] = metrics_ref.face_verification(f, np.array(e["issame"]))
             continue
         paths = [os.path.join(root, it[0]) for it in e["items"]]
         pid = np.array([it[1] for it in e["items"]])
         cam = np.array([it[2] for it in e["items"]])
-        f = embed(model, paths, "product" if e["kind"] == "retrieval" else "vehicle")
+        f = embed(model, paths, "product" if e["kind"] == "retrieval" else "vehicle", flip)
         if e["kind"] == "retrieval":
             out[name] = metrics_ref.sop_recall(f, pid)
         elif e["n_query"] == 0:  # LargeVehicleID: mean over seeded splits
@@ -123,6 +129,23 @@ def main():
                  "--vehicleid-splits", SPLITS, "--seed", SEED)
         C.check(table_cells(r2.stdout) == got_cells and r2.stdout.count("cached") == 12,
                 "second run reads all 12 feature sets from the cache, same table")
+        # --flip: against the oracle's flipped embeddings; its features are cached apart.
+        some = ("LFW", "Market1501", "SOP")
+        rf = ufo("eval", "--model", mpath, "--data", root, "--json", js, "--cache", cache, "--flip",
+                 "--datasets", ",".join(some))
+        ref_f = python_results(root, manifest, model, flip=True, only=some)
+        cells_f, got_f = table_cells(rf.stdout), json.load(open(js))
+        for name, rr in ref_f.items():
+            C.check(cells_f.get(COLUMN[name]) == expected_cell(name, rr),
+                    f"--flip {name}: table cell {cells_f.get(COLUMN[name])} == python {expected_cell(name, rr)}")
+        C.check(got_f["flip"] is True and got["flip"] is False and rf.stdout.count("cached") == 0
+                and "+ flip" in rf.stdout,
+                "--flip: JSON says so, the table's model cell too, nothing read from the unflipped cache")
+        keys = ("accuracy", "accuracy_std", "threshold", "rank1", "mAP", "mINP", "recall@1", "recall@10")
+        worst = max(abs(got_f[n][k] - ref_f[n][k]) for n in some for k in keys if k in ref_f[n] and k in got_f[n])
+        moved = max(abs(ref_f[n][k] - ref[n][k]) for n in some for k in keys if k in ref_f[n] and k in ref[n])
+        C.check(worst <= 1e-6 and moved > 1e-6,
+                f"--flip: JSON metrics within {worst:.1e} of the oracle's (which the flip moves by up to {moved:.3g})")
         # Errors: a missing folder is named; an absent head is refused before any work.
         r3 = ufo("eval", "--model", mpath, "--data", os.path.join(d, "nowhere"), "--datasets", "VeRi", check=False)
         C.check(r3.returncode != 0 and "nowhere" in r3.stderr and len(r3.stderr.strip().splitlines()) == 1,

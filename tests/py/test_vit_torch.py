@@ -87,6 +87,24 @@ def check_resample(d, paths, model, mpath, img, patch):
     C.check(e <= 1e-4, f"pos_embed resampled {img}->{new}: max rel err {e:.2e} <= 1e-4")
 
 
+def check_flip(d, paths, model, mpath, img, tasks):
+    """--flip: (f(x) + f(x mirrored)) / 2, the mirror taken on the preprocessed tensor
+    (torch.flip on the batch, as fast-reid's TEST.FLIP), on both embedding paths."""
+    x = torch.from_numpy(np.stack([vit_torch.pil_preprocess(p, img) for p in paths])).double()
+    out = os.path.join(d, "flip.npy")
+    for task in ("backbone", tasks[0]):
+        with torch.no_grad():
+            ref = ((model.double()(x, task) + model.double()(torch.flip(x, dims=[3]), task)) / 2).numpy()
+            plain = model.double()(x, task).numpy()
+        for extra in ([], ["--workers", "2", "--batch", "2"]):
+            ufo("embed", "--model", mpath, "--task", task, "--out", out, "--quiet", "--flip", *extra, *paths)
+            got = np.load(out)
+            e, e_plain = rel_err(got, ref), rel_err(got, plain)
+            C.check(e <= 1e-4 and e_plain > 1e-3,
+                    f"--flip {task} {' '.join(extra) or 'batch'}: max rel err {e:.2e} <= 1e-4 "
+                    f"(vs no flip {e_plain:.2e})")
+
+
 def check_bad_inputs(d, paths, mpath):
     out = os.path.join(d, "bad.npy")
     raw = open(mpath, "rb").read()
@@ -124,6 +142,7 @@ def main():
             model, mpath = run_config(d, paths, cfg, seed=100 + i)
             if i == 0:
                 check_resample(d, paths, model, mpath, cfg[1], cfg[2])
+                check_flip(d, paths, model, mpath, cfg[1], cfg[7])
                 check_bad_inputs(d, paths, mpath)
                 check_info(mpath, cfg, model)
             # convert round trip: ufo's own safetensors (with metadata) embeds identically
