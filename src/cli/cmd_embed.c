@@ -105,7 +105,8 @@ static int read_list(const char *path, strlist *out) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *list = NULL, *paths_out = NULL, *task_name = "backbone", *prec = "fp32", *device = "cpu";
+    const char *model = NULL, *out = NULL, *list = NULL, *paths_out = NULL, *task_name = "backbone";
+    const char *prec = "fp32", *device = "cpu";
     int batch = 8, quiet = 0, workers = 0;
     ufo_options opt = {0};
     strlist images = {0};

@@ -100,40 +100,40 @@ done:
     return rc;
 }
 
-// A paths list (one per line, as ufo embed --paths-out writes) with exactly n lines.
-static char **read_paths(const char *path, int64_t n, const char *what) {
+// A paths list (one per line, as ufo embed --paths-out writes): line[i] points
+// into text, which owns them all.
+typedef struct {
     char *text;
-    size_t size;
-    if (ufo_read_file(path, &text, &size)) return NULL;
-    char **lines = malloc(sizeof(char *) * (size_t)(n ? n : 1));
-    int64_t got = 0;
-    if (!lines) {
-        free(text);
-        ufo_errorf("%s: out of memory", path);
-        return NULL;
-    }
-    for (char *s = text, *e; s < text + size; s = e + 1) {
-        e = strchr(s, '\n');
-        if (!e) e = text + size;
-        if (e > s && e[-1] == '\r') e[-1] = 0;
-        *e = 0;
-        if (got < n) lines[got] = s;
-        got++;
-    }
-    if (got != n) {
-        ufo_errorf("%s: %" PRId64 " lines, but the %s has %" PRId64 " rows", path, got, what, n);
-        free(text);
-        free(lines);
-        return NULL;
-    }
-    lines[0] = n ? lines[0] : text;   // lines[0] owns the text (freed with it)
-    if (n == 0) free(text);
-    return lines;
+    char **line;
+} path_list;
+
+static void free_paths(path_list *p) {
+    free(p->text);
+    free(p->line);
+    p->text = NULL, p->line = NULL;
 }
 
-static void free_paths(char **p, int64_t n) {
-    if (p && n) free(p[0]);   // the text starts at the first line
-    free(p);
+// Reads a paths list that must have exactly n lines (a last line without its
+// newline counts; CR LF ends are accepted).
+static int read_paths(const char *path, int64_t n, const char *what, path_list *p) {
+    size_t size;
+    if (ufo_read_file(path, &p->text, &size)) return -1;   // NUL-terminated
+    if (!(p->line = malloc(sizeof(char *) * (size_t)(n ? n : 1)))) {
+        free_paths(p);
+        return ufo_errorf("%s: out of memory", path);
+    }
+    int64_t got = 0;
+    for (char *s = p->text, *e; s < p->text + size; s = e + 1, got++) {
+        if (!(e = strchr(s, '\n'))) e = p->text + size;
+        if (e > s && e[-1] == '\r') e[-1] = 0;
+        *e = 0;
+        if (got < n) p->line[got] = s;
+    }
+    if (got != n) {
+        free_paths(p);
+        return ufo_errorf("%s: %" PRId64 " lines, but the %s has %" PRId64 " rows", path, got, what, n);
+    }
+    return 0;
 }
 
 // A CSV field: quoted when it holds a comma, quote or line break (RFC 4180).
@@ -150,7 +150,8 @@ static void csv_field(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static int write_csv(const char *path, const int64_t *idx, const float *sim, int64_t nq, int k, char **qp, char **gp) {
+static int write_csv(const char *path, const int64_t *idx, const float *sim, int64_t nq, int k, char *const *qp,
+                     char *const *gp) {
     ufo_atomic_file f;
     if (ufo_atomic_open(&f, path)) return -1;
     fputs(gp ? "query,rank,gallery,score,query_path,gallery_path\n" : "query,rank,gallery,score\n", f.fp);
@@ -179,7 +180,7 @@ int cmd_search(int argc, char **argv) {
     float *g = NULL, *q = NULL, *sim = NULL;
     int64_t *idx = NULL, ng = 0, nq = 0;
     int dg = 0, dq = 0;
-    char **gp = NULL, **qp = NULL;
+    path_list gp = {0}, qp = {0};
     cuda_screen *screen = NULL;
     rc = 1;
     if (read_features(a.gallery, &g, &ng, &dg)) goto fail;
@@ -192,10 +193,10 @@ int cmd_search(int argc, char **argv) {
     } else {
         nq = ng;
     }
-    if (a.gpaths && !(gp = read_paths(a.gpaths, ng, "gallery"))) goto fail;
-    if (a.qpaths && !(qp = read_paths(a.qpaths, nq, "query set"))) goto fail;
-    if (a.csv && a.query && !gp != !qp) {   // paths for both sides or for neither
-        ufo_errorf("--csv with paths needs %s", gp ? "--query-paths too" : "--gallery-paths too");
+    if (a.gpaths && read_paths(a.gpaths, ng, "gallery", &gp)) goto fail;
+    if (a.qpaths && read_paths(a.qpaths, nq, "query set", &qp)) goto fail;
+    if (a.csv && a.query && !a.gpaths != !a.qpaths) {   // paths for both sides or for neither
+        ufo_errorf("--csv with paths needs %s", a.gpaths ? "--query-paths too" : "--gallery-paths too");
         goto fail;
     }
     if (!(idx = malloc(sizeof(int64_t) * (size_t)(nq ? nq : 1) * a.k)) ||
@@ -212,7 +213,7 @@ int cmd_search(int argc, char **argv) {
     int64_t shape[2] = {nq, a.k};
     if (a.indices && ufo_npy_write(a.indices, UFO_I64, shape, 2, idx)) goto fail;
     if (a.scores && ufo_npy_write(a.scores, UFO_F32, shape, 2, sim)) goto fail;
-    if (a.csv && write_csv(a.csv, idx, sim, nq, a.k, a.query ? qp : gp, gp)) goto fail;
+    if (a.csv && write_csv(a.csv, idx, sim, nq, a.k, a.query ? qp.line : gp.line, gp.line)) goto fail;
     if (!a.quiet) {
         cuda_screen_stats st = {0};
         if (screen) cuda_screen_get_stats(screen, &st);
@@ -229,8 +230,8 @@ done:
         ufo_metrics_set_screen(NULL);
         cuda_screen_free(screen);
     }
-    free_paths(gp, ng);
-    free_paths(qp, nq);
+    free_paths(&gp);
+    free_paths(&qp);
     free(g);
     free(q);
     free(idx);
