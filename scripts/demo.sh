@@ -30,4 +30,5 @@ rm -rf "$OUT/run"
 
 echo
 echo "demo: done. $OUT/run holds model.safetensors, log.csv, loss.png, eval.json; try"
-echo "  $UFO embed --model $OUT/run/model.safetensors --task product --out f.npy $DATA/Stanford_Online_Products/*/*.jpg"
+echo "  $UFO embed --model $OUT/run/model.safetensors --task product --out f.npy --paths-out f.txt $DATA/Stanford_Online_Products"
+echo "  $UFO search --gallery f.npy --gallery-paths f.txt --k 5 --csv neighbours.csv    # each image's 5 nearest others"
