@@ -9,7 +9,8 @@
 #      reference, CosFace / triplet vs the host losses), test_cuda_train (the
 #      training pass, SGD and checkpoints vs the reference trainer), test_device,
 #      test_nccl (the NCCL transport's collectives on device buffers, one rank),
-#      test_cuda_knn (the kNN metrics' screen on the GPU vs the CPU's), and
+#      test_cuda_knn (the kNN metrics' screen on the GPU vs the CPU's), ufo search
+#      --device cuda (the same screen: the same neighbours as on the CPU), and
 #      py_test_cuda_cli (vs PyTorch, and `ufo train --device cuda` vs
 #      --device cpu, when /usr/bin/python3 has torch + numpy + PIL)
 #   4. benchmark: the attention alone (bench_cuda_attention: ViT-L/16-384's
@@ -144,6 +145,32 @@ if [ "$MODE" = full ]; then
     run test_cuda_knn 180 "$BUILD/src/kernels/cuda/test_cuda_knn"
     grep -q "^SKIP" "$OUT/test_cuda_knn.log" && { note "FAIL test_cuda_knn skipped: no GPU visible to CUDA"; FAILED=1; }
     while read -r l; do note "  $l"; done < <(grep -E "max \|err\||bit for bit|ReID, d" "$OUT/test_cuda_knn.log")
+    # `ufo search --device cuda` with its fp32 screen on the GPU against the CPU screen: the same
+    # neighbours and scores (bytes), on a crowd of rows a few ulps apart plus random ones.
+    if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+        SD="$OUT/search"
+        mkdir -p "$SD"
+        /usr/bin/python3 -c "
+import numpy as np
+r = np.random.default_rng(1)
+v = r.standard_normal(256).astype(np.float32)
+crowd = (v + r.integers(-3, 4, (2000, 256)) * np.spacing(v)).astype(np.float32)
+np.save('$SD/g.npy', np.concatenate([crowd, r.standard_normal((18000, 256)).astype(np.float32)]))
+np.save('$SD/q.npy', np.concatenate([v[None], crowd[:99], r.standard_normal((900, 256)).astype(np.float32)]))"
+        for m in always never; do
+            run "search_$m" 60 env UFO_METRICS_GPU=$m "$BUILD/ufo" search --device cuda --gallery "$SD/g.npy" \
+                --query "$SD/q.npy" --k 10 --indices "$SD/i_$m.npy" --scores "$SD/s_$m.npy"
+        done
+        if grep -q 'screen on the GPU' "$OUT/search_always.log" && cmp -s "$SD/i_always.npy" "$SD/i_never.npy" &&
+            cmp -s "$SD/s_always.npy" "$SD/s_never.npy"; then
+            note "  search --device cuda: the GPU screen gives the CPU screen's neighbours and scores (1000 x 20000, d 256)"
+        else
+            note "FAIL search --device cuda: the GPU screen's results differ from the CPU's (see $SD)"
+            FAILED=1
+        fi
+    else
+        note "SKIP search --device cuda: /usr/bin/python3 lacks numpy"
+    fi
     if /usr/bin/python3 -c "import torch, numpy, PIL" 2>/dev/null; then
         run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
             /usr/bin/python3 tests/py/test_cuda_cli.py
