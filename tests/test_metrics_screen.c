@@ -183,7 +183,7 @@ static void check_search(sum_kind kind, const char *name) {
     CHECK(ufo_search(qf, NQ, gf, NG, D, SK, 0, i0, s0) == 0, "%s", ufo_last_error());   // the public API
     stand_in si;
     install(&si, kind);
-    CHECK(ufo_knn_search(qf, NQ, gf, NG, D, SK, 0, i1, s1) == 0, "%s", ufo_error());
+    CHECK(ufo_knn_search(qf, NQ, gf, NG, D, SK, 0, 0, i1, s1) == 0, "%s", ufo_error());
     CHECK(si.begins == 1 && si.ends == 1 && si.blocks == (NQ + 36) / 37 && si.rows == NQ && !si.bad_cols,
           "%s search: %d begins %d ends %d blocks", name, si.begins, si.ends, si.blocks);
     ufo_metrics_set_screen(NULL);

@@ -139,7 +139,7 @@ int ufo_embed_files_pipelined(ufo_model *m, const char *const *paths, int n, int
 int ufo_search(const float *query, int64_t nq, const float *gallery, int64_t ng, int d, int k, int self,
                int64_t *idx, float *sim) {
     if ((!query && !self) || !gallery || !idx || !sim) return ufo_errorf("ufo_search: NULL argument");
-    return ufo_knn_search(self ? gallery : query, nq, gallery, ng, d, k, self, idx, sim);
+    return ufo_knn_search(self ? gallery : query, nq, gallery, ng, d, k, self, 0, idx, sim);
 }
 
 const char *ufo_last_error(void) { return ufo_error(); }

@@ -35,7 +35,7 @@ static const char *usage =
     "  --device D           cpu (default) | cuda: the fp32 screen of all pairs on the GPU\n"
     "                       (same results)\n"
     "  --threads N          OpenMP threads (default: all cores)\n"
-    "  --quiet              no summary line\n";
+    "  --quiet              no progress or summary line\n";
 
 typedef struct {
     const char *gallery, *query, *indices, *scores, *csv, *gpaths, *qpaths;
@@ -209,7 +209,7 @@ int cmd_search(int argc, char **argv) {
         ufo_metrics_screen ms = {cuda_screen_begin, cuda_screen_block, cuda_screen_end, screen};
         ufo_metrics_set_screen(&ms);
     }
-    if (ufo_knn_search(a.query ? q : g, nq, g, ng, dg, a.k, !a.query, idx, sim)) goto fail;
+    if (ufo_knn_search(a.query ? q : g, nq, g, ng, dg, a.k, !a.query, !a.quiet, idx, sim)) goto fail;
     int64_t shape[2] = {nq, a.k};
     if (a.indices && ufo_npy_write(a.indices, UFO_I64, shape, 2, idx)) goto fail;
     if (a.scores && ufo_npy_write(a.scores, UFO_F32, shape, 2, sim)) goto fail;

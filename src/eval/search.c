@@ -2,6 +2,7 @@
 #include "eval/nn_internal.h"
 #include "base/error.h"
 #include "base/mem.h"
+#include "base/progress.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -86,7 +87,7 @@ static int search_row(const float *qn, const float *gn, const float *row, int64_
 }
 
 int ufo_knn_search(const float *query, int64_t nq, const float *gallery, int64_t ng, int d, int k, int self,
-                   int64_t *idx, float *sim) {
+                   int progress, int64_t *idx, float *sim) {
     if (d < 1) return ufo_errorf("search: feature dimension must be >= 1 (got %d)", d);
     if (ng < 1) return ufo_errorf("search: the gallery is empty");
     if (self && nq != ng) return ufo_errorf("search: a self-search needs as many queries as gallery rows");
@@ -106,6 +107,8 @@ int ufo_knn_search(const float *query, int64_t nq, const float *gallery, int64_t
     if (!(S = ufo_alloc(sizeof(float) * (size_t)B * ng))) goto done;
     ufo_nn_screen scr = {0};
     if (ufo_nn_screen_begin(&scr, gn, ng, d, (double)nq * ng * d)) goto done;
+    ufo_progress pg;
+    ufo_progress_begin(&pg, "search", "query", nq, !progress || nq <= B);
     for (int64_t i0 = 0; i0 < nq && !failed; i0 += B) {
         int64_t nb = nq - i0 < B ? nq - i0 : B;
         if (ufo_nn_screen_block(&scr, qn + (size_t)i0 * d, nb, 0, S)) {
@@ -130,7 +133,9 @@ int ufo_knn_search(const float *query, int64_t nq, const float *gallery, int64_t
             free(w.c);
         }
         if (failed) ufo_errorf("search: out of memory");
+        else ufo_progress_update(&pg, i0 + nb);
     }
+    if (!failed) ufo_progress_end(&pg, nq);
     ufo_nn_screen_end(&scr);
     rc = failed ? -1 : 0;
 done:

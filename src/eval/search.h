@@ -20,6 +20,8 @@
 // gallery are the same set (query may be the gallery pointer) and query i
 // never gets gallery row i. 1 <= k <= ng - self. Writes idx [nq, k] (gallery
 // rows, best first) and sim [nq, k] (their cosine similarities, rounded to
-// fp32). 0, or -1 with ufo_error set.
+// fp32). progress: print a progress line (queries/s, ETA) on stderr when
+// the search is long (more than a block of queries). 0, or -1 with
+// ufo_error set.
 int ufo_knn_search(const float *query, int64_t nq, const float *gallery, int64_t ng, int d, int k, int self,
-                   int64_t *idx, float *sim);
+                   int progress, int64_t *idx, float *sim);
