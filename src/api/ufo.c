@@ -84,7 +84,7 @@ int ufo_embed(ufo_model *m, const float *images, int n, int task, float *out) {
     float *x = ufo_alloc(bytes);   // the caller's images stay as they are
     if (!x) return -1;
     memcpy(x, images, bytes);
-    int rc = vit_forward_flip(&m->vit, x, n, task, out);
+    int rc = vit_forward_tta(&m->vit, x, n, task, 1, out);
     ufo_free(x);
     return rc;
 }
@@ -119,9 +119,7 @@ int ufo_embed_files(ufo_model *m, const char *const *paths, int n, int task, flo
             }
         }
     }
-    int rc = failed < n       ? ufo_errorf("%s", msg)
-             : m->flip        ? vit_forward_flip(&m->vit, x, n, task, out)
-                              : vit_forward(&m->vit, x, n, task, out);
+    int rc = failed < n ? ufo_errorf("%s", msg) : vit_forward_tta(&m->vit, x, n, task, m->flip, out);
     return rc;
 }
 

@@ -90,7 +90,7 @@ static int read_features(const char *path, float **x, int64_t *n, int *d) {
         ufo_errorf("%s: out of memory", path);
         goto done;
     }
-    for (int64_t i = 0; i < m; i++) (*x)[i] = e.dtype == UFO_F32 ? ((const float *)e.data)[i] : (float)((const double *)e.data)[i];
+    ufo_convert_to_f32(*x, e.data, e.dtype, (size_t)m);
     *n = e.shape[0];
     *d = (int)e.shape[1];
     rc = 0;

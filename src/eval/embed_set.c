@@ -195,8 +195,7 @@ int ufo_embed_set(vit_model *m, const ufo_eval_set *s, int task, const ufo_embed
             break;
         }
         int nb = remaining - lo < o->batch ? remaining - lo : o->batch;
-        rc = o->flip ? vit_forward_flip(m, sl->x, nb, task, feats + (size_t)(done + lo) * D)
-                     : vit_forward(m, sl->x, nb, task, feats + (size_t)(done + lo) * D);
+        rc = vit_forward_tta(m, sl->x, nb, task, o->flip, feats + (size_t)(done + lo) * D);
         pthread_mutex_lock(&p.mu);
         sl->ready = 0;
         p.consumed = b + 1;

@@ -12,7 +12,7 @@ typedef struct {
     const char *model_id;   // identifies the model in cache keys (path + size + mtime)
     const char *precision;  // "fp32" / "bf16", part of the cache key
     int quiet;              // no progress line
-    int flip;               // 1: test-time flip (vit_forward_flip); part of the cache key
+    int flip;               // 1: test-time flip (vit_forward_tta); part of the cache key
 } ufo_embed_opts;
 
 // feats [s->n, m->cfg.dim] in the set's image order, embedded with `task`

@@ -103,10 +103,11 @@ void vit_free(vit_model *m);
 // images [n, 3, S, S] (S = cfg.img_size, normalised) -> out [n, dim].
 // task < 0: class token after the final LayerNorm; else that head's BNNeck output.
 int vit_forward(vit_model *m, const float *images, int n, int task, float *out);
-// The same with the test-time flip (fast-reid's TEST.FLIP; off in the
-// original evaluation): out = (f(x) + f(x mirrored left-right)) / 2, in fp32.
-// Two forward passes; images is left mirrored.
-int vit_forward_flip(vit_model *m, float *images, int n, int task, float *out);
+// vit_forward as the embedding paths call it: flip 0 is vit_forward; flip 1
+// the test-time flip (fast-reid's TEST.FLIP; off in the original evaluation):
+// out = (f(x) + f(x mirrored left-right)) / 2, in fp32, two forward passes,
+// images left mirrored.
+int vit_forward_tta(vit_model *m, float *images, int n, int task, int flip, float *out);
 
 // Resamples a [1 + g0*g0, dim] position embedding to [1 + g1*g1, dim]: class token
 // kept, the grid interpolated as timm's resample_abs_pos_embed does: PyTorch's

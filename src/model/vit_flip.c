@@ -21,8 +21,8 @@ static void mirror_rows(float *x, int n, int S) {
     }
 }
 
-int vit_forward_flip(vit_model *m, float *images, int n, int task, float *out) {
-    if (n <= 0) return 0;
+int vit_forward_tta(vit_model *m, float *images, int n, int task, int flip, float *out) {
+    if (!flip || n <= 0) return vit_forward(m, images, n, task, out);
     const int D = m->cfg.dim;
     float *mirrored = ufo_alloc(sizeof(float) * (size_t)n * D);
     if (!mirrored) return -1;
