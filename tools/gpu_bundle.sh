@@ -48,6 +48,9 @@ for b in $BINS; do ldd "$BUILD/$b"; done | awk '$2 == "=>" && $3 ~ /^\// { print
             *) cp -L "$path" "$STAGE/$BUILD/gpu-libs/$name" ;;
         esac
     done
+# Demo data for tests/py/test_cuda_cli.py's `ufo train --device cuda` (UFO_DEMO_DATA):
+# make_demo_data.py needs Debian's dataset-fashion-mnist, which a CUDA image lacks.
+/usr/bin/python3 tools/make_demo_data.py "$STAGE/$BUILD/demo_data" --scale 0.1 --jobs 1 >/dev/null
 mkdir -p "$(dirname "$ARCHIVE")"
 tar -C "$STAGE" -cJf "$ARCHIVE.tmp" "$BUILD"
 mv "$ARCHIVE.tmp" "$ARCHIVE"

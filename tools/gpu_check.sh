@@ -64,9 +64,13 @@ stopped() {
 }
 trap stopped TERM INT
 # run NAME TIMEOUT CMD...: output to $OUT/NAME.log, tail shown on failure.
+# GPU_CHECK_STEPS (names, space-separated): run only those steps (the build or
+# unpack always runs), for a short device call that re-measures a few things.
+wanted() { case " configure build build_ops unpack ${GPU_CHECK_STEPS:-$1} " in *" $1 "*) return 0 ;; esac; return 1; }
 run() {
     local name=$1 limit=$2
     shift 2
+    wanted "$name" || return 2
     local t=$(date +%s)
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1 &
     CHILD=$!
@@ -178,7 +182,9 @@ if [ "$MODE" = full ]; then
     while read -r l; do note "  $l"; done < <(grep -E "max \|err\||bit for bit|ReID, d" "$OUT/test_cuda_knn.log")
     # `ufo search --device cuda` with its fp32 screen on the GPU against the CPU screen: the same
     # neighbours and scores (bytes), on a crowd of rows a few ulps apart plus random ones.
-    if [ -n "$NPY" ]; then
+    if ! wanted search_always; then
+        :
+    elif [ -n "$NPY" ]; then
         SD="$OUT/search"
         mkdir -p "$SD"
         "$NPY" -c "
@@ -203,7 +209,9 @@ np.save('$SD/q.npy', np.concatenate([v[None], crowd[:99], r.standard_normal((900
         note "SKIP search --device cuda: no python3 with numpy"
     fi
     if [ -n "$OPY" ]; then
-        run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" PYTHONPATH=tools \
+        DEMO=""
+        [ -d "$BUILD/demo_data" ] && DEMO="$ROOT/$BUILD/demo_data"   # from the bundle
+        run py_test_cuda_cli 180 env UFO_BIN="$BUILD/ufo" UFO_BUILD="$BUILD" UFO_DEMO_DATA="$DEMO" PYTHONPATH=tools \
             "$OPY" tests/py/test_cuda_cli.py
     else
         note "SKIP py_test_cuda_cli: no python3 with torch/numpy/PIL"
@@ -225,6 +233,13 @@ if [ "$MODE" = full ]; then
         L="$OUT/bench_attention.log"
         ATT_UFO="flash fwd $(json_field "$L" flash_fwd_qkv_bf16_ms) ms ($(json_field "$L" flash_fwd_qkv_bf16_tflops) TFLOP/s; from fp32 qkv $(json_field "$L" flash_fwd_qkv_fp32_ms) ms), flash bwd $(json_field "$L" flash_bwd_ms) ms ($(json_field "$L" flash_bwd_tflops)), GEMM fwd $(json_field "$L" gemm_fwd_ms) ms ($(json_field "$L" gemm_fwd_tflops)), GEMM bwd $(json_field "$L" gemm_bwd_ms) ms ($(json_field "$L" gemm_bwd_tflops))"
     fi
+    # The forward kernel's other shapes (UFO_FLASH_FWD, gpu_flash.cu): registers capped, 8 warps.
+    for fv in 1 2; do
+        if run "bench_attention_fwd$fv" 90 env UFO_FLASH_FWD=$fv "$BUILD/bench_cuda_attention"; then
+            L="$OUT/bench_attention_fwd$fv.log"
+            ATT_UFO="$ATT_UFO; UFO_FLASH_FWD=$fv: flash fwd $(json_field "$L" flash_fwd_qkv_bf16_ms) ms ($(json_field "$L" flash_fwd_qkv_bf16_tflops) TFLOP/s)"
+        fi
+    done
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
         UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')

@@ -497,7 +497,20 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
         CHECK(gpu_attention_backward_from(G, dqkv2, NULL, dd, dqb, GPU_BF16, B, T, H, hd, dt) == 0, "%s",
               gpu_error());
         float *got2 = to_host(dqkv2, nq, GPU_F32);
-        CHECK(!memcmp(got, got2, nq * sizeof(float)), "%s: from a bf16 qkv differs from an fp32 one", what);
+        // The flash backward adds dq up with atomics across key blocks: on a GPU its
+        // order, so dq's last bits, vary from run to run (dk, dv do not). dq then
+        // within 1e-5 of its largest value, the rest bit for bit.
+        double dq_max = 0, dq_diff = 0;
+        size_t other_diff = 0;
+        for (size_t i = 0; i < nq; i++) {
+            if (flash && (i / ((size_t)H * hd)) % 3 == 0) {
+                dq_max = fmax(dq_max, fabs(got[i]));
+                dq_diff = fmax(dq_diff, fabs((double)got[i] - got2[i]));
+            } else other_diff += memcmp(&got[i], &got2[i], sizeof(float)) != 0;
+        }
+        CHECK(other_diff == 0 && dq_diff <= 1e-5 * dq_max,
+              "%s: from a bf16 qkv differs from an fp32 one (%zu values of dk, dv; dq by %.3g of %.3g)", what,
+              other_diff, dq_diff, dq_max);
         gpu_free(G, dqb), gpu_free(G, dqkv2);
         free(got2);
     }
@@ -1141,6 +1154,7 @@ int main(int argc, char **argv) {
         test_attention(3, 50, 3, 32, 3.0f, dt, 0);  // other head dims
         gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
         test_attention(1, 7, 1, 16, 1.0f, dt, 0);
+        test_attention(2, 9, 2, 6, 1.0f, dt, 0);   // hd % 4 != 0: the element-wise layout kernels
     }
     test_batchnorm();
     test_assemble();
@@ -1160,6 +1174,7 @@ int main(int argc, char **argv) {
         gpu_set_attention_chunk_bytes(G, 1);
         test_attention_backward(3, 37, 3, 32, 2.0f, dt, 0);  // three chunks of one image
         gpu_set_attention_chunk_bytes(G, (size_t)1 << 30);
+        test_attention_backward(2, 9, 2, 6, 1.0f, dt, 0);   // hd % 4 != 0: the element-wise layout kernels
         test_attention_cls(2, 577, 2, 64, 1.0f, dt);
         test_attention_cls(3, 37, 3, 32, 4.0f, dt);   // peaked softmax, another head dim
         test_attention_cls(1, 1, 1, 8, 1.0f, dt);     // one token

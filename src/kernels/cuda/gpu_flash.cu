@@ -10,6 +10,7 @@
 #include "kernels/cuda/gpu_internal.h"
 #include <cuda_bf16.h>
 #include <math.h>
+#include <stdlib.h>
 #include "kernels/cuda/gpu_mma.cuh"
 
 namespace {
@@ -39,35 +40,38 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat1
 }
 
 // stat_m, stat_l (NULL at inference): each row's final running max (of the
-// scaled scores) and sum, [B*H, T], so the backward can rebuild P without the
-// scores: P = exp(s - m) / l.
+// scaled scores, natural units) and sum, [B*H, T], so the backward can rebuild
+// P without the scores: P = exp(s - m) / l.
 //
-// FlashAttention-2's forward on PTX mma.sync (gpu_mma.cuh): one block = 4
-// warps = 64 query rows of one (image, head), each warp 16 rows whose q stays
-// in registers as A fragments. Per tile of 64 keys: S = q k^T (16 x 64) lands in
-// the accumulators, the online softmax runs on them in registers (each lane
-// holds 2 rows x 16 keys; a row's 4 lanes combine by shuffles), P is rounded
-// to bf16 and repacked as the A fragments of O += P v, and O stays in
-// registers to the end. Shared memory holds only K (row-major) and V
-// transposed (so both B fragments are single 32-bit loads, without bank
-// conflicts); the next tile's K and V are fetched into registers while this
-// one is computed. Warps whose 16 rows are all past T skip the arithmetic, and
-// the 8-key column groups past T are skipped, so T = 577 wastes 2% of the work
-// instead of 19%.
-constexpr int LDV = KT + 8;   // Vt's row stride (bf16): 36 words, conflict-free fragment loads
-constexpr int KV_VECS = KT * HD / 8 / 128;   // 16-byte vectors of K (and of V) per thread per tile
+// FlashAttention-2's forward on PTX mma.sync (gpu_mma.cuh): one block = NW
+// warps = 16 NW query rows of one (image, head), each warp 16 rows whose q
+// stays in registers as A fragments. Per tile of 64 keys: S = q k^T (16 x 64)
+// lands in the accumulators, the online softmax runs on them in registers
+// (each lane holds 2 rows x 16 keys; a row's 4 lanes combine by shuffles; in
+// base 2, the scale folded into one multiply, so each score costs one ex2), P
+// is rounded to bf16 and repacked as the A fragments of O += P v, and O stays
+// in registers to the end. Shared memory holds the tile's K and V row-major
+// (16-byte copies); ldmatrix reads both B fragments from them, .trans for V,
+// one instruction per two fragments. The next tile's K and V are fetched into
+// registers while this one is computed. Warps whose 16 rows are all past T
+// skip the arithmetic, and the 8-key column groups past T are skipped, so
+// T = 577 wastes 2% of the work instead of 19%.
+constexpr float LOG2E = 1.4426950408889634f;
 
-template <typename TO>
-__global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                                    const __nv_bfloat16 *v, gpu_qkv_strides st, int T, int H,
-                                                    float scale, float *stat_m, float *stat_l) {
-    __shared__ __align__(16) __nv_bfloat16 Ks[KT * LDH];   // [key][dim]
-    __shared__ __align__(16) __nv_bfloat16 Vt[HD * LDV];   // [dim][key]
+template <typename TO, int NW, int MINB>
+__global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                                              const __nv_bfloat16 *v, gpu_qkv_strides st, int T, int H,
+                                                              float scale, float *stat_m, float *stat_l) {
+    constexpr int NT = 32 * NW;   // threads
+    // Two buffers of the K and V tiles [key][dim]: tile i + 1 is copied in (cp.async) while tile i is used.
+    __shared__ __align__(16) __nv_bfloat16 Ks[2 * KT * LDH];
+    __shared__ __align__(16) __nv_bfloat16 Vs[2 * KT * LDH];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4, bh = blockIdx.y;
-    int q0 = blockIdx.x * QT + warp * 16;
+    int q0 = blockIdx.x * (16 * NW) + warp * 16;
     bool active = q0 < T;
     size_t off = (size_t)(bh / H) * st.img + (size_t)(bh % H) * st.head;
     const __nv_bfloat16 *qb = q + off, *kb = k + off, *vb = v + off;
+    const float sl2 = scale * LOG2E;   // scores in base-2 units: exp(x) = exp2(x log2 e)
 
     // q rows q0 + g and q0 + g + 8 as the A fragments of the 4 k-steps (dims 16 d ..).
     uint32_t qa[HD / 16][4];
@@ -79,44 +83,39 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
             qa[d][i] = row < T ? *reinterpret_cast<const uint32_t *>(qb + (size_t)row * st.row + col) : 0u;
         }
 
-    // The K/V tile fetch: thread i takes vector (key i % 64, dims 8 (i / 64) ..)
-    // of each: a warp's 32 lanes cover 32 keys, so the transposed stores into Vt
-    // hit 16 distinct words.
-    uint4 kr[KV_VECS], vr[KV_VECS];
-    auto fetch = [&](int k0) {
-#pragma unroll
-        for (int j = 0; j < KV_VECS; j++) {
-            int i = threadIdx.x + j * 128, key = i % KT, c = i / KT * 8;
+    // The K/V tile copy into buffer buf: thread i takes vector (key i / 8, dims
+    // 8 (i % 8) ..) of each, so a warp reads 4 whole rows (coalesced); keys past T are zeros.
+    auto fetch = [&](int k0, int buf) {
+        for (int i = threadIdx.x; i < KT * (HD / 8); i += NT) {
+            int key = i / (HD / 8), c = i % (HD / 8) * 8;
             bool in = k0 + key < T;
-            size_t o = (size_t)(k0 + key) * st.row + c;
-            kr[j] = in ? *reinterpret_cast<const uint4 *>(kb + o) : make_uint4(0, 0, 0, 0);
-            vr[j] = in ? *reinterpret_cast<const uint4 *>(vb + o) : make_uint4(0, 0, 0, 0);
+            size_t o = (size_t)(in ? k0 + key : 0) * st.row + c;
+            cp_async16(Ks + buf * KT * LDH + key * LDH + c, kb + o, in);
+            cp_async16(Vs + buf * KT * LDH + key * LDH + c, vb + o, in);
         }
+        cp_async_commit();
     };
-    fetch(0);
+    fetch(0, 0);
 
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // rows g, g + 8
+    // Rows g, g + 8: o, and the running max (base-2 units) and sum.
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int n = 0; n < HD / 8; n++)
 #pragma unroll
         for (int i = 0; i < 4; i++) o[n][i] = 0.0f;
+    // ldmatrix row addresses: lane l reads row l % 8 of matrix l / 8.
+    const int lr = lane % 8, lm = lane / 8;
 
-    for (int k0 = 0; k0 < T; k0 += KT) {
-        __syncthreads();   // every warp is done with the previous tile
-#pragma unroll
-        for (int j = 0; j < KV_VECS; j++) {
-            int i = threadIdx.x + j * 128, key = i % KT, c = i / KT * 8;
-            *reinterpret_cast<uint4 *>(Ks + key * LDH + c) = kr[j];
-            const __nv_bfloat16 *e = reinterpret_cast<const __nv_bfloat16 *>(&vr[j]);
-#pragma unroll
-            for (int x = 0; x < 8; x++) Vt[(c + x) * LDV + key] = e[x];
-        }
-        __syncthreads();
-        if (k0 + KT < T) fetch(k0 + KT);   // in flight while this tile is computed
+    for (int k0 = 0, buf = 0; k0 < T; k0 += KT, buf ^= 1) {
+        cp_async_wait_all();
+        __syncthreads();   // this tile is in; every warp is done with the previous one (the other buffer)
+        if (k0 + KT < T) fetch(k0 + KT, buf ^ 1);   // in flight while this tile is computed
         if (!active) continue;
         int nk = T - k0 < KT ? T - k0 : KT;   // keys of this tile
+        const __nv_bfloat16 *Kt = Ks + buf * KT * LDH, *Vt = Vs + buf * KT * LDH;
 
-        // S = q k^T: 8 column groups of 8 keys; b = K[key 8 n + g][dims 16 d + 2 t4 ..].
+        // S = q k^T: 8 column groups of 8 keys. B = K rows 8 n .. (k-major): matrix i of
+        // the x4 = dims 8 i .. of those rows, so one x4 = the b of two k-steps.
         float s[KT / 8][4];
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
@@ -124,10 +123,11 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
             for (int i = 0; i < 4; i++) s[n][i] = 0.0f;
             if (n * 8 >= nk) continue;
 #pragma unroll
-            for (int d = 0; d < HD / 16; d++) {
-                uint32_t b[2];
-                frag_b_kmajor(b, Ks + (n * 8 + g) * LDH + d * 16 + 2 * t4);
-                mma_bf16_16816(s[n], qa[d], b, s[n]);
+            for (int h = 0; h < 2; h++) {
+                uint32_t b[4];
+                ldmatrix_x4(b, Kt + (n * 8 + lr) * LDH + h * 32 + lm * 8);
+                mma_bf16_16816(s[n], qa[2 * h], b, s[n]);
+                mma_bf16_16816(s[n], qa[2 * h + 1], b + 2, s[n]);
             }
         }
 
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int key = n * 8 + 2 * t4 + i % 2;
-                s[n][i] = key < nk ? s[n][i] * scale : -INFINITY;
+                s[n][i] = key < nk ? s[n][i] * sl2 : -INFINITY;
                 mx[i / 2] = fmaxf(mx[i / 2], s[n][i]);
             }
         float alpha[2], sum[2] = {0.0f, 0.0f};
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
             float m_new = fmaxf(m[r], mx[r]);   // finite: the tile has a key < T
-            alpha[r] = expf(m[r] - m_new);
+            alpha[r] = exp2f(m[r] - m_new);
             m[r] = m_new;
         }
         // P (bf16) as the A fragments of the 4 k-steps of P v (keys 16 j ..): step j
@@ -157,8 +157,8 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
         for (int n = 0; n < KT / 8; n++)
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                __nv_bfloat16 p0 = __float2bfloat16_rn(expf(s[n][2 * r] - m[r]));
-                __nv_bfloat16 p1 = __float2bfloat16_rn(expf(s[n][2 * r + 1] - m[r]));
+                __nv_bfloat16 p0 = __float2bfloat16_rn(exp2f(s[n][2 * r] - m[r]));
+                __nv_bfloat16 p1 = __float2bfloat16_rn(exp2f(s[n][2 * r + 1] - m[r]));
                 sum[r] += __bfloat162float(p0) + __bfloat162float(p1);   // the P that is multiplied
                 pa[n / 2][(n % 2) * 2 + r] =
                     (uint32_t)__bfloat16_as_ushort(p0) | (uint32_t)__bfloat16_as_ushort(p1) << 16;
@@ -174,15 +174,18 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
 #pragma unroll
             for (int i = 0; i < 4; i++) o[n][i] *= alpha[i / 2];
 
-        // O += P v: 8 column groups of 8 dims; b = Vt[dim 8 n + g][keys 16 j + 2 t4 ..].
+        // O += P v: B = V [keys 16 j ..][dims 8 n ..] (n-major), by ldmatrix .trans:
+        // matrices (keys +0, dims 8 n), (keys +8, dims 8 n), (keys +0, dims 8 n + 8),
+        // (keys +8, dims 8 n + 8) = the b of column groups n and n + 1.
 #pragma unroll
         for (int j = 0; j < KT / 16; j++) {
             if (j * 16 >= nk) continue;
 #pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                uint32_t b[2];
-                frag_b_kmajor(b, Vt + (n * 8 + g) * LDV + j * 16 + 2 * t4);
+            for (int n = 0; n < HD / 8; n += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, Vt + (j * 16 + (lm % 2) * 8 + lr) * LDH + (n + lm / 2) * 8);
                 mma_bf16_16816(o[n], pa[j], b, o[n]);
+                mma_bf16_16816(o[n + 1], pa[j], b + 2, o[n + 1]);
             }
         }
     }
@@ -193,7 +196,7 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
     for (int r = 0; r < 2; r++) {
         int row = q0 + g + r * 8;
         if (row >= T) continue;
-        if (stat_m && t4 == 0) stat_m[(size_t)bh * T + row] = m[r], stat_l[(size_t)bh * T + row] = l[r];
+        if (stat_m && t4 == 0) stat_m[(size_t)bh * T + row] = m[r] / LOG2E, stat_l[(size_t)bh * T + row] = l[r];
         TO *dst = out + ((size_t)b * T + row) * H * HD + h * HD + 2 * t4;
         float inv = 1.0f / l[r];
 #pragma unroll
@@ -211,18 +214,23 @@ __global__ void __launch_bounds__(128) flash_kernel(TO *out, const __nv_bfloat16
 // and their dK, dV as accumulators, in registers, while the block walks the
 // query tiles of 64. Per query tile, each warp:
 //   S^T = K_w q^T, dP^T = V_w dO^T (16 keys x 64 queries, in the accumulators),
-//   P^T = exp(S^T scale - m) / l, dS^T = P^T (dP^T - delta)   (fp32, in registers),
+//   P^T = exp2(S^T scale log2 e - lse2), dS^T = P^T (dP^T - delta)   (fp32, in registers),
 //   dV_w += P^T dO, dK_w += dS^T q (P^T and dS^T repacked as A fragments),
-// and writes dS^T into the block's dS [64 queries, 64 keys]; then warp w
+// and writes dS^T into the block's dS^T [64 keys, 64 queries]; then warp w
 // computes rows [16 w, 16 w + 16) of dS K (all 64 keys) and adds them, times
-// scale, to dq with atomics (every key block adds to dq). P and dS are rounded
-// to bf16 for their products, as the GEMM path rounds them. m, l are the
-// forward's row statistics, delta = rowsum(dO * O). Queries past T have dO = 0
-// and delta = 0, keys past T have K = V = 0: both then add nothing to what is
-// written (P is set to 0 for keys past T, whose exp(0 - m) could overflow);
-// whole 8- and 16-wide groups past T are skipped. Shared memory: K,
-// the query tile's q and dO, and dS (9 KB each), and the row statistics.
-__global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *dk, float *dv, const __nv_bfloat16 *q,
+// scale, to dq with (vector) atomics (every key block adds to dq: the sum's
+// order, so dq's last bits, vary from run to run, as in FlashAttention-2).
+// lse2 = (m + ln l) log2 e per query, from the forward's row statistics, so a
+// P costs one FMA and one ex2; delta = rowsum(dO * O). P and dS are rounded to
+// bf16 for their products, as the GEMM path rounds them. Queries past T have
+// dO = 0 and delta = 0, keys past T have K = V = 0: both then add nothing to
+// what is written (P is set to 0 for keys past T, whose exp2(0 - lse2) could
+// overflow); whole 8- and 16-wide groups past T are skipped. All fragments come
+// from shared memory by ldmatrix (.trans for the n-major ones), and the next
+// query tile's q and dO are copied in by cp.async while this tile's dq is
+// computed. Shared memory: K, the query tile's q and dO, dS^T (9 KB each),
+// and the row statistics.
+__global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float *dk, float *dv, const __nv_bfloat16 *q,
                                                              const __nv_bfloat16 *k, const __nv_bfloat16 *v,
                                                              const __nv_bfloat16 *dout, const float *stat_m,
                                                              const float *stat_l, const float *delta, int T,
@@ -230,23 +238,43 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
     __shared__ __align__(16) __nv_bfloat16 Ks[KT * LDH];    // this block's keys [key][dim] (V's pass first)
     __shared__ __align__(16) __nv_bfloat16 Qs[QT * LDH];    // the query tile's q [query][dim]
     __shared__ __align__(16) __nv_bfloat16 Os[QT * LDH];    // and its dO
-    __shared__ __align__(16) __nv_bfloat16 dSs[QT * LDH];   // dS [query][key]
-    __shared__ float Sm[QT];   // the query tile's m, l and delta
-    __shared__ float Sl[QT];
+    __shared__ __align__(16) __nv_bfloat16 dSt[KT * LDH];   // dS^T [key][query]
+    __shared__ float Sm[QT];   // the query tile's lse2 and delta
     __shared__ float Sd[QT];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4, bh = blockIdx.y;
+    const int lr = lane % 8, lm = lane / 8;   // ldmatrix: lane l reads row l % 8 of matrix l / 8
     int k0 = blockIdx.x * KT;
     bool keys_in = k0 + warp * 16 < T;   // the warp has a key < T
     size_t base = (size_t)bh * T;
     const __nv_bfloat16 *qb = q + base * HD, *kb = k + base * HD, *vb = v + base * HD, *ob = dout + base * HD;
+    const float sl2 = scale * LOG2E;
+
+    // A query tile's q and dO (cp.async, rows past T zero-filled) and statistics (plain stores).
+    auto load_queries = [&](int q0) {
+        for (int i = threadIdx.x; i < QT * (HD / 8); i += blockDim.x) {
+            int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
+            bool in = q0 + r < T;
+            size_t o = (size_t)(in ? q0 + r : 0) * HD + c;
+            cp_async16(Qs + r * LDH + c, qb + o, in);
+            cp_async16(Os + r * LDH + c, ob + o, in);
+        }
+        cp_async_commit();
+        for (int i = threadIdx.x; i < QT; i += blockDim.x) {
+            bool in = q0 + i < T;
+            Sm[i] = in ? (stat_m[base + q0 + i] + logf(stat_l[base + q0 + i])) * LOG2E : 0.0f;
+            Sd[i] = in ? delta[base + q0 + i] : 0.0f;
+        }
+    };
 
     // The warp's 16 keys' V, then K, rows as A fragments (4 k-steps over the
-    // dims), through Ks; K then stays there for dS K.
+    // dims), through Ks; K then stays there for dS K. A's x4: matrices (rows +0,
+    // dims +0), (rows +8, dims +0), (rows +0, dims +8), (rows +8, dims +8).
     uint32_t ka[HD / 16][4], va[HD / 16][4];
     auto rows_as_a = [&](uint32_t (&f)[HD / 16][4]) {
 #pragma unroll
-        for (int d = 0; d < HD / 16; d++) frag_a(f[d], Ks + (warp * 16 + g) * LDH + d * 16 + 2 * t4, LDH);
+        for (int d = 0; d < HD / 16; d++) ldmatrix_x4(f[d], Ks + (warp * 16 + (lm % 2) * 8 + lr) * LDH + d * 16 + (lm / 2) * 8);
     };
+    load_queries(0);
     load_tile(Ks, vb, k0, KT, T, threadIdx.x, blockDim.x);
     __syncthreads();
     rows_as_a(va);
@@ -262,81 +290,89 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
         for (int i = 0; i < 4; i++) dka[n][i] = dva[n][i] = 0.0f;
 
     for (int q0 = 0; q0 < T; q0 += QT) {
-        __syncthreads();   // every warp is done with the previous tile (Qs, Os, dSs)
-        load_tile(Qs, qb, q0, QT, T, threadIdx.x, blockDim.x);
-        load_tile(Os, ob, q0, QT, T, threadIdx.x, blockDim.x);
-        for (int i = threadIdx.x; i < QT; i += blockDim.x) {
-            bool in = q0 + i < T;
-            Sm[i] = in ? stat_m[base + q0 + i] : 0.0f;
-            Sl[i] = in ? stat_l[base + q0 + i] : 1.0f;
-            Sd[i] = in ? delta[base + q0 + i] : 0.0f;
-        }
-        __syncthreads();
+        cp_async_wait_all();
+        __syncthreads();   // the tile's q, dO, statistics are in; every warp is done with dS^T
         int nq = T - q0 < QT ? T - q0 : QT;   // queries of this tile
 
         if (keys_in) {
-            // S^T and dP^T: 8 column groups of 8 queries; b = q (dO) [query 8 n + g][dims 16 d + 2 t4 ..].
-            float s[QT / 8][4], dp[QT / 8][4];
+            // In two halves of 32 queries (fewer live registers: 3 blocks fit an SM).
 #pragma unroll
-            for (int n = 0; n < QT / 8; n++) {
+            for (int hq = 0; hq < 2; hq++) {
+                const int qh = hq * (QT / 2);   // the half's first query in the tile
+                if (qh >= nq) break;
+                // S^T and dP^T: 4 column groups of 8 queries; B = q (dO) rows qh + 8 n .. (k-major).
+                float s[QT / 16][4], dp[QT / 16][4];
 #pragma unroll
-                for (int i = 0; i < 4; i++) s[n][i] = dp[n][i] = 0.0f;
-                if (n * 8 >= nq) continue;   // queries past T: dO = 0, so dS = 0 and P dO = 0
+                for (int n = 0; n < QT / 16; n++) {
 #pragma unroll
-                for (int d = 0; d < HD / 16; d++) {
-                    uint32_t bq[2], bo[2];
-                    frag_b_kmajor(bq, Qs + (n * 8 + g) * LDH + d * 16 + 2 * t4);
-                    frag_b_kmajor(bo, Os + (n * 8 + g) * LDH + d * 16 + 2 * t4);
-                    mma_bf16_16816(s[n], ka[d], bq, s[n]);
-                    mma_bf16_16816(dp[n], va[d], bo, dp[n]);
-                }
-            }
-            // P^T, dS^T (bf16) as A fragments over the queries (step j = groups 2 j, 2 j + 1),
-            // and dS into the block's dS [query][key].
-            uint32_t pa[QT / 16][4], da[QT / 16][4];
+                    for (int i = 0; i < 4; i++) s[n][i] = dp[n][i] = 0.0f;
+                    if (qh + n * 8 >= nq) continue;   // queries past T: dO = 0, so dS = 0 and P dO = 0
 #pragma unroll
-            for (int n = 0; n < QT / 8; n++)
-#pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    unsigned short pw[2], dw[2];
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        int c = n * 8 + 2 * t4 + e;
-                        // A key past T has S = 0, whose exp(-m) may overflow: P = 0 there.
-                        float p = k0 + warp * 16 + g + r * 8 < T ? expf(s[n][2 * r + e] * scale - Sm[c]) / Sl[c] : 0.0f;
-                        __nv_bfloat16 pb = __float2bfloat16_rn(p);
-                        __nv_bfloat16 db = __float2bfloat16_rn(__bfloat162float(pb) * (dp[n][2 * r + e] - Sd[c]));
-                        pw[e] = __bfloat16_as_ushort(pb);
-                        dw[e] = __bfloat16_as_ushort(db);
-                        dSs[c * LDH + warp * 16 + g + r * 8] = db;
+                    for (int h = 0; h < 2; h++) {
+                        uint32_t bq[4], bo[4];
+                        ldmatrix_x4(bq, Qs + (qh + n * 8 + lr) * LDH + h * 32 + lm * 8);
+                        ldmatrix_x4(bo, Os + (qh + n * 8 + lr) * LDH + h * 32 + lm * 8);
+                        mma_bf16_16816(s[n], ka[2 * h], bq, s[n]);
+                        mma_bf16_16816(s[n], ka[2 * h + 1], bq + 2, s[n]);
+                        mma_bf16_16816(dp[n], va[2 * h], bo, dp[n]);
+                        mma_bf16_16816(dp[n], va[2 * h + 1], bo + 2, dp[n]);
                     }
-                    pa[n / 2][(n % 2) * 2 + r] = (uint32_t)pw[0] | (uint32_t)pw[1] << 16;
-                    da[n / 2][(n % 2) * 2 + r] = (uint32_t)dw[0] | (uint32_t)dw[1] << 16;
                 }
-            // dV_w += P^T dO, dK_w += dS^T q: 8 column groups of 8 dims; b = dO (q) [queries 16 j + 2 t4 ..][dim 8 n + g].
+                // P^T, dS^T (bf16) as A fragments over the half's queries (step j = groups 2 j,
+                // 2 j + 1), and dS^T into the block's dS^T [key][query] (one 32-bit store per two).
+                uint32_t pa[QT / 32][4], da[QT / 32][4];
 #pragma unroll
-            for (int j = 0; j < QT / 16; j++) {
-                if (j * 16 >= nq) continue;
+                for (int n = 0; n < QT / 16; n++)
 #pragma unroll
-                for (int n = 0; n < HD / 8; n++) {
-                    uint32_t bo[2], bq[2];
-                    frag_b_nmajor(bo, Os + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
-                    frag_b_nmajor(bq, Qs + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
-                    mma_bf16_16816(dva[n], pa[j], bo, dva[n]);
-                    mma_bf16_16816(dka[n], da[j], bq, dka[n]);
+                    for (int r = 0; r < 2; r++) {
+                        unsigned short pw[2], dw[2];
+                        int key = warp * 16 + g + r * 8;
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            int c = qh + n * 8 + 2 * t4 + e;
+                            // A key past T has S = 0, whose exp2(-lse2) may overflow: P = 0 there.
+                            float p = k0 + key < T ? exp2f(fmaf(s[n][2 * r + e], sl2, -Sm[c])) : 0.0f;
+                            __nv_bfloat16 pb = __float2bfloat16_rn(p);
+                            __nv_bfloat16 db = __float2bfloat16_rn(__bfloat162float(pb) * (dp[n][2 * r + e] - Sd[c]));
+                            pw[e] = __bfloat16_as_ushort(pb);
+                            dw[e] = __bfloat16_as_ushort(db);
+                        }
+                        pa[n / 2][(n % 2) * 2 + r] = (uint32_t)pw[0] | (uint32_t)pw[1] << 16;
+                        uint32_t dpk = (uint32_t)dw[0] | (uint32_t)dw[1] << 16;
+                        da[n / 2][(n % 2) * 2 + r] = dpk;
+                        *reinterpret_cast<uint32_t *>(dSt + key * LDH + qh + n * 8 + 2 * t4) = dpk;
+                    }
+                // dV_w += P^T dO, dK_w += dS^T q: B = dO (q) [queries qh + 16 j ..][dims 8 n ..],
+                // n-major, by ldmatrix .trans (two column groups per x4).
+#pragma unroll
+                for (int j = 0; j < QT / 32; j++) {
+                    if (qh + j * 16 >= nq) continue;
+#pragma unroll
+                    for (int n = 0; n < HD / 8; n += 2) {
+                        uint32_t bo[4], bq[4];
+                        int ro = (qh + j * 16 + (lm % 2) * 8 + lr) * LDH + (n + lm / 2) * 8;
+                        ldmatrix_x4_trans(bo, Os + ro);
+                        ldmatrix_x4_trans(bq, Qs + ro);
+                        mma_bf16_16816(dva[n], pa[j], bo, dva[n]);
+                        mma_bf16_16816(dva[n + 1], pa[j], bo + 2, dva[n + 1]);
+                        mma_bf16_16816(dka[n], da[j], bq, dka[n]);
+                        mma_bf16_16816(dka[n + 1], da[j], bq + 2, dka[n + 1]);
+                    }
                 }
             }
         } else {   // no key < T: dS = 0 (K = 0 rows would add nothing to dq anyway)
 #pragma unroll
             for (int n = 0; n < QT / 8; n++)
 #pragma unroll
-                for (int i = 0; i < 4; i++)
-                    dSs[(n * 8 + 2 * t4 + i % 2) * LDH + warp * 16 + g + (i / 2) * 8] = __float2bfloat16_rn(0.0f);
+                for (int r = 0; r < 2; r++)
+                    *reinterpret_cast<uint32_t *>(dSt + (warp * 16 + g + r * 8) * LDH + n * 8 + 2 * t4) = 0u;
         }
-        __syncthreads();   // dS is complete
+        __syncthreads();   // dS^T is complete; q, dO and the statistics are free
+        if (q0 + QT < T) load_queries(q0 + QT);   // in flight during dq
 
-        // dq rows [16 w, 16 w + 16) of the tile += (dS K) scale: a = dS [query][keys 16 j + 2 t4 ..],
-        // b = K [keys 16 j + 2 t4 ..][dim 8 n + g].
+        // dq rows [16 w, 16 w + 16) of the tile += (dS K) scale. A = dS [queries][keys 16 j ..]
+        // from dS^T by ldmatrix .trans: matrices (keys +0, queries +0), (keys +0, queries +8),
+        // (keys +8, queries +0), (keys +8, queries +8). B = K [keys 16 j ..][dims 8 n ..], .trans.
         if (warp * 16 >= nq) continue;
         float acc[HD / 8][4];
 #pragma unroll
@@ -347,20 +383,22 @@ __global__ void __launch_bounds__(128) flash_backward_kernel(float *dq, float *d
         for (int j = 0; j < KT / 16; j++) {
             if (k0 + j * 16 >= T) continue;   // keys past T: K = 0
             uint32_t a[4];
-            frag_a(a, dSs + (warp * 16 + g) * LDH + j * 16 + 2 * t4, LDH);
+            ldmatrix_x4_trans(a, dSt + (j * 16 + (lm / 2) * 8 + lr) * LDH + warp * 16 + (lm % 2) * 8);
 #pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                uint32_t b[2];
-                frag_b_nmajor(b, Ks + (j * 16 + 2 * t4) * LDH + n * 8 + g, LDH);
+            for (int n = 0; n < HD / 8; n += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, Ks + (j * 16 + (lm % 2) * 8 + lr) * LDH + (n + lm / 2) * 8);
                 mma_bf16_16816(acc[n], a, b, acc[n]);
+                mma_bf16_16816(acc[n + 1], a, b + 2, acc[n + 1]);
             }
         }
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int t = q0 + warp * 16 + g + (i / 2) * 8;
+        for (int r = 0; r < 2; r++) {
+            int t = q0 + warp * 16 + g + r * 8;
             if (t >= T) continue;
 #pragma unroll
-            for (int n = 0; n < HD / 8; n++) atomicAdd(dq + (base + t) * HD + n * 8 + 2 * t4 + i % 2, acc[n][i] * scale);
+            for (int n = 0; n < HD / 8; n++)
+                atomic_add2(dq + (base + t) * HD + n * 8 + 2 * t4, acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
         }
     }
 
@@ -387,6 +425,13 @@ int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, co
     float scale = 1.0f / sqrtf((float)hd);
     int per = 65535 / H;
     size_t es = out_dt == GPU_BF16 ? 2 : 4;
+    // The kernel's shape, for benchmarks (UFO_FLASH_FWD): 0 = 4 warps (64 query rows
+    // per block), 1 = the same with registers capped for 4 blocks per SM, 2 = 8 warps.
+    static int variant = -1;
+    if (variant < 0) {
+        const char *e = getenv("UFO_FLASH_FWD");
+        variant = e ? atoi(e) : 0;
+    }
     for (int b0 = 0; b0 < B; b0 += per) {
         int nb = B - b0 < per ? B - b0 : per;
         dim3 grid((T + QT - 1) / QT, nb * H);
@@ -395,9 +440,18 @@ int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, co
         const __nv_bfloat16 *vb = (const __nv_bfloat16 *)v + off;
         char *ob = (char *)out + (size_t)b0 * T * H * HD * es;
         float *sm = stat_m ? stat_m + so : nullptr, *sl = stat_l ? stat_l + so : nullptr;
-        if (out_dt == GPU_BF16)
-            flash_kernel<<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
-        else flash_kernel<<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        if (variant == 2) {   // 8 warps, 128 query rows
+            grid.x = (T + 127) / 128;
+            if (out_dt == GPU_BF16)
+                flash_kernel<__nv_bfloat16, 8, 2><<<grid, 256, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            else flash_kernel<float, 8, 2><<<grid, 256, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        } else if (variant == 1) {   // 4 warps, registers capped for 4 blocks per SM
+            if (out_dt == GPU_BF16)
+                flash_kernel<__nv_bfloat16, 4, 4><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            else flash_kernel<float, 4, 4><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        } else if (out_dt == GPU_BF16)
+            flash_kernel<__nv_bfloat16, 4, 1><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        else flash_kernel<float, 4, 1><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 // columns are few and the rows many (a ViT-L bias gradient: 1024 columns,
 // 18k rows at batch 32).
 #include "kernels/cuda/gpu_internal.h"
+#include "kernels/cuda/gpu_vec.cuh"
 #include <cuda_bf16.h>
 #include <math.h>
 
@@ -204,6 +205,81 @@ __global__ void attention_delta_kernel(float *delta, const float *dout, const fl
     delta[(b * H + h) * Tn + t] = sum;
 }
 
+// The three above, one block per token row (b, t), four values per thread
+// (hd % 4 == 0; see gpu_vec.cuh): the per-element 64-bit index divisions made
+// them compute-bound at a sixth of the memory bandwidth.
+template <typename T>
+__global__ void split_heads_rows_kernel(T *dst, const float *x, int Tn, int H, int hd) {
+    size_t row = blockIdx.x;
+    int b = (int)(row / Tn), t = (int)(row % Tn), D = H * hd;
+    for (int c = 4 * threadIdx.x; c < D; c += 4 * blockDim.x) {
+        int h = c / hd, e = c - h * hd;
+        float v[4];
+        load4(v, x + row * D + c);
+        store4(dst + (((size_t)b * H + h) * Tn + t) * hd + e, v);
+    }
+}
+
+__global__ void merge_qkv_rows_kernel(float *dqkv, __nv_bfloat16 *dqkv16, const float *dq, const float *dk,
+                                      const float *dv, int Tn, int H, int hd) {
+    size_t row = blockIdx.x;
+    int b = (int)(row / Tn), t = (int)(row % Tn), D = H * hd;
+    for (int c = 4 * threadIdx.x; c < 3 * D; c += 4 * blockDim.x) {
+        int s = c / D, r = c - s * D, h = r / hd, e = r - h * hd;
+        const float *src = s == 0 ? dq : s == 1 ? dk : dv;
+        float v[4];
+        load4(v, src + (((size_t)b * H + h) * Tn + t) * hd + e);
+        store4(dqkv + row * 3 * D + c, v);
+        if (dqkv16) store4(dqkv16 + row * 3 * D + c, v);
+    }
+}
+
+// One warp per (token row, head): lanes take four values each, then a warp sum.
+__global__ void attention_delta_rows_kernel(float *delta, const float *dout, const float *o, int Tn, int H, int hd) {
+    size_t row = blockIdx.x;
+    int b = (int)(row / Tn), t = (int)(row % Tn), D = H * hd, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int h = warp; h < H; h += blockDim.x / 32) {
+        float sum = 0.0f;
+        for (int e = 4 * lane; e < hd; e += 128) {
+            float a[4], c[4];
+            load4(a, dout + row * D + h * hd + e);
+            load4(c, o + row * D + h * hd + e);
+            sum += a[0] * c[0] + a[1] * c[1] + a[2] * c[2] + a[3] * c[3];
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) delta[((size_t)b * H + h) * Tn + t] = sum;
+    }
+}
+
+// Launchers: the row kernels where hd % 4 == 0, else the element ones.
+static void launch_split_heads(cudaStream_t s, void *dst, int bf, const float *x, int B, int T, int H, int hd) {
+    size_t n = (size_t)B * T * H * hd;
+    if (n == 0) return;
+    if (hd % 4 == 0) {
+        if (bf) split_heads_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>((__nv_bfloat16 *)dst, x, T, H, hd);
+        else split_heads_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>((float *)dst, x, T, H, hd);
+    } else if (bf) split_heads_kernel<<<blocks_for(n), kThreads, 0, s>>>((__nv_bfloat16 *)dst, x, B, T, H, hd);
+    else split_heads_kernel<<<blocks_for(n), kThreads, 0, s>>>((float *)dst, x, B, T, H, hd);
+}
+
+static void launch_merge_qkv(cudaStream_t s, float *dqkv, void *dqkv16, const float *dq, const float *dk,
+                             const float *dv, int B, int T, int H, int hd) {
+    size_t n = (size_t)B * T * 3 * H * hd;
+    if (n == 0) return;
+    if (hd % 4 == 0)
+        merge_qkv_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>(dqkv, (__nv_bfloat16 *)dqkv16, dq, dk, dv,
+                                                                             T, H, hd);
+    else merge_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>(dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
+}
+
+static void launch_attention_delta(cudaStream_t s, float *delta, const float *dout, const float *o, int B, int T, int H,
+                                   int hd) {
+    size_t rows = (size_t)B * T * H;
+    if (rows == 0) return;
+    if (hd % 4 == 0) attention_delta_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>(delta, dout, o, T, H, hd);
+    else attention_delta_kernel<<<blocks_for(rows), kThreads, 0, s>>>(delta, dout, o, B, T, H, hd);
+}
+
 // Rows of T scores -> P = softmax in place (fp32), and a bf16 copy when pb.
 __global__ void softmax_rows_kernel(float *s, __nv_bfloat16 *pb, size_t rows, int Tn) {
     size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -391,17 +467,17 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
     p += 4 * f_b;
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
     gpu_launch_split_qkv(g->stream, q, k, v, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
-    split_heads_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, dout, B, T, H, hd);
+    launch_split_heads(g->stream, dO, 1, dout, B, T, H, hd);
     if (gpu_check_launch("flash backward split") ||
         gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
         gpu_check_launch("flash backward O"))
         return -1;
-    attention_delta_kernel<<<blocks_for(rows), kThreads, 0, g->stream>>>(delta, dout, o, B, T, H, hd);
+    launch_attention_delta(g->stream, delta, dout, o, B, T, H, hd);
     if (gpu_check_launch("flash backward delta") || gpu_check(cudaMemsetAsync(dq, 0, n * 4, g->stream), "zero dq") ||
         gpu_launch_flash_backward(g->stream, dq, dk, dv, q, k, v, dO, m, l, delta, B, T, H, hd) ||
         gpu_check_launch("flash backward"))
         return -1;
-    merge_qkv_kernel<<<blocks_for(3 * n), kThreads, 0, g->stream>>>(dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
+    launch_merge_qkv(g->stream, dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
     return gpu_check_launch("flash backward merge");
 }
 
@@ -440,13 +516,9 @@ extern "C" int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16
     long long str_h = (long long)T * hd, str_s = (long long)tt;
     for (int b0 = 0; b0 < B; b0 += chunk) {
         int nb = B - b0 < chunk ? B - b0 : chunk, batches = nb * H;
-        size_t n_in = (size_t)nb * T * D;
         gpu_launch_split_qkv(g->stream, q, k, v, (const char *)qkv + (size_t)b0 * T * 3 * D * qkv_es, qkv_dt, nb, T,
                              H, hd, dt);
-        if (bf) split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO,
-                                                                                  dout + (size_t)b0 * T * D, nb, T, H, hd);
-        else split_heads_kernel<<<blocks_for(n_in), kThreads, 0, g->stream>>>((float *)dO, dout + (size_t)b0 * T * D,
-                                                                               nb, T, H, hd);
+        launch_split_heads(g->stream, dO, bf, dout + (size_t)b0 * T * D, nb, T, H, hd);
         if (gpu_check_launch("attention_backward split")) return -1;
         unsigned rb = (unsigned)(((size_t)batches * T + kThreads / 32 - 1) / (kThreads / 32));
         // S^T(j, i) = sum_e K(j, e) Q(i, e)  (the forward's scores GEMM), then P in place.
@@ -481,10 +553,8 @@ extern "C" int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16
                                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                     "attention_backward dq"))
             return -1;
-        size_t n3 = 3 * n_in;
         __nv_bfloat16 *d16 = dqkv16 ? (__nv_bfloat16 *)dqkv16 + (size_t)b0 * T * 3 * D : nullptr;
-        merge_qkv_kernel<<<blocks_for(n3), kThreads, 0, g->stream>>>(dqkv + (size_t)b0 * T * 3 * D, d16, dq, dk, dv, nb,
-                                                                      T, H, hd);
+        launch_merge_qkv(g->stream, dqkv + (size_t)b0 * T * 3 * D, d16, dq, dk, dv, nb, T, H, hd);
         if (gpu_check_launch("attention_backward merge")) return -1;
     }
     return 0;

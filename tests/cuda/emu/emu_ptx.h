@@ -46,4 +46,20 @@ inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2],
     memcpy(d, out, sizeof out);
 }
 
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane l gives row l % 8 of
+// matrix l / 8; each lane gets, of matrix i, row g columns 2t, 2t+1, or with
+// trans rows 2t, 2t+1 of column g. A warp-wide instruction, like mma.sync.
+inline void ldmatrix_x4(uint32_t r[4], const __nv_bfloat16 *row, bool trans) {
+    const unsigned short *mine = reinterpret_cast<const unsigned short *>(row), *all[32];
+    if ((uintptr_t)mine % 16) fail("ldmatrix: lane %d's row address %p is not 16-byte aligned", t_cur->lane, row);
+    warp_allgather(&mine, sizeof mine, all);
+    int g = t_cur->lane / 4, t = t_cur->lane % 4;
+    for (int i = 0; i < 4; i++) {
+        uint32_t lo, hi;
+        if (trans) lo = all[i * 8 + 2 * t][g], hi = all[i * 8 + 2 * t + 1][g];
+        else lo = all[i * 8 + g][2 * t], hi = all[i * 8 + g][2 * t + 1];
+        r[i] = lo | hi << 16;
+    }
+}
+
 }  // namespace emu
