@@ -2,9 +2,12 @@
 # The CUDA backend's device check, in one go, for a machine with an NVIDIA GPU
 # (written for one H100/H200 with 16 cores and no internet; about 3-5 minutes):
 #   1. nvidia-smi
-#   2. configure + build into build-gpu (-j16); if libufo's CPU dependencies
-#      (oneDNN, libjpeg, libpng, cJSON) or cmake are missing, a fallback builds
-#      the op checks alone with nvcc + cc from the CUDA and reference sources
+#   2. configure + build into build-gpu (-j16); or, with GPU_CHECK_BUNDLE=ARCHIVE,
+#      unpack what tools/gpu_bundle.sh built elsewhere (binaries + the CPU
+#      libraries a CUDA image lacks) and link this machine's NCCL and cuBLAS in;
+#      if libufo's CPU dependencies (oneDNN, libjpeg, libpng, cJSON) or cmake are
+#      missing and there is no bundle, a fallback builds the op checks alone
+#      with nvcc + cc from the CUDA and reference sources
 #   3. the CUDA tests: test_cuda_ops (every op + the whole forward vs the fp32
 #      reference, CosFace / triplet vs the host losses), test_cuda_train (the
 #      training pass, SGD and checkpoints vs the reference trainer), test_device,
@@ -34,7 +37,7 @@
 # timeout) prints what finished and exits 124.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 OUT=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUT"
 JOBS=${JOBS:-16}
@@ -71,7 +74,8 @@ run() {
     local name=$1 limit=$2
     shift 2
     wanted "$name" || return 2
-    local t=$(date +%s)
+    local t
+    t=$(date +%s)
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1 &
     CHILD=$!
     wait "$CHILD"
@@ -304,7 +308,7 @@ fi
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 case "$GPU_NAME" in
     *H100*PCIe*) PEAK=756e12 ;;                 # dense bf16
-    *H100* | *H200* | *GH200*) PEAK=989e12 ;;   # dense bf16 (SXM)
+    *H100* | *H200*) PEAK=989e12 ;;   # dense bf16 (SXM; GH200 too)
     *A100*) PEAK=312e12 ;;
     *) PEAK="" ;;
 esac
