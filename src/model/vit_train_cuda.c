@@ -32,6 +32,8 @@ struct vit_train_cuda {
     float *x_in, *x_mid, *f1;         // saved per block (see vit_train.c)
     void *qkv, *att;                  // saved too, in c->dt: qkv only ever feeds the attention, which
                                       // rounds it to bf16 anyway; att only ever a matmul operand
+    float *att_stats;                 // saved too (bf16, head dim 64): each row's softmax max and sum,
+                                      // so the flash backward need not run the forward again
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
     float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
     void *xb;               // bf16 operand copy (bf16 only)
@@ -63,10 +65,12 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
     size_t att_bytes = kept * R * D * (bf ? 2 : 4), qkv_bytes = kept * R * 3 * D * (bf ? 2 : 4);
+    // [2, cap * heads * T] per kept block: 2.4 MB at ViT-L/16-384 batch 32 (only where flash can run).
+    size_t stats_bytes = bf && D / cf->heads == 64 ? kept * 2 * R * cf->heads * 4 : 0;
     struct { void **dst; size_t bytes; } parts[] = {
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
         {(void **)&c->x_in, L * R * D * 4}, {&c->qkv, qkv_bytes},
-        {&c->att, att_bytes}, {(void **)&c->x_mid, kept * R * D * 4},
+        {&c->att, att_bytes}, {(void **)&c->att_stats, stats_bytes}, {(void **)&c->x_mid, kept * R * D * 4},
         {(void **)&c->f1, kept * R * Hd * 4}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
         {(void **)&c->feat_bn, nD * 4}, {(void **)&c->bn_mean, UFO_NUM_TASKS * D * 4},
         {(void **)&c->bn_rstd, UFO_NUM_TASKS * D * 4}, {(void **)&c->dfeat_bn, nD * 4},
@@ -212,10 +216,11 @@ static int qkv_fwd(vit_train_state *st, void *qkv, const void *h, const vit_bloc
 // out = attention(qkv) in c->dt: it is saved only as the projection's operand
 // (its forward, and its weight gradient in the backward), so bf16 keeps it in
 // bf16, the very values both matmuls would round it to.
-static int attn_fwd(vit_train_state *st, void *out, const void *qkv, int n) {
+// stats (or NULL): the flash kernel's row statistics, kept for the backward.
+static int attn_fwd(vit_train_state *st, void *out, const void *qkv, float *stats, int n) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_attention_from(st->cu->dev.g, out, qkv, st->cu->dt, n, vit_tokens(cf), cf->heads, cf->dim / cf->heads,
-                              st->cu->dt);
+    return gpu_attention_train(st->cu->dev.g, out, qkv, st->cu->dt, n, vit_tokens(cf), cf->heads,
+                               cf->dim / cf->heads, st->cu->dt, stats);
 }
 
 // ---- forward ---------------------------------------------------------------------
@@ -223,6 +228,7 @@ static int attn_fwd(vit_train_state *st, void *out, const void *qkv, int n) {
 typedef struct {
     float *x_in, *x_mid, *f1;
     void *qkv, *att;
+    float *stats;   // NULL where the flash attention cannot run
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
@@ -232,7 +238,8 @@ static block_acts acts(const vit_train_state *st, int l) {
     int s = st->recompute ? 0 : l;
     size_t att_b = c->dt == GPU_BF16 ? 2 : 4;
     block_acts a = {c->x_in + (size_t)l * R * D, c->x_mid + (size_t)s * R * D, c->f1 + (size_t)s * R * Hd,
-                    (char *)c->qkv + (size_t)s * R * 3 * D * att_b, (char *)c->att + (size_t)s * R * D * att_b};
+                    (char *)c->qkv + (size_t)s * R * 3 * D * att_b, (char *)c->att + (size_t)s * R * D * att_b,
+                    c->att_stats ? c->att_stats + (size_t)s * 2 * R * cf->heads : NULL};
     return a;
 }
 
@@ -275,7 +282,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, rows = n * vit_tokens(cf);
     const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
-    if (!h || qkv_fwd(st, a.qkv, h, w, rows) || attn_fwd(st, a.att, a.qkv, n)) return -1;
+    if (!h || qkv_fwd(st, a.qkv, h, w, rows) || attn_fwd(st, a.att, a.qkv, a.stats, n)) return -1;
     return proj_mlp_fwd(st, w, a, a.x_in, rows, (size_t)vit_tokens(cf) * cf->dim, scales(st, l, 0), scales(st, l, 1),
                         out);
 }
@@ -436,8 +443,8 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     // Recompute: rerun the block from its saved input (its output is not needed).
     if ((st->recompute && block_fwd(st, l, a, c->x_rec)) ||
         mlp_proj_bwd(st, w, a, rows, (size_t)vit_tokens(cf) * D, scales(st, l, 0), scales(st, l, 1), c->dx16_ok) ||
-        gpu_attention_backward_from(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, vit_tokens(cf), cf->heads,
-                                    D / cf->heads, c->dt) ||
+        gpu_attention_backward_saved(g, c->dqkv, d16, c->datt, a.qkv, c->dt, a.att, a.stats, n, vit_tokens(cf),
+                                     cf->heads, D / cf->heads, c->dt) ||
         !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
         lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D) ||
         ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))   // d(x_in), for the block below

@@ -511,8 +511,20 @@ static void test_attention_backward(int B, int T, int H, int hd, float scale, gp
         CHECK(other_diff == 0 && dq_diff <= 1e-5 * dq_max,
               "%s: from a bf16 qkv differs from an fp32 one (%zu values of dk, dv; dq by %.3g of %.3g)", what,
               other_diff, dq_diff, dq_max);
-        gpu_free(G, dqb), gpu_free(G, dqkv2);
-        free(got2);
+        // The training's pair: the forward keeps its output (bf16) and row statistics, the
+        // backward takes them instead of running the forward again (flash; else the same call).
+        size_t no16 = (size_t)B * T * H * hd;
+        void *o16 = dev(no16 * 2);
+        float *stats = (float *)dev((size_t)2 * B * H * T * 4), *dqkv3 = dev(nq * 4);
+        CHECK(gpu_attention_train(G, o16, dqb, GPU_BF16, B, T, H, hd, GPU_BF16, stats) == 0 &&
+                  gpu_attention_backward_saved(G, dqkv3, NULL, dd, dqb, GPU_BF16, o16, stats, B, T, H, hd, dt) == 0,
+              "%s", gpu_error());
+        float *got3 = to_host(dqkv3, nq, GPU_F32);
+        char what3[128];
+        snprintf(what3, sizeof what3, "%s, saved O + stats", what);
+        compare(what3, got3, ref, nq, dt);
+        gpu_free(G, dqb), gpu_free(G, dqkv2), gpu_free(G, o16), gpu_free(G, stats), gpu_free(G, dqkv3);
+        free(got2), free(got3);
     }
     gpu_set_flash(G, 0);
     gpu_free(G, dq), gpu_free(G, dd), gpu_free(G, dqkv), gpu_free(G, dqkv16);

@@ -93,6 +93,12 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 // The same from qkv in qkv_dt (bf16 only with dt bf16).
 int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
                        gpu_dtype dt);
+// The training's forward: gpu_attention_from, and with the flash kernel (bf16 qkv,
+// head dim 64) also each row's softmax max and sum into stats [2, B*H*T] fp32
+// (stats NULL, or another kernel: nothing written there), for
+// gpu_attention_backward_saved.
+int gpu_attention_train(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                        gpu_dtype dt, float *stats);
 // Which attention gpu_attention runs for bf16 with head dim 64: 1 = the fused
 // flash kernel (gpu_flash.cu; the default), 0 = the two cuBLAS GEMMs around a
 // softmax kernel (also every other case: fp32, other head dims). A new context
@@ -135,6 +141,14 @@ int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *d
 // qkv as the bf16 values the attention rounds it to anyway).
 int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
                                 gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt);
+// gpu_attention_backward_from given what gpu_attention_train saved: its output o
+// ([B, T, H*hd] in dt, as the forward wrote it) and stats. With the flash kernel
+// the forward is then not run again (delta = rowsum(dO * o) from o as saved);
+// otherwise (o or stats NULL, or the GEMM attention) it is
+// gpu_attention_backward_from.
+int gpu_attention_backward_saved(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                 gpu_dtype qkv_dt, const void *o, const float *stats, int B, int T, int H, int hd,
+                                 gpu_dtype dt);
 // Attention for the class token's query only (token 0 of each image; the
 // training's last block, whose other rows feed nothing; gpu_attention_cls.cu):
 // out [B, H*hd] in dt = token 0's rows of gpu_attention's output, from qkv

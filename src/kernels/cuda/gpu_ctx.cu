@@ -331,7 +331,9 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 
 // The flash kernel (bf16 out): q, k, v read where they are in a bf16 qkv; an
 // fp32 qkv is split into bf16 q, k, v in scratch first.
-static int attention_flash(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd) {
+// stats (or NULL): each row's softmax max and sum, [2, B*H*T] (the training's, for the backward).
+static int attention_flash(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                           float *stats) {
     size_t D = (size_t)H * hd;
     const void *q = qkv, *k = (const char *)qkv + D * 2, *v = (const char *)qkv + 2 * D * 2;
     gpu_qkv_strides st = {(size_t)T * 3 * D, (size_t)hd, 3 * D};
@@ -343,7 +345,8 @@ static int attention_flash(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv
         if (gpu_check_launch("split_qkv")) return -1;
         q = base, k = base + qkv_b, v = base + 2 * qkv_b, st = gpu_split_strides(T, H, hd);
     }
-    if (gpu_launch_flash(g->stream, out, q, k, v, st, B, T, H, hd, GPU_BF16, nullptr, nullptr))
+    float *sm = stats, *sl = stats ? stats + (size_t)B * H * T : nullptr;
+    if (gpu_launch_flash(g->stream, out, q, k, v, st, B, T, H, hd, GPU_BF16, sm, sl))
         return gpu_fail("flash attention: %d heads of dim %d is not supported", H, hd);
     return gpu_check_launch("flash attention");
 }
@@ -352,7 +355,7 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
                        gpu_dtype dt) {
     if (B <= 0) return 0;
     if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention: a bf16 qkv needs bf16 attention");
-    if (gpu_uses_flash(g, dt, hd)) return attention_flash(g, out, qkv, qkv_dt, B, T, H, hd);
+    if (gpu_uses_flash(g, dt, hd)) return attention_flash(g, out, qkv, qkv_dt, B, T, H, hd, nullptr);
     size_t es = dt == GPU_BF16 ? 2 : 4, D = (size_t)H * hd;
     size_t per_img_scores = (size_t)H * T * T * sizeof(float);
     int chunk = (int)(g->chunk_bytes / per_img_scores);
@@ -394,4 +397,11 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
         if (gpu_check_launch("merge_heads")) return -1;
     }
     return 0;
+}
+
+int gpu_attention_train(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
+                        gpu_dtype dt, float *stats) {
+    if (B > 0 && stats && gpu_uses_flash(g, dt, hd) && qkv_dt == GPU_BF16)
+        return attention_flash(g, out, qkv, qkv_dt, B, T, H, hd, stats);
+    return gpu_attention_from(g, out, qkv, qkv_dt, B, T, H, hd, dt);
 }

@@ -194,14 +194,16 @@ __global__ void merge_qkv_kernel(float *dqkv, void *dqkv16, const float *dq, con
 
 // delta[(b H + h) T + t] = sum_e dout * o over head h's hd values of token t
 // (dout, o [B, T, H*hd] fp32): the flash backward's rowsum(dO * O).
-__global__ void attention_delta_kernel(float *delta, const float *dout, const float *o, int B, int Tn, int H, int hd) {
+template <typename TO>
+__global__ void attention_delta_kernel(float *delta, const float *dout, const TO *o, int B, int Tn, int H, int hd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // (b, t, h)
     if (i >= (size_t)B * Tn * H) return;
     int h = (int)(i % H);
     size_t t = i / H % Tn, b = i / ((size_t)H * Tn);
-    const float *a = dout + i * hd, *c = o + i * hd;
+    const float *a = dout + i * hd;
+    const TO *c = o + i * hd;
     float sum = 0.0f;
-    for (int e = 0; e < hd; e++) sum += a[e] * c[e];
+    for (int e = 0; e < hd; e++) sum += a[e] * load1(c + e);
     delta[(b * H + h) * Tn + t] = sum;
 }
 
@@ -235,7 +237,8 @@ __global__ void merge_qkv_rows_kernel(float *dqkv, __nv_bfloat16 *dqkv16, const 
 }
 
 // One warp per (token row, head): lanes take four values each, then a warp sum.
-__global__ void attention_delta_rows_kernel(float *delta, const float *dout, const float *o, int Tn, int H, int hd) {
+template <typename TO>
+__global__ void attention_delta_rows_kernel(float *delta, const float *dout, const TO *o, int Tn, int H, int hd) {
     size_t row = blockIdx.x;
     int b = (int)(row / Tn), t = (int)(row % Tn), D = H * hd, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int h = warp; h < H; h += blockDim.x / 32) {
@@ -272,7 +275,8 @@ static void launch_merge_qkv(cudaStream_t s, float *dqkv, void *dqkv16, const fl
     else merge_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>(dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
 }
 
-static void launch_attention_delta(cudaStream_t s, float *delta, const float *dout, const float *o, int B, int T, int H,
+template <typename TO>
+static void launch_attention_delta(cudaStream_t s, float *delta, const float *dout, const TO *o, int B, int T, int H,
                                    int hd) {
     size_t rows = (size_t)B * T * H;
     if (rows == 0) return;
@@ -452,12 +456,15 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
 }
 
 // The flash backward (bf16, hd 64, UFO_CUDA_ATTENTION=flash; gpu_flash.cu):
-// the flash forward runs again for each row's max and sum and O (fp32),
-// delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq. Scratch
-// O(B T D), no chunks: the scores are never stored.
+// each row's softmax max and sum and O come from the forward (saved_o, stats:
+// gpu_attention_train's), or else the flash forward runs again for them (O in
+// fp32); delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq.
+// Scratch O(B T D), no chunks: the scores are never stored.
 static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
-                                    gpu_dtype qkv_dt, int B, int T, int H, int hd) {
+                                    gpu_dtype qkv_dt, const __nv_bfloat16 *saved_o, const float *stats, int B, int T,
+                                    int H, int hd) {
     size_t D = (size_t)H * hd, n = (size_t)B * T * D, rows = (size_t)B * H * T;
+    int saved = saved_o && stats;
     size_t in_b = align256(n * 2), f_b = align256(n * 4), r_b = align256(rows * 4);
     if (gpu_ensure_scratch(g, 4 * in_b + 4 * f_b + 3 * r_b)) return -1;
     char *p = (char *)g->scratch;
@@ -468,17 +475,31 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
     gpu_launch_split_qkv(g->stream, q, k, v, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
     launch_split_heads(g->stream, dO, 1, dout, B, T, H, hd);
-    if (gpu_check_launch("flash backward split") ||
-        gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
-        gpu_check_launch("flash backward O"))
-        return -1;
-    launch_attention_delta(g->stream, delta, dout, o, B, T, H, hd);
+    if (gpu_check_launch("flash backward split")) return -1;
+    if (saved) {
+        m = (float *)stats, l = (float *)stats + rows;
+        launch_attention_delta(g->stream, delta, dout, saved_o, B, T, H, hd);
+    } else {
+        if (gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
+            gpu_check_launch("flash backward O"))
+            return -1;
+        launch_attention_delta(g->stream, delta, dout, (const float *)o, B, T, H, hd);
+    }
     if (gpu_check_launch("flash backward delta") || gpu_check(cudaMemsetAsync(dq, 0, n * 4, g->stream), "zero dq") ||
         gpu_launch_flash_backward(g->stream, dq, dk, dv, q, k, v, dO, m, l, delta, B, T, H, hd) ||
         gpu_check_launch("flash backward"))
         return -1;
     launch_merge_qkv(g->stream, dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
     return gpu_check_launch("flash backward merge");
+}
+
+extern "C" int gpu_attention_backward_saved(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
+                                            gpu_dtype qkv_dt, const void *o, const float *stats, int B, int T, int H,
+                                            int hd, gpu_dtype dt) {
+    if (B > 0 && o && stats && qkv_dt == GPU_BF16 && gpu_uses_flash(g, dt, hd))
+        return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, qkv_dt, (const __nv_bfloat16 *)o, stats, B, T,
+                                        H, hd);
+    return gpu_attention_backward_from(g, dqkv, dqkv16, dout, qkv, qkv_dt, B, T, H, hd, dt);
 }
 
 // Attention backward from the GEMMs, per chunk of images (scores recomputed):
@@ -493,7 +514,8 @@ extern "C" int gpu_attention_backward_from(gpu_ctx *g, float *dqkv, void *dqkv16
                                            gpu_dtype qkv_dt, int B, int T, int H, int hd, gpu_dtype dt) {
     if (B <= 0) return 0;
     if (qkv_dt == GPU_BF16 && dt != GPU_BF16) return gpu_fail("gpu_attention_backward_from: a bf16 qkv goes with bf16");
-    if (gpu_uses_flash(g, dt, hd)) return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, qkv_dt, B, T, H, hd);
+    if (gpu_uses_flash(g, dt, hd))
+        return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, qkv_dt, nullptr, nullptr, B, T, H, hd);
     int bf = dt == GPU_BF16;
     const size_t qkv_es = qkv_dt == GPU_BF16 ? 2 : 4;
     size_t es = bf ? 2 : 4, D = (size_t)H * hd, tt = (size_t)T * T;

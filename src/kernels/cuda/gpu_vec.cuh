@@ -28,3 +28,7 @@ __device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
 __device__ __forceinline__ void store4(__nv_bfloat16 *p, const float v[4]) {
     *reinterpret_cast<uint2 *>(p) = make_uint2(bf16_pair(v[0], v[1]), bf16_pair(v[2], v[3]));
 }
+
+// One value as a float, from fp32 or bf16 (for the element-wise fallbacks of the above).
+__device__ __forceinline__ float load1(const float *p) { return *p; }
+__device__ __forceinline__ float load1(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
