@@ -323,6 +323,11 @@ for att in gemm flash; do
     done
 done
 # shellcheck disable=SC2086
+# --depth (gpu_check.sh's profile of a 2-block step): the model has that many blocks.
+"$B/ufo_emu" bench --device cuda --train --preset tiny --depth 2 --img-size 32 --patch 8 --batch 4 --iters 1 \
+    --precision bf16 --json >"$B/bench_depth.log" 2>&1 && grep -q '"depth": 2,' "$B/bench_depth.log" ||
+    { cat "$B/bench_depth.log"; exit 1; }
+# shellcheck disable=SC2086
 cc $FLAGS bench/bench_cuda_attention.c $LIBS $MPIL -o "$B/bench_cuda_attention"
 "$B/bench_cuda_attention" 1 70 2 64 1 >"$B/bench_attention.log" 2>&1 &&
     grep -q '"gemm_bwd_tflops": [0-9.]*' "$B/bench_attention.log" || { cat "$B/bench_attention.log"; exit 1; }

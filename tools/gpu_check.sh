@@ -23,7 +23,9 @@
 #      random weights (`ufo bench` = `ufo init --preset large --img-size 384`'s model);
 #      training (`ufo bench --train`: forward, CosFace 1000 classes + triplet,
 #      backward, SGD), ViT-L/16-384 bf16, batch 32, images/s and MFU, flash attention
-#      forward and backward (the default) and UFO_CUDA_ATTENTION=gemm
+#      forward and backward (the default) and UFO_CUDA_ATTENTION=gemm; and
+#      where a training step's time goes, kernel by kernel (ncu, a 2-block
+#      ViT-L/16-384 step; tools/ncu_top.sh ranks them)
 #   5. the PyTorch equivalents (scaled_dot_product_attention alone:
 #      bench/bench_gpu_attention_torch.py; eager AMP: bench/bench_gpu_torch.py,
 #      bench/bench_train_torch.py --device cuda), then torch.compile + SDPA
@@ -298,6 +300,19 @@ if [ -n "$PY" ]; then
     fi
 else
     note "SKIP torch benchmark: no python3 with a CUDA-enabled torch"
+fi
+# Last (the lowest priority): where a training step's time goes, kernel by kernel (#8's MFU):
+# ncu on ViT-L/16-384 with 2 blocks (blocks are alike: a block's kernels show its share; heads,
+# losses and SGD appear once), one warm-up and one timed step, ranked by tools/ncu_top.sh (times
+# at ncu's locked clocks).
+if [ "$MODE" = full ] && command -v ncu >/dev/null; then
+    if run profile_train 240 ncu --metrics gpu__time_duration.sum --print-summary per-kernel "$BUILD/ufo" bench \
+        --device cuda --train --preset large --depth 2 --img-size 384 --batch 32 --precision bf16 --iters 1; then
+        bash tools/ncu_top.sh "$OUT/profile_train.log" 30 >"$OUT/profile_train_top.txt" 2>&1
+        while read -r l; do note "  $l"; done < <(head -12 "$OUT/profile_train_top.txt")
+    fi
+elif [ "$MODE" = full ] && wanted profile_train; then
+    note "SKIP profile_train: no ncu on this machine"
 fi
 
 # Model FLOPs utilisation of training: achieved model FLOPs / the GPU's dense bf16

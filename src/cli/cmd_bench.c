@@ -51,6 +51,8 @@ static const char *usage =
     "  --preset P        tiny | small | base | large (default large)\n"
     "  --img-size S      input size (default 384)\n"
     "  --patch P         patch size (default 16)\n"
+    "  --depth N         transformer blocks (default: the preset's); blocks of one model\n"
+    "                    are alike, so a few of them profile a deep model's step quickly\n"
     "  --batch N         images per forward (default 8)\n"
     "  --iters N         timed iterations after one warm-up (default 2)\n"
     "  --precision P     fp32 | bf16 (default bf16)\n"
@@ -68,6 +70,7 @@ int cmd_bench(int argc, char **argv) {
     const char *preset = "large", *prec = "bf16", *device_name = "cpu";
     int device = UFO_DEVICE_CPU;
     int img = 384, patch = 16, batch = 8, iters = 2, threads = 0, reference = 0, json = 0, train = 0, recompute = 0;
+    int depth = 0;   // 0: the preset's
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -83,6 +86,7 @@ int cmd_bench(int argc, char **argv) {
         }
         else if (!strcmp(a, "--img-size") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 4096, &img)) return 2; }
         else if (!strcmp(a, "--patch") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 64, &patch)) return 2; }
+        else if (!strcmp(a, "--depth") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 1024, &depth)) return 2; }
         else if (!strcmp(a, "--batch") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 4096, &batch)) return 2; }
         else if (!strcmp(a, "--iters") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 100000, &iters)) return 2; }
         else if (!strcmp(a, "--threads") && has) { if (cli_parse_int("bench", a, argv[++i], 1, 1024, &threads)) return 2; }
@@ -102,6 +106,7 @@ int cmd_bench(int argc, char **argv) {
     vit_backend backend = device == UFO_DEVICE_CUDA ? VIT_BACKEND_CUDA : reference ? VIT_BACKEND_REF : VIT_BACKEND_CPU;
     vit_config c;
     if (vit_config_preset(preset, img, patch, &c)) return cli_fail();
+    if (depth) c.depth = depth;
     vit_model m;
     if (vit_alloc(&m, &c, 1u << UFO_TASK_VEHICLE)) return cli_fail();
     vit_init_random(&m, 1);
@@ -171,14 +176,16 @@ int cmd_bench(int argc, char **argv) {
                                                      : cpu_attention_path(vit_tokens(&c), c.dim / c.heads, p);
     const char *mm = reference ? "reference" : backend == VIT_BACKEND_CUDA ? "cuda" : cpu_matmul_path(p);
     if (json)
-        printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
+        printf("{\"mode\": \"%s\", \"preset\": \"%s\", \"depth\": %d, \"img_size\": %d, \"batch\": %d, \"precision\": \"%s\", "
                "\"threads\": %d, \"device\": \"%s\", \"images_per_s\": %.4f, \"s_per_image\": %.4f, \"isa\": \"%s\", "
                "\"attention\": \"%s\", \"matmul\": \"%s\"}\n",
-               train ? "train" : "inference", preset, img, batch, prec, omp_get_max_threads(), device_name, ips, 1 / ips,
+               train ? "train" : "inference", preset, c.depth, img, batch, prec, omp_get_max_threads(), device_name, ips,
+               1 / ips,
                isa, attn, mm);
     else
-        printf("%s ViT-%s/%d at %d, batch %d, %s, %d threads, %s, attention %s, matmul %s: %.3f images/s, %.3f s/image\n",
-               train ? "training" : "inference", preset, patch, img, batch, prec, omp_get_max_threads(), isa, attn, mm,
-               ips, 1 / ips);
+        printf("%s ViT-%s/%d (%d blocks) at %d, batch %d, %s, %d threads, %s, attention %s, matmul %s: %.3f images/s, "
+               "%.3f s/image\n",
+               train ? "training" : "inference", preset, patch, c.depth, img, batch, prec, omp_get_max_threads(), isa,
+               attn, mm, ips, 1 / ips);
     return 0;
 }
