@@ -27,14 +27,14 @@ __device__ __forceinline__ void store_out<float>(float *p, float v) { *p = v; }
 template <>
 __device__ __forceinline__ void store_out<__nv_bfloat16>(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
-// Copies rows [r0, r0 + n) of a [T, 64] bf16 matrix into smem (ld LDH), zeros past T.
-__device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int r0, int n, int T,
-                                          int tid, int nthreads) {
+// Copies rows [r0, r0 + n) of a [T, 64] bf16 matrix (rows ld apart) into smem (ld LDH), zeros past T.
+__device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t ld, int r0, int n,
+                                          int T, int tid, int nthreads) {
     // 8 bf16 = 16 bytes per vector; a row of 64 is 8 vectors.
     for (int i = tid; i < n * (HD / 8); i += nthreads) {
         int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (size_t)(r0 + r) * HD + c);
+        if (r0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (size_t)(r0 + r) * ld + c);
         *reinterpret_cast<uint4 *>(dst + r * LDH + c) = v;
     }
 }
@@ -230,11 +230,12 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
 // query tile's q and dO are copied in by cp.async while this tile's dq is
 // computed. Shared memory: K, the query tile's q and dO, dS^T (9 KB each),
 // and the row statistics.
-__global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float *dk, float *dv, const __nv_bfloat16 *q,
-                                                             const __nv_bfloat16 *k, const __nv_bfloat16 *v,
-                                                             const __nv_bfloat16 *dout, const float *stat_m,
-                                                             const float *stat_l, const float *delta, int T,
-                                                             float scale) {
+__global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dqkv, __nv_bfloat16 *dqkv16,
+                                                                const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                                                const __nv_bfloat16 *v, gpu_qkv_strides st,
+                                                                const __nv_bfloat16 *dout, const float *stat_m,
+                                                                const float *stat_l, const float *delta, int T, int H,
+                                                                float scale) {
     __shared__ __align__(16) __nv_bfloat16 Ks[KT * LDH];    // this block's keys [key][dim] (V's pass first)
     __shared__ __align__(16) __nv_bfloat16 Qs[QT * LDH];    // the query tile's q [query][dim]
     __shared__ __align__(16) __nv_bfloat16 Os[QT * LDH];    // and its dO
@@ -245,8 +246,11 @@ __global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float
     const int lr = lane % 8, lm = lane / 8;   // ldmatrix: lane l reads row l % 8 of matrix l / 8
     int k0 = blockIdx.x * KT;
     bool keys_in = k0 + warp * 16 < T;   // the warp has a key < T
-    size_t base = (size_t)bh * T;
-    const __nv_bfloat16 *qb = q + base * HD, *kb = k + base * HD, *vb = v + base * HD, *ob = dout + base * HD;
+    size_t base = (size_t)bh * T;   // this (image, head)'s rows of dout and of the statistics
+    size_t off = (size_t)(bh / H) * st.img + (size_t)(bh % H) * st.head;
+    const __nv_bfloat16 *qb = q + off, *kb = k + off, *vb = v + off, *ob = dout + base * HD;
+    // dqkv [B, T, 3, H, 64]: this (image, head)'s dq, dk, dv columns, rows 3 D apart.
+    const size_t D = (size_t)H * HD, drow = 3 * D, doff = (size_t)(bh / H) * T * drow + (size_t)(bh % H) * HD;
     const float sl2 = scale * LOG2E;
 
     // A query tile's q and dO (cp.async, rows past T zero-filled) and statistics (plain stores).
@@ -254,9 +258,9 @@ __global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float
         for (int i = threadIdx.x; i < QT * (HD / 8); i += blockDim.x) {
             int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
             bool in = q0 + r < T;
-            size_t o = (size_t)(in ? q0 + r : 0) * HD + c;
-            cp_async16(Qs + r * LDH + c, qb + o, in);
-            cp_async16(Os + r * LDH + c, ob + o, in);
+            size_t row = in ? q0 + r : 0;
+            cp_async16(Qs + r * LDH + c, qb + row * st.row + c, in);
+            cp_async16(Os + r * LDH + c, ob + row * HD + c, in);
         }
         cp_async_commit();
         for (int i = threadIdx.x; i < QT; i += blockDim.x) {
@@ -275,11 +279,11 @@ __global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float
         for (int d = 0; d < HD / 16; d++) ldmatrix_x4(f[d], Ks + (warp * 16 + (lm % 2) * 8 + lr) * LDH + d * 16 + (lm / 2) * 8);
     };
     load_queries(0);
-    load_tile(Ks, vb, k0, KT, T, threadIdx.x, blockDim.x);
+    load_tile(Ks, vb, st.row, k0, KT, T, threadIdx.x, blockDim.x);
     __syncthreads();
     rows_as_a(va);
     __syncthreads();
-    load_tile(Ks, kb, k0, KT, T, threadIdx.x, blockDim.x);
+    load_tile(Ks, kb, st.row, k0, KT, T, threadIdx.x, blockDim.x);
     __syncthreads();
     rows_as_a(ka);
 
@@ -398,20 +402,26 @@ __global__ void __launch_bounds__(128, 3) flash_backward_kernel(float *dq, float
             if (t >= T) continue;
 #pragma unroll
             for (int n = 0; n < HD / 8; n++)
-                atomic_add2(dq + (base + t) * HD + n * 8 + 2 * t4, acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
+                atomic_add2(dqkv + doff + t * drow + n * 8 + 2 * t4, acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
         }
     }
 
-    // This warp's 16 rows of dK (scaled) and dV.
+    // This warp's 16 rows of dK (scaled) and dV, into dqkv (and its bf16 twin): two values per store.
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        int t = k0 + warp * 16 + g + (i / 2) * 8;
+    for (int r = 0; r < 2; r++) {
+        int t = k0 + warp * 16 + g + r * 8;
         if (t >= T) continue;
 #pragma unroll
         for (int n = 0; n < HD / 8; n++) {
-            size_t o = (base + t) * HD + n * 8 + 2 * t4 + i % 2;
-            dk[o] = dka[n][i] * scale;
-            dv[o] = dva[n][i];
+            size_t o = doff + t * drow + D + n * 8 + 2 * t4;   // dk; dv is D further
+            float k0v = dka[n][2 * r] * scale, k1v = dka[n][2 * r + 1] * scale;
+            float v0v = dva[n][2 * r], v1v = dva[n][2 * r + 1];
+            *reinterpret_cast<float2 *>(dqkv + o) = make_float2(k0v, k1v);
+            *reinterpret_cast<float2 *>(dqkv + o + D) = make_float2(v0v, v1v);
+            if (dqkv16) {
+                *reinterpret_cast<uint32_t *>(dqkv16 + o) = pack_bf16(k0v, k1v);
+                *reinterpret_cast<uint32_t *>(dqkv16 + o + D) = pack_bf16(v0v, v1v);
+            }
         }
     }
 }
@@ -456,8 +466,8 @@ int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, co
     return 0;
 }
 
-int gpu_launch_flash_backward(cudaStream_t s, float *dq, float *dk, float *dv, const void *q, const void *k,
-                              const void *v, const void *dout, const float *stat_m, const float *stat_l,
+int gpu_launch_flash_backward(cudaStream_t s, float *dqkv, void *dqkv16, const void *q, const void *k, const void *v,
+                              gpu_qkv_strides st, const void *dout, const float *stat_m, const float *stat_l,
                               const float *delta, int B, int T, int H, int hd) {
     if (hd != HD || H > 65535) return -1;
     float scale = 1.0f / sqrtf((float)hd);
@@ -465,11 +475,12 @@ int gpu_launch_flash_backward(cudaStream_t s, float *dq, float *dk, float *dv, c
     for (int b0 = 0; b0 < B; b0 += per) {
         int nb = B - b0 < per ? B - b0 : per;
         dim3 grid((T + KT - 1) / KT, nb * H);
-        size_t off = (size_t)b0 * H * T * HD, so = (size_t)b0 * H * T;
+        size_t off = (size_t)b0 * st.img, doff = (size_t)b0 * T * 3 * H * HD, oo = (size_t)b0 * H * T * HD;
+        size_t so = (size_t)b0 * H * T;
         flash_backward_kernel<<<grid, 128, 0, s>>>(
-            dq + off, dk + off, dv + off, (const __nv_bfloat16 *)q + off, (const __nv_bfloat16 *)k + off,
-            (const __nv_bfloat16 *)v + off, (const __nv_bfloat16 *)dout + off, stat_m + so, stat_l + so, delta + so,
-            T, scale);
+            dqkv + doff, dqkv16 ? (__nv_bfloat16 *)dqkv16 + doff : nullptr, (const __nv_bfloat16 *)q + off,
+            (const __nv_bfloat16 *)k + off, (const __nv_bfloat16 *)v + off, st, (const __nv_bfloat16 *)dout + oo,
+            stat_m + so, stat_l + so, delta + so, T, H, scale);
     }
     return 0;
 }

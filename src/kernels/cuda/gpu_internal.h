@@ -75,9 +75,11 @@ inline gpu_qkv_strides gpu_split_strides(int T, int H, int hd) {
 // otherwise. Every row must start 16-byte aligned.
 int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, const void *v, gpu_qkv_strides st,
                      int B, int T, int H, int hd, gpu_dtype out_dt, float *stat_m, float *stat_l);
-// Its backward: q, k, v, dout [B*H, T, hd] bf16, the forward's stat_m, stat_l
-// and delta = rowsum(dout * out) [B*H, T] -> dk, dv [B*H, T, hd] fp32, and dq
-// (zeroed by the caller) += its share from every key tile. Only hd == 64.
-int gpu_launch_flash_backward(cudaStream_t s, float *dq, float *dk, float *dv, const void *q, const void *k,
-                              const void *v, const void *dout, const float *stat_m, const float *stat_l,
+// Its backward: q, k, v bf16 (laid out as `st` says), dout [B*H, T, hd] bf16,
+// the forward's stat_m, stat_l and delta = rowsum(dout * out) [B*H, T] ->
+// dqkv [B, T, 3, H, hd] fp32: dk, dv written (and into the bf16 twin dqkv16,
+// or NULL), dq (zeroed by the caller) += its share from every key tile (the
+// caller rounds dq into the twin after). Only hd == 64.
+int gpu_launch_flash_backward(cudaStream_t s, float *dqkv, void *dqkv16, const void *q, const void *k, const void *v,
+                              gpu_qkv_strides st, const void *dout, const float *stat_m, const float *stat_l,
                               const float *delta, int B, int T, int H, int hd);

@@ -455,42 +455,63 @@ extern "C" int gpu_patch_embed_backward(gpu_ctx *g, float *dw, float *db, const 
     return 0;
 }
 
+// dqkv16's dq columns = dqkv's rounded (one block per token row; D % 4 == 0):
+// the flash backward adds dq up with atomics, so its bf16 twin is written after.
+__global__ void dq_twin_rows_kernel(__nv_bfloat16 *dqkv16, const float *dqkv, int D) {
+    size_t row = blockIdx.x;
+    for (int c = 4 * threadIdx.x; c < D; c += 4 * blockDim.x) {
+        float v[4];
+        load4(v, dqkv + row * 3 * D + c);
+        store4(dqkv16 + row * 3 * D + c, v);
+    }
+}
+
 // The flash backward (bf16, hd 64, UFO_CUDA_ATTENTION=flash; gpu_flash.cu):
 // each row's softmax max and sum and O come from the forward (saved_o, stats:
 // gpu_attention_train's), or else the flash forward runs again for them (O in
-// fp32); delta = rowsum(dO * O), then one kernel gives dk, dv and adds up dq.
-// Scratch O(B T D), no chunks: the scores are never stored.
+// fp32); delta = rowsum(dO * O), then one kernel reads q, k, v where they are
+// in a bf16 qkv (an fp32 one is split into bf16 first), writes dk, dv straight
+// into dqkv (and its bf16 twin) and adds dq up there; dq's twin is rounded
+// after. Scratch O(B T D), no chunks: the scores are never stored.
 static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
                                     gpu_dtype qkv_dt, const __nv_bfloat16 *saved_o, const float *stats, int B, int T,
                                     int H, int hd) {
     size_t D = (size_t)H * hd, n = (size_t)B * T * D, rows = (size_t)B * H * T;
-    int saved = saved_o && stats;
-    size_t in_b = align256(n * 2), f_b = align256(n * 4), r_b = align256(rows * 4);
-    if (gpu_ensure_scratch(g, 4 * in_b + 4 * f_b + 3 * r_b)) return -1;
+    int saved = saved_o && stats, split = qkv_dt != GPU_BF16;
+    size_t in_b = align256(n * 2), f_b = saved ? 0 : align256(n * 4), r_b = align256(rows * 4);
+    if (gpu_ensure_scratch(g, (split ? 4 : 1) * in_b + f_b + 3 * r_b)) return -1;
     char *p = (char *)g->scratch;
-    void *q = p, *k = p + in_b, *v = p + 2 * in_b, *dO = p + 3 * in_b;
-    p += 4 * in_b;
-    float *o = (float *)p, *dq = (float *)(p + f_b), *dk = (float *)(p + 2 * f_b), *dv = (float *)(p + 3 * f_b);
-    p += 4 * f_b;
+    void *dO = p;
+    p += in_b;
+    const void *q = qkv, *k = (const __nv_bfloat16 *)qkv + D, *v = (const __nv_bfloat16 *)qkv + 2 * D;
+    gpu_qkv_strides st = {(size_t)T * 3 * D, (size_t)hd, 3 * D};
+    if (split) {   // an fp32 qkv (the op tests'): bf16 q, k, v [B*H, T, hd] in scratch
+        gpu_launch_split_qkv(g->stream, p, p + in_b, p + 2 * in_b, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
+        q = p, k = p + in_b, v = p + 2 * in_b, st = gpu_split_strides(T, H, hd);
+        p += 3 * in_b;
+    }
+    float *o = (float *)p;
+    p += f_b;
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
-    gpu_launch_split_qkv(g->stream, q, k, v, qkv, qkv_dt, B, T, H, hd, GPU_BF16);
     launch_split_heads(g->stream, dO, 1, dout, B, T, H, hd);
     if (gpu_check_launch("flash backward split")) return -1;
     if (saved) {
         m = (float *)stats, l = (float *)stats + rows;
         launch_attention_delta(g->stream, delta, dout, saved_o, B, T, H, hd);
     } else {
-        if (gpu_launch_flash(g->stream, o, q, k, v, gpu_split_strides(T, H, hd), B, T, H, hd, GPU_F32, m, l) ||
+        if (gpu_launch_flash(g->stream, o, q, k, v, st, B, T, H, hd, GPU_F32, m, l) ||
             gpu_check_launch("flash backward O"))
             return -1;
         launch_attention_delta(g->stream, delta, dout, (const float *)o, B, T, H, hd);
     }
-    if (gpu_check_launch("flash backward delta") || gpu_check(cudaMemsetAsync(dq, 0, n * 4, g->stream), "zero dq") ||
-        gpu_launch_flash_backward(g->stream, dq, dk, dv, q, k, v, dO, m, l, delta, B, T, H, hd) ||
+    if (gpu_check_launch("flash backward delta") ||
+        gpu_check(cudaMemsetAsync(dqkv, 0, 3 * n * 4, g->stream), "zero dqkv") ||
+        gpu_launch_flash_backward(g->stream, dqkv, dqkv16, q, k, v, st, dO, m, l, delta, B, T, H, hd) ||
         gpu_check_launch("flash backward"))
         return -1;
-    launch_merge_qkv(g->stream, dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
-    return gpu_check_launch("flash backward merge");
+    if (dqkv16) dq_twin_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, g->stream>>>(
+        (__nv_bfloat16 *)dqkv16, dqkv, (int)D);
+    return gpu_check_launch("flash backward dq twin");
 }
 
 extern "C" int gpu_attention_backward_saved(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
