@@ -193,7 +193,8 @@ __global__ void merge_qkv_kernel(float *dqkv, void *dqkv16, const float *dq, con
 }
 
 // delta[(b H + h) T + t] = sum_e dout * o over head h's hd values of token t
-// (dout, o [B, T, H*hd] fp32): the flash backward's rowsum(dO * O).
+// (dout [B, T, H*hd] fp32; o the same in fp32, or bf16 as the training saved it):
+// the flash backward's rowsum(dO * O).
 template <typename TO>
 __global__ void attention_delta_kernel(float *delta, const float *dout, const TO *o, int B, int Tn, int H, int hd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // (b, t, h)
