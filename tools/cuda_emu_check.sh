@@ -108,7 +108,7 @@ TINY="data.root=$D/data model.dim=16 model.depth=2 model.num_heads=2 model.img_s
       data.batch_face=6 data.batch_person=8 data.batch_vehicle=8 data.batch_product=8 data.workers=1
       optim.steps=4 run.log_every=1 run.checkpoint_every=2 run.eval_datasets="
 export OMP_NUM_THREADS=1
-rm -rf "$D/att_gemm" "$D/att_flash" "$D/att_cpu" "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
+rm -rf "$D/att_gemm" "$D/att_flash" "$D/att_flash_rec0" "$D/att_flash_rec1" "$D/att_cpu" "$D/cpu" "$D/gpu" "$D/resumed" "$D/np2" "$D/cpu_pfc" "$D/gpu_pfc" "$D/resumed_pfc" "$D/np2_cpu" \
     "$D/np2_resumed" "$D/np2_shard" "$D/np2_shard_cpu" "$D/np2_shard_resumed" "$D/np2_pfc" "$D/np2_pfc_cpu" "$D/zero2" \
     "$D/np2_low" "$D/np2_low_cpu" "$D/np2_low_resumed"
 # shellcheck disable=SC2086
@@ -159,6 +159,15 @@ done
 "$B/ufo_emu" train --quiet --config recipes/demo.ini --out "$D/att_cpu" --device cpu $TINY $ATT
 same_losses "$D/att_flash/log.csv" "$D/att_gemm/log.csv" 1e-2
 same_losses "$D/att_flash/log.csv" "$D/att_cpu/log.csv" 1e-2
+# run.recompute reruns each block's forward in the backward, the flash attention's saved row
+# statistics with it: the same model file, bit for bit (3 blocks: two full ones keep statistics).
+for rec in 0 1; do
+    # shellcheck disable=SC2086
+    UFO_CUDA_ATTENTION=flash "$B/ufo_emu" train --quiet --config recipes/demo.ini --out "$D/att_flash_rec$rec" \
+        --device cuda $TINY $ATT model.depth=3 run.recompute=$rec
+done
+cmp "$D/att_flash_rec0/model.safetensors" "$D/att_flash_rec1/model.safetensors"
+echo "cuda_emu_check: flash attention training with run.recompute = 1 gives the same model file"
 # Partial-FC sampling in one process (face, person and vehicle have 10 classes
 # here, product 6): every head on the device, the sampled ones over their kept
 # rows (gathered, the gradient rows added back, only those rows stepped).
