@@ -59,6 +59,10 @@ echo "cuda_emu_check: $(tail -1 "$B/test_emu.log")"
 cc $FLAGS tests/cuda/test_cuda_ops.c $LIBS $MPIL -o "$B/test_cuda_ops"
 "$B/test_cuda_ops" >"$B/test_cuda_ops.log" 2>&1 || { tail -20 "$B/test_cuda_ops.log"; exit 1; }
 echo "cuda_emu_check: $(tail -1 "$B/test_cuda_ops.log") (the backend's kernels in the emulator)"
+for v in 2 3; do   # the flash forward's other shapes (gpu_flash.cu: 8 warps; 2 m-tiles per warp)
+    UFO_FLASH_FWD=$v "$B/test_cuda_ops" --flash >"$B/test_cuda_ops_fwd$v.log" 2>&1 || { tail -20 "$B/test_cuda_ops_fwd$v.log"; exit 1; }
+done
+echo "cuda_emu_check: test_cuda_ops --flash passes with UFO_FLASH_FWD=2 and 3"
 # cuBLASLt's fallbacks (no algorithm with the bias epilogue: a kernel adds the
 # bias; no algorithm at all: cublasGemmEx), which a GPU takes only for odd shapes.
 for lt in no-epilogue none; do

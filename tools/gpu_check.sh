@@ -170,6 +170,9 @@ if [ "$MODE" = full ]; then
             $1 == "bf16" && $2 + 0 > b { b = $2 + 0 }
             END { printf "worst fp32 max rel err %.3g (bar 1e-4); worst bf16 cosine %.6f (bar 0.999), max rel err %.3g", f, c, b }')"
     fi
+    for fv in 2 3; do   # the flash forward's other shapes (UFO_FLASH_FWD), before their timings count
+        run "test_cuda_ops_fwd$fv" 60 env UFO_FLASH_FWD=$fv "$BUILD/src/kernels/cuda/test_cuda_ops" --flash
+    done
     run test_cuda_train 300 "$BUILD/src/kernels/cuda/test_cuda_train"
     grep -q "^SKIP" "$OUT/test_cuda_train.log" && { note "FAIL test_cuda_train skipped: no GPU visible to CUDA"; FAILED=1; }
     while read -r l; do note "  $l"; done < <(grep -E "vs ref fp32 .*(tensors|one vector)|after 6 steps|resumed" \
@@ -227,7 +230,7 @@ elif [ "$MODE" = ops ]; then
 fi
 
 # --- 4./5. benchmarks -------------------------------------------------------------
-UFO_BF16="n/a" UFO_GEMM="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
+UFO_BF16="n/a" UFO_BF16_FWD3="n/a" UFO_GEMM="n/a" UFO_FP32="n/a" TORCH="skipped" TORCH_SDPA="skipped"
 UFO_TRAIN="n/a" UFO_TRAIN_GEMM="n/a" TORCH_TRAIN="skipped" TORCH_COMPILE="skipped"
 ATT_UFO="n/a" ATT_TORCH="skipped"
 # json_field LOG KEY: the number after "KEY": in LOG's JSON line, or n/a.
@@ -239,8 +242,9 @@ if [ "$MODE" = full ]; then
         L="$OUT/bench_attention.log"
         ATT_UFO="flash fwd $(json_field "$L" flash_fwd_qkv_bf16_ms) ms ($(json_field "$L" flash_fwd_qkv_bf16_tflops) TFLOP/s; from fp32 qkv $(json_field "$L" flash_fwd_qkv_fp32_ms) ms), flash bwd $(json_field "$L" flash_bwd_ms) ms ($(json_field "$L" flash_bwd_tflops)), GEMM fwd $(json_field "$L" gemm_fwd_ms) ms ($(json_field "$L" gemm_fwd_tflops)), GEMM bwd $(json_field "$L" gemm_bwd_ms) ms ($(json_field "$L" gemm_bwd_tflops))"
     fi
-    # The forward kernel's other shapes (UFO_FLASH_FWD, gpu_flash.cu): registers capped, 8 warps.
-    for fv in 1 2; do
+    # The forward kernel's other shapes (UFO_FLASH_FWD, gpu_flash.cu): registers capped, 8 warps,
+    # 2 m-tiles per warp (each K/V fragment feeding two products; 255 registers).
+    for fv in 1 2 3; do
         if run "bench_attention_fwd$fv" 90 env UFO_FLASH_FWD=$fv "$BUILD/bench_cuda_attention"; then
             L="$OUT/bench_attention_fwd$fv.log"
             ATT_UFO="$ATT_UFO; UFO_FLASH_FWD=$fv: flash fwd $(json_field "$L" flash_fwd_qkv_bf16_ms) ms ($(json_field "$L" flash_fwd_qkv_bf16_tflops) TFLOP/s)"
@@ -249,6 +253,10 @@ if [ "$MODE" = full ]; then
     if run bench_bf16 120 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 --batch 32 \
         --precision bf16 --iters 10 --json; then
         UFO_BF16=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16.log" | grep -o '[0-9.]*$')
+    fi
+    if run bench_bf16_fwd3 120 env UFO_FLASH_FWD=3 "$BUILD/ufo" bench --device cuda --preset large --img-size 384 \
+        --batch 32 --precision bf16 --iters 10 --json; then
+        UFO_BF16_FWD3=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_bf16_fwd3.log" | grep -o '[0-9.]*$')
     fi
     if run bench_bf16_gemm 120 env UFO_CUDA_ATTENTION=gemm "$BUILD/ufo" bench --device cuda --preset large \
         --img-size 384 --batch 32 --precision bf16 --iters 10 --json; then
@@ -353,7 +361,7 @@ MFU_NOTE="$MFU_NOTE; ufo executes $(awk 'BEGIN { T = 577; D = 1024;
     echo "==== gpu_check summary ($(($(date +%s) - T0))s, build mode: $MODE) ===="
     for s in "${SUMMARY[@]}"; do echo "  $s"; done
     echo "  attention B32 T577 H16 hd64 bf16: ufo $ATT_UFO | torch $ATT_TORCH"
-    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 (flash attention) $UFO_BF16 | ufo bf16 GEMM attention $UFO_GEMM | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
+    echo "  ViT-L/16-384 batch 32 images/s: ufo bf16 (flash attention) $UFO_BF16 | UFO_FLASH_FWD=3 $UFO_BF16_FWD3 | ufo bf16 GEMM attention $UFO_GEMM | ufo fp32 $UFO_FP32 | torch eager AMP bf16 $TORCH | torch sdpa bf16 $TORCH_SDPA | torch.compile sdpa bf16 $TORCH_COMPILE"
     echo "  ViT-L/16-384 batch 32 TRAINING images/s (bf16): ufo (flash attention) $UFO_TRAIN (MFU $(mfu "$UFO_TRAIN")) | ufo GEMM attention $UFO_TRAIN_GEMM (MFU $(mfu "$UFO_TRAIN_GEMM")) | torch eager AMP (SDPA attention on torch >= 2) $TORCH_TRAIN (MFU $(mfu "$TORCH_TRAIN"))"
     echo "  $MFU_NOTE"
     echo "  result: $([ $FAILED -eq 0 ] && echo ALL PASSED || echo FAILURES)"

@@ -1133,7 +1133,10 @@ int main(int argc, char **argv) {
     // --quick: the ops and the losses, not the whole-forward checks (which run
     // the same kernels at larger sizes): the emulator's sanitizer and fallback runs.
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    (void)quick;
+    // --flash: the flash attention's checks alone (bf16, forward and backward), for the
+    // forward kernel's other shapes (UFO_FLASH_FWD, gpu_flash.cu) in tools/cuda_emu_check.sh
+    // and tools/gpu_check.sh.
+    int flash_only = argc > 1 && !strcmp(argv[1], "--flash");
     if (gpu_device_count() <= 0) {
         printf("SKIP: no CUDA device visible\n");
         return 77;
@@ -1143,6 +1146,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("device: %s\n", gpu_device_name(G));
+    if (flash_only) {
+        test_attention(2, 577, 2, 64, 1.0f, GPU_BF16, 1);
+        test_attention(1, 70, 1, 64, 1.0f, GPU_BF16, 1);
+        test_attention(3, 200, 2, 64, 4.0f, GPU_BF16, 1);   // the last block of 128 rows: two m-tiles past T
+        test_attention_backward(2, 577, 2, 64, 1.0f, GPU_BF16, 1);
+        test_attention_backward(1, 70, 1, 64, 1.0f, GPU_BF16, 1);
+        return check_summary("test_cuda_ops --flash");
+    }
     test_to_bf16();
     for (int dt = 0; dt < 2; dt++) {
         test_linear(37, 96, 80, 1, 0, dt);      // odd rows; bias epilogue

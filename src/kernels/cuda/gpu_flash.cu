@@ -58,7 +58,9 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, const __nv_bfloat1
 // T = 577 wastes 2% of the work instead of 19%.
 constexpr float LOG2E = 1.4426950408889634f;
 
-template <typename TO, int NW, int MINB>
+// MT > 1 (a benchmark variant, UFO_FLASH_FWD=3): each warp takes MT m-tiles of
+// 16 rows, so every K and V fragment it loads feeds MT products instead of one.
+template <typename TO, int NW, int MINB, int MT>
 __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                                               const __nv_bfloat16 *v, gpu_qkv_strides st, int T, int H,
                                                               float scale, float *stat_m, float *stat_l) {
@@ -67,21 +69,23 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
     __shared__ __align__(16) __nv_bfloat16 Ks[2 * KT * LDH];
     __shared__ __align__(16) __nv_bfloat16 Vs[2 * KT * LDH];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4, bh = blockIdx.y;
-    int q0 = blockIdx.x * (16 * NW) + warp * 16;
+    int q0 = blockIdx.x * (16 * NW * MT) + warp * 16 * MT;   // the warp's first row; m-tile mt: q0 + 16 mt
     bool active = q0 < T;
     size_t off = (size_t)(bh / H) * st.img + (size_t)(bh % H) * st.head;
     const __nv_bfloat16 *qb = q + off, *kb = k + off, *vb = v + off;
     const float sl2 = scale * LOG2E;   // scores in base-2 units: exp(x) = exp2(x log2 e)
 
-    // q rows q0 + g and q0 + g + 8 as the A fragments of the 4 k-steps (dims 16 d ..).
-    uint32_t qa[HD / 16][4];
+    // q rows q0 + 16 mt + g and + 8 as the A fragments of the 4 k-steps (dims 16 d ..).
+    uint32_t qa[MT][HD / 16][4];
 #pragma unroll
-    for (int d = 0; d < HD / 16; d++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int row = q0 + g + (i % 2) * 8, col = d * 16 + 2 * t4 + (i / 2) * 8;
-            qa[d][i] = row < T ? *reinterpret_cast<const uint32_t *>(qb + (size_t)row * st.row + col) : 0u;
-        }
+        for (int d = 0; d < HD / 16; d++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = q0 + mt * 16 + g + (i % 2) * 8, col = d * 16 + 2 * t4 + (i / 2) * 8;
+                qa[mt][d][i] = row < T ? *reinterpret_cast<const uint32_t *>(qb + (size_t)row * st.row + col) : 0u;
+            }
 
     // The K/V tile copy into buffer buf: thread i takes vector (key i / 8, dims
     // 8 (i % 8) ..) of each, so a warp reads 4 whole rows (coalesced); keys past T are zeros.
@@ -97,12 +101,16 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
     };
     fetch(0, 0);
 
-    // Rows g, g + 8: o, and the running max (base-2 units) and sum.
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // Rows g, g + 8 of each m-tile: o, and the running max (base-2 units) and sum.
+    float o[MT][HD / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
-    for (int n = 0; n < HD / 8; n++)
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
 #pragma unroll
-        for (int i = 0; i < 4; i++) o[n][i] = 0.0f;
+        for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[mt][n][i] = 0.0f;
+    }
     // ldmatrix row addresses: lane l reads row l % 8 of matrix l / 8.
     const int lr = lane % 8, lm = lane / 8;
 
@@ -116,63 +124,72 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
 
         // S = q k^T: 8 column groups of 8 keys. B = K rows 8 n .. (k-major): matrix i of
         // the x4 = dims 8 i .. of those rows, so one x4 = the b of two k-steps.
-        float s[KT / 8][4];
+        float s[MT][KT / 8][4];
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
 #pragma unroll
-            for (int i = 0; i < 4; i++) s[n][i] = 0.0f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) s[mt][n][i] = 0.0f;
             if (n * 8 >= nk) continue;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 uint32_t b[4];
                 ldmatrix_x4(b, Kt + (n * 8 + lr) * LDH + h * 32 + lm * 8);
-                mma_bf16_16816(s[n], qa[2 * h], b, s[n]);
-                mma_bf16_16816(s[n], qa[2 * h + 1], b + 2, s[n]);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16_16816(s[mt][n], qa[mt][2 * h], b, s[mt][n]);
+                    mma_bf16_16816(s[mt][n], qa[mt][2 * h + 1], b + 2, s[mt][n]);
+                }
             }
         }
 
-        // Online softmax of rows g (s[n][0..1]) and g + 8 (s[n][2..3]); keys past T masked.
-        float mx[2] = {-INFINITY, -INFINITY};
+        // Per m-tile: the online softmax of rows g (s[n][0..1]) and g + 8 (s[n][2..3]),
+        // keys past T masked, and P (bf16) as the A fragments of the 4 k-steps of P v
+        // (keys 16 j ..): step j is column groups 2 j and 2 j + 1, the accumulator
+        // layout read as A's.
+        uint32_t pa[MT][KT / 16][4];
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++)
+        for (int mt = 0; mt < MT; mt++) {
+            float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int key = n * 8 + 2 * t4 + i % 2;
-                s[n][i] = key < nk ? s[n][i] * sl2 : -INFINITY;
-                mx[i / 2] = fmaxf(mx[i / 2], s[n][i]);
-            }
-        float alpha[2], sum[2] = {0.0f, 0.0f};
+            for (int n = 0; n < KT / 8; n++)
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float m_new = fmaxf(m[r], mx[r]);   // finite: the tile has a key < T
-            alpha[r] = exp2f(m[r] - m_new);
-            m[r] = m_new;
-        }
-        // P (bf16) as the A fragments of the 4 k-steps of P v (keys 16 j ..): step j
-        // is column groups 2 j and 2 j + 1, the accumulator layout read as A's.
-        uint32_t pa[KT / 16][4];
-#pragma unroll
-        for (int n = 0; n < KT / 8; n++)
+                for (int i = 0; i < 4; i++) {
+                    int key = n * 8 + 2 * t4 + i % 2;
+                    s[mt][n][i] = key < nk ? s[mt][n][i] * sl2 : -INFINITY;
+                    mx[i / 2] = fmaxf(mx[i / 2], s[mt][n][i]);
+                }
+            float alpha[2], sum[2] = {0.0f, 0.0f};
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                __nv_bfloat16 p0 = __float2bfloat16_rn(exp2f(s[n][2 * r] - m[r]));
-                __nv_bfloat16 p1 = __float2bfloat16_rn(exp2f(s[n][2 * r + 1] - m[r]));
-                sum[r] += __bfloat162float(p0) + __bfloat162float(p1);   // the P that is multiplied
-                pa[n / 2][(n % 2) * 2 + r] =
-                    (uint32_t)__bfloat16_as_ushort(p0) | (uint32_t)__bfloat16_as_ushort(p1) << 16;
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                float m_new = fmaxf(m[mt][r], mx[r]);   // finite: the tile has a key < T
+                alpha[r] = exp2f(m[mt][r] - m_new);
+                m[mt][r] = m_new;
             }
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-            l[r] = l[r] * alpha[r] + sum[r];
+            for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    __nv_bfloat16 p0 = __float2bfloat16_rn(exp2f(s[mt][n][2 * r] - m[mt][r]));
+                    __nv_bfloat16 p1 = __float2bfloat16_rn(exp2f(s[mt][n][2 * r + 1] - m[mt][r]));
+                    sum[r] += __bfloat162float(p0) + __bfloat162float(p1);   // the P that is multiplied
+                    pa[mt][n / 2][(n % 2) * 2 + r] =
+                        (uint32_t)__bfloat16_as_ushort(p0) | (uint32_t)__bfloat16_as_ushort(p1) << 16;
+                }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+                l[mt][r] = l[mt][r] * alpha[r] + sum[r];
+            }
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) o[mt][n][i] *= alpha[i / 2];
         }
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) o[n][i] *= alpha[i / 2];
 
         // O += P v: B = V [keys 16 j ..][dims 8 n ..] (n-major), by ldmatrix .trans:
         // matrices (keys +0, dims 8 n), (keys +8, dims 8 n), (keys +0, dims 8 n + 8),
@@ -184,8 +201,11 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
             for (int n = 0; n < HD / 8; n += 2) {
                 uint32_t b[4];
                 ldmatrix_x4_trans(b, Vt + (j * 16 + (lm % 2) * 8 + lr) * LDH + (n + lm / 2) * 8);
-                mma_bf16_16816(o[n], pa[j], b, o[n]);
-                mma_bf16_16816(o[n + 1], pa[j], b + 2, o[n + 1]);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16_16816(o[mt][n], pa[mt][j], b, o[mt][n]);
+                    mma_bf16_16816(o[mt][n + 1], pa[mt][j], b + 2, o[mt][n + 1]);
+                }
             }
         }
     }
@@ -193,18 +213,21 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_kernel(TO *out, const __n
 
     int b = bh / H, h = bh % H;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int row = q0 + g + r * 8;
-        if (row >= T) continue;
-        if (stat_m && t4 == 0) stat_m[(size_t)bh * T + row] = m[r] / LOG2E, stat_l[(size_t)bh * T + row] = l[r];
-        TO *dst = out + ((size_t)b * T + row) * H * HD + h * HD + 2 * t4;
-        float inv = 1.0f / l[r];
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            store_out(dst + n * 8, o[n][2 * r] * inv);
-            store_out(dst + n * 8 + 1, o[n][2 * r + 1] * inv);
+        for (int r = 0; r < 2; r++) {
+            int row = q0 + mt * 16 + g + r * 8;
+            if (row >= T) continue;
+            if (stat_m && t4 == 0)
+                stat_m[(size_t)bh * T + row] = m[mt][r] / LOG2E, stat_l[(size_t)bh * T + row] = l[mt][r];
+            TO *dst = out + ((size_t)b * T + row) * H * HD + h * HD + 2 * t4;
+            float inv = 1.0f / l[mt][r];
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                store_out(dst + n * 8, o[mt][n][2 * r] * inv);
+                store_out(dst + n * 8 + 1, o[mt][n][2 * r + 1] * inv);
+            }
         }
-    }
 }
 
 // The backward, FlashAttention-2's way, for bf16 with head dim 64, on PTX
@@ -436,7 +459,8 @@ int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, co
     int per = 65535 / H;
     size_t es = out_dt == GPU_BF16 ? 2 : 4;
     // The kernel's shape, for benchmarks (UFO_FLASH_FWD): 0 = 4 warps (64 query rows
-    // per block), 1 = the same with registers capped for 4 blocks per SM, 2 = 8 warps.
+    // per block), 1 = the same with registers capped for 4 blocks per SM, 2 = 8 warps,
+    // 3 = 4 warps of two 16-row m-tiles each (128 rows per block).
     static int variant = -1;
     if (variant < 0) {
         const char *e = getenv("UFO_FLASH_FWD");
@@ -450,18 +474,23 @@ int gpu_launch_flash(cudaStream_t s, void *out, const void *q, const void *k, co
         const __nv_bfloat16 *vb = (const __nv_bfloat16 *)v + off;
         char *ob = (char *)out + (size_t)b0 * T * H * HD * es;
         float *sm = stat_m ? stat_m + so : nullptr, *sl = stat_l ? stat_l + so : nullptr;
-        if (variant == 2) {   // 8 warps, 128 query rows
+        if (variant == 3) {   // 4 warps of 2 m-tiles, 128 query rows
             grid.x = (T + 127) / 128;
             if (out_dt == GPU_BF16)
-                flash_kernel<__nv_bfloat16, 8, 2><<<grid, 256, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
-            else flash_kernel<float, 8, 2><<<grid, 256, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+                flash_kernel<__nv_bfloat16, 4, 1, 2><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            else flash_kernel<float, 4, 1, 2><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        } else if (variant == 2) {   // 8 warps, 128 query rows
+            grid.x = (T + 127) / 128;
+            if (out_dt == GPU_BF16)
+                flash_kernel<__nv_bfloat16, 8, 2, 1><<<grid, 256, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            else flash_kernel<float, 8, 2, 1><<<grid, 256, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
         } else if (variant == 1) {   // 4 warps, registers capped for 4 blocks per SM
             if (out_dt == GPU_BF16)
-                flash_kernel<__nv_bfloat16, 4, 4><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
-            else flash_kernel<float, 4, 4><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+                flash_kernel<__nv_bfloat16, 4, 4, 1><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            else flash_kernel<float, 4, 4, 1><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
         } else if (out_dt == GPU_BF16)
-            flash_kernel<__nv_bfloat16, 4, 1><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
-        else flash_kernel<float, 4, 1><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+            flash_kernel<__nv_bfloat16, 4, 1, 1><<<grid, 128, 0, s>>>((__nv_bfloat16 *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
+        else flash_kernel<float, 4, 1, 1><<<grid, 128, 0, s>>>((float *)ob, qb, kb, vb, st, T, H, scale, sm, sl);
     }
     return 0;
 }
