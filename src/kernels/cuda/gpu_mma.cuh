@@ -15,6 +15,7 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
+#include "kernels/cuda/gpu_vec.cuh"   // pack_bf16
 #ifdef UFO_CUDA_EMU
 #include "emu_ptx.h"
 #endif
@@ -31,33 +32,6 @@ __device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
           "f"(c[3]));
 #endif
-}
-
-// Fragment loads from bf16 tiles in memory, with g = lane / 4, t = lane % 4:
-// A (16 x 16) stored row-major with row stride ld, p = &A[g][2 t]:
-__device__ __forceinline__ void frag_a(uint32_t a[4], const __nv_bfloat16 *p, int ld) {
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        a[i] = *reinterpret_cast<const uint32_t *>(p + (i % 2) * 8 * ld + (i / 2) * 8);
-}
-// B (16 x 8) stored with k contiguous (each column n a row of memory, as K for
-// q K^T), p = &B[2 t][g]: two 32-bit loads.
-__device__ __forceinline__ void frag_b_kmajor(uint32_t b[2], const __nv_bfloat16 *p) {
-    b[0] = *reinterpret_cast<const uint32_t *>(p);
-    b[1] = *reinterpret_cast<const uint32_t *>(p + 8);
-}
-// B (16 x 8) stored with n contiguous (row k at p + k ld, as V for P V),
-// p = &B[2 t][g]: rows 2t, 2t+1 (and + 8) packed, four 16-bit loads.
-__device__ __forceinline__ void frag_b_nmajor(uint32_t b[2], const __nv_bfloat16 *p, int ld) {
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-        b[i] = (uint32_t)__bfloat16_as_ushort(p[i * 8 * ld]) | (uint32_t)__bfloat16_as_ushort(p[(i * 8 + 1) * ld]) << 16;
-}
-
-// Two floats rounded to bf16 (round to nearest even) in one register, lo first.
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
-           (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
 }
 
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8 x 8 bf16 matrices
