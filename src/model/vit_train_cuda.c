@@ -32,7 +32,7 @@ struct vit_train_cuda {
     float *x_in, *x_mid, *f1;         // saved per block (see vit_train.c)
     void *qkv, *att;                  // saved too, in c->dt: qkv only ever feeds the attention, which
                                       // rounds it to bf16 anyway; att only ever a matmul operand
-    float *att_stats;                 // saved too (bf16, head dim 64): each row's softmax max and sum,
+    float *att_stats;                 // saved too (where flash runs): each row's softmax max and sum,
                                       // so the flash backward need not run the forward again
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
     float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
@@ -65,8 +65,9 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
     size_t att_bytes = kept * R * D * (bf ? 2 : 4), qkv_bytes = kept * R * 3 * D * (bf ? 2 : 4);
-    // [2, cap * heads * T] per kept block: 2.4 MB at ViT-L/16-384 batch 32 (only where flash can run).
-    size_t stats_bytes = bf && D / cf->heads == 64 ? kept * 2 * R * cf->heads * 4 : 0;
+    // [2, cap * heads * T] per kept block: 2.4 MB at ViT-L/16-384 batch 32 (only where flash runs).
+    int flash = gpu_uses_flash(c->dev.g, c->dt, (int)(D / cf->heads));
+    size_t stats_bytes = flash ? kept * 2 * R * cf->heads * 4 : 0;
     struct { void **dst; size_t bytes; } parts[] = {
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
         {(void **)&c->x_in, L * R * D * 4}, {&c->qkv, qkv_bytes},

@@ -93,7 +93,7 @@ int gpu_attention(gpu_ctx *g, void *out, const float *qkv, int B, int T, int H, 
 // The same from qkv in qkv_dt (bf16 only with dt bf16).
 int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
                        gpu_dtype dt);
-// The training's forward: gpu_attention_from, and with the flash kernel (bf16 qkv,
+// The training's forward: gpu_attention_from, and with the flash kernel (bf16,
 // head dim 64) also each row's softmax max and sum into stats [2, B*H*T] fp32
 // (stats NULL, or another kernel: nothing written there), for
 // gpu_attention_backward_saved.

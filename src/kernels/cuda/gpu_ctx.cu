@@ -401,7 +401,7 @@ int gpu_attention_from(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt,
 
 int gpu_attention_train(gpu_ctx *g, void *out, const void *qkv, gpu_dtype qkv_dt, int B, int T, int H, int hd,
                         gpu_dtype dt, float *stats) {
-    if (B > 0 && stats && gpu_uses_flash(g, dt, hd) && qkv_dt == GPU_BF16)
+    if (B > 0 && stats && gpu_uses_flash(g, dt, hd))
         return attention_flash(g, out, qkv, qkv_dt, B, T, H, hd, stats);
     return gpu_attention_from(g, out, qkv, qkv_dt, B, T, H, hd, dt);
 }

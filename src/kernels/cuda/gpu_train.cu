@@ -518,7 +518,7 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
 extern "C" int gpu_attention_backward_saved(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const void *qkv,
                                             gpu_dtype qkv_dt, const void *o, const float *stats, int B, int T, int H,
                                             int hd, gpu_dtype dt) {
-    if (B > 0 && o && stats && qkv_dt == GPU_BF16 && gpu_uses_flash(g, dt, hd))
+    if (B > 0 && o && stats && gpu_uses_flash(g, dt, hd))
         return attention_backward_flash(g, dqkv, dqkv16, dout, qkv, qkv_dt, (const __nv_bfloat16 *)o, stats, B, T,
                                         H, hd);
     return gpu_attention_backward_from(g, dqkv, dqkv16, dout, qkv, qkv_dt, B, T, H, hd, dt);
