@@ -149,16 +149,18 @@ else
 fi
 
 # --- 3. tests -----------------------------------------------------------------
+# The first of the interpreters given (after the code) that runs `python -c CODE`, by path.
+pick_python() {
+    local code=$1 c
+    shift
+    for c in "$@"; do
+        command -v "$c" >/dev/null && "$c" -c "$code" 2>/dev/null && { command -v "$c"; return; }
+    done
+}
 # The oracles' interpreter: Debian's /usr/bin/python3 where it has the packages
 # (our machines), else the first python3 (a CUDA image's, which holds PyTorch).
-OPY=""
-for c in /usr/bin/python3 python3; do
-    command -v "$c" >/dev/null && "$c" -c "import torch, numpy, PIL" 2>/dev/null && { OPY=$(command -v "$c"); break; }
-done
-NPY=$OPY
-[ -z "$NPY" ] && for c in /usr/bin/python3 python3; do
-    command -v "$c" >/dev/null && "$c" -c "import numpy" 2>/dev/null && { NPY=$(command -v "$c"); break; }
-done
+OPY=$(pick_python "import torch, numpy, PIL" /usr/bin/python3 python3)
+NPY=${OPY:-$(pick_python "import numpy" /usr/bin/python3 python3)}
 if [ "$MODE" = full ]; then
     run test_cuda_ops 240 "$BUILD/src/kernels/cuda/test_cuda_ops"
     grep -q "^SKIP" "$OUT/test_cuda_ops.log" && { note "FAIL test_cuda_ops skipped: no GPU visible to CUDA"; FAILED=1; }
@@ -276,13 +278,7 @@ if [ "$MODE" = full ]; then
         UFO_TRAIN_GEMM=$(grep -o '"images_per_s": [0-9.]*' "$OUT/bench_train_bf16_gemm.log" | grep -o '[0-9.]*$')
     fi
 fi
-PY=""
-for c in python3 /usr/bin/python3; do
-    if command -v "$c" >/dev/null && "$c" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-        PY=$c
-        break
-    fi
-done
+PY=$(pick_python "import torch; assert torch.cuda.is_available()" python3 /usr/bin/python3)
 if [ -n "$PY" ]; then
     if run torch_attention 90 "$PY" bench/bench_gpu_attention_torch.py; then
         L="$OUT/torch_attention.log"
