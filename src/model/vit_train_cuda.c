@@ -5,14 +5,16 @@
 // alone with recompute), same drop-path scales (the host's draws, uploaded),
 // same BNNeck rule (training mode on each task slice of >= 2 rows).
 //
-// Mixed precision as on the CPU: fp32 master weights, gradients and
-// activations; with bf16 each matmul rounds its two operands to bf16 and
-// accumulates in fp32 (in the forward, LayerNorm, the attention kernel, GELU
-// and im2col write their outputs in bf16 directly as the next linear's
-// operand; every matmul, forward and backward, reads its weight from a bf16
-// mirror of the parameters rounded once per step; in the backward, each
-// gradient a linear takes as dy comes with its bf16 copy from its producer);
-// LayerNorm, GELU, softmax, BatchNorm and every reduction compute in fp32.
+// Mixed precision as on the CPU: fp32 master weights, gradients and the
+// residual stream; with bf16 each matmul rounds its two operands to bf16 and
+// accumulates in fp32, and the block keeps what vit_train.c's bf16 path keeps,
+// rounded where it is made: the inputs of the four linears (the LayerNorm
+// outputs, qkv, the attention output, the GELU output) and GELU's derivative,
+// in place of the fp32 pre-GELU activation, so the backward recomputes neither
+// LayerNorm nor GELU; each output gradient is rounded once, its bias gradient
+// summed in the same pass (gpu_grad_rows_bf16). Every matmul reads its weight
+// from a bf16 mirror of the parameters rounded once per step. LayerNorm, GELU,
+// softmax, BatchNorm and every reduction compute in fp32.
 //
 // Built without CUDA, vit_train_cuda_init fails with "built without CUDA".
 #include "model/vit_train_cuda.h"
@@ -29,16 +31,17 @@ struct vit_train_cuda {
     gpu_dtype dt;
     void *abuf;             // one allocation: everything below
     float *img, *drop;      // this batch's images and drop-path scales
-    float *x_in, *x_mid, *f1;         // saved per block (see vit_train.c)
+    float *x_in, *x_mid, *f1;         // saved per block (see vit_train.c; f1 fp32 only)
     void *qkv, *att;                  // saved too, in c->dt: qkv only ever feeds the attention, which
                                       // rounds it to bf16 anyway; att only ever a matmul operand
+    void *ln1b, *ln2b, *gb, *gd;      // saved too (bf16 only): the LayerNorm outputs, GELU's output and derivative
     float *att_stats;                 // saved too (where flash runs): each row's softmax max and sum,
                                       // so the flash backward need not run the forward again
     float *cls, *feat, *feat_bn, *bn_mean, *bn_rstd, *dfeat_bn;
-    float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only)
-    void *xb;               // bf16 operand copy (bf16 only)
-    void *dyb;              // bf16 copy of the gradient the next linear backward takes (bf16 only)
-    int dx16_ok;            // dyb holds dx rounded (written by the block above's LayerNorm backward)
+    float *x, *h, *tmp, *wide, *dx, *x_rec, *dh, *dqkv, *datt, *df1, *dfeat;   // scratch (x_rec: recompute only;
+                                                                              // wide: fp32 only)
+    void *xb;               // the patch embedding's bf16 operand (bf16 only)
+    void *dyb;              // the gradient a linear backward takes, rounded (bf16 only)
     void *w16;              // bf16 mirror of dev.params, rounded at each forward (bf16 only)
 };
 
@@ -65,6 +68,7 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
     size_t kept = recompute ? 1 : L, S = cf->img_size, nD = (size_t)cap * D;
     int bf = c->dt == GPU_BF16;
     size_t att_bytes = kept * R * D * (bf ? 2 : 4), qkv_bytes = kept * R * 3 * D * (bf ? 2 : 4);
+    size_t f1_bytes = bf ? 0 : kept * R * Hd * 4, ln_bytes = bf ? kept * R * D * 2 : 0, g_bytes = bf ? kept * R * Hd * 2 : 0;
     // [2, cap * heads * T] per kept block: 2.4 MB at ViT-L/16-384 batch 32 (only where flash runs).
     int flash = gpu_uses_flash(c->dev.g, c->dt, (int)(D / cf->heads));
     size_t stats_bytes = flash ? kept * 2 * R * cf->heads * 4 : 0;
@@ -72,15 +76,16 @@ static size_t carve(vit_train_cuda *c, char *base, const vit_config *cf, int cap
         {(void **)&c->img, (size_t)cap * 3 * S * S * 4}, {(void **)&c->drop, L * 2 * cap * 4},
         {(void **)&c->x_in, L * R * D * 4}, {&c->qkv, qkv_bytes},
         {&c->att, att_bytes}, {(void **)&c->att_stats, stats_bytes}, {(void **)&c->x_mid, kept * R * D * 4},
-        {(void **)&c->f1, kept * R * Hd * 4}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
+        {(void **)&c->f1, f1_bytes}, {&c->ln1b, ln_bytes}, {&c->ln2b, ln_bytes}, {&c->gb, g_bytes},
+        {&c->gd, g_bytes}, {(void **)&c->cls, nD * 4}, {(void **)&c->feat, nD * 4},
         {(void **)&c->feat_bn, nD * 4}, {(void **)&c->bn_mean, UFO_NUM_TASKS * D * 4},
         {(void **)&c->bn_rstd, UFO_NUM_TASKS * D * 4}, {(void **)&c->dfeat_bn, nD * 4},
         {(void **)&c->x, R * D * 4}, {(void **)&c->h, R * D * 4}, {(void **)&c->tmp, R * D * 4},
-        {(void **)&c->wide, R * wide * 4}, {(void **)&c->dx, R * D * 4},
+        {(void **)&c->wide, bf ? 0 : R * wide * 4}, {(void **)&c->dx, R * D * 4},
         {(void **)&c->x_rec, recompute ? R * D * 4 : 0},
         {(void **)&c->dh, R * D * 4}, {(void **)&c->dqkv, R * 3 * D * 4}, {(void **)&c->datt, R * D * 4},
         {(void **)&c->df1, R * Hd * 4}, {(void **)&c->dfeat, nD * 4},
-        {&c->xb, bf ? R * wide * 2 : 0}, {&c->dyb, bf ? R * (Hd > 3 * D ? Hd : 3 * D) * 2 : 0},
+        {&c->xb, bf ? R * p3 * 2 : 0}, {&c->dyb, bf ? R * (Hd > 3 * D ? Hd : 3 * D) * 2 : 0},
     };
     size_t used = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -188,19 +193,36 @@ static int ln_fwd(vit_train_state *st, float *y, const float *x, const float *g_
     return ln_fwd_dt(st, y, x, g_host, b_host, rows, GPU_F32);
 }
 
-// LayerNorm straight into the next linear's operand: c->h (fp32) or c->xb (bf16).
-static void *ln_fwd_op(vit_train_state *st, const float *x, const float *g_host, const float *b_host, int rows) {
+// LayerNorm straight into the next linear's operand: saved (bf16: ln1b, ln2b)
+// or c->h (fp32, recomputed in the backward).
+static void *ln_fwd_op(vit_train_state *st, void *saved, const float *x, const float *g_host, const float *b_host,
+                       int rows) {
     vit_train_cuda *c = st->cu;
-    void *y = c->dt == GPU_BF16 ? c->xb : (void *)c->h;
+    void *y = c->dt == GPU_BF16 ? saved : (void *)c->h;
     return ln_fwd_dt(st, y, x, g_host, b_host, rows, c->dt) ? NULL : y;
 }
 
-// dx is written, or with acc added to (the residual's gradient already there);
-// dx16: NULL, or where the result goes rounded to bf16 too.
-static int ln_bwd(vit_train_state *st, float *dx, void *dx16, const float *g_host, const float *b_host,
-                  const float *dy, const float *x, int rows, int acc) {
+// The bf16 linear backward from dyb, the output gradient its producer rounded
+// (gpu_grad_rows_bf16, which also summed the bias gradient): dx = dyb W,
+// dw += dyb^T xb.
+static int lin_bwd16(vit_train_state *st, float *dx, const float *w_host, const void *dyb, const void *xb, int rows,
+                     int in, int out) {
+    return gpu_linear_backward(st->cu->dev.g, dx, G(st, w_host), NULL, NULL, dyb, xb, GPU_BF16, W(st, w_host),
+                               GPU_BF16, rows, in, out, GPU_BF16);
+}
+
+// dyb = bf16(dy * s[sample of the row]) (s NULL: 1; rps rows a sample), and the
+// bias gradient G(b_host) += its column sums: a linear's dy, rounded once.
+static int dy_round(vit_train_state *st, const float *b_host, const float *dy, const float *s, size_t rps, int rows,
+                    int c) {
+    return gpu_grad_rows_bf16(st->cu->dev.g, st->cu->dyb, G(st, b_host), dy, NULL, s, rps, rows, c);
+}
+
+// dx is written, or with acc added to (the residual's gradient already there).
+static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
+                  const float *x, int rows, int acc) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_layernorm_backward(st->cu->dev.g, dx, dx16, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
+    return gpu_layernorm_backward(st->cu->dev.g, dx, NULL, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
                                   cf->dim, cf->ln_eps, acc);
 }
 
@@ -227,9 +249,10 @@ static int attn_fwd(vit_train_state *st, void *out, const void *qkv, float *stat
 // ---- forward ---------------------------------------------------------------------
 
 typedef struct {
-    float *x_in, *x_mid, *f1;
+    float *x_in, *x_mid, *f1;          // f1: fp32 only
     void *qkv, *att;
-    float *stats;   // NULL where the flash attention cannot run
+    float *stats;                      // NULL where the flash attention cannot run
+    void *ln1b, *ln2b, *gb, *gd;       // bf16 only
 } block_acts;
 
 static block_acts acts(const vit_train_state *st, int l) {
@@ -237,10 +260,13 @@ static block_acts acts(const vit_train_state *st, int l) {
     const vit_train_cuda *c = st->cu;
     size_t R = (size_t)st->cap * vit_tokens(cf), D = cf->dim, Hd = cf->mlp_hidden;
     int s = st->recompute ? 0 : l;
-    size_t att_b = c->dt == GPU_BF16 ? 2 : 4;
-    block_acts a = {c->x_in + (size_t)l * R * D, c->x_mid + (size_t)s * R * D, c->f1 + (size_t)s * R * Hd,
+    int bf = c->dt == GPU_BF16;
+    size_t att_b = bf ? 2 : 4;
+    block_acts a = {c->x_in + (size_t)l * R * D, c->x_mid + (size_t)s * R * D, bf ? NULL : c->f1 + (size_t)s * R * Hd,
                     (char *)c->qkv + (size_t)s * R * 3 * D * att_b, (char *)c->att + (size_t)s * R * D * att_b,
-                    c->att_stats ? c->att_stats + (size_t)s * 2 * R * cf->heads : NULL};
+                    c->att_stats ? c->att_stats + (size_t)s * 2 * R * cf->heads : NULL,
+                    bf ? (char *)c->ln1b + (size_t)s * R * D * 2 : NULL, bf ? (char *)c->ln2b + (size_t)s * R * D * 2 : NULL,
+                    bf ? (char *)c->gb + (size_t)s * R * Hd * 2 : NULL, bf ? (char *)c->gd + (size_t)s * R * Hd * 2 : NULL};
     return a;
 }
 
@@ -265,13 +291,17 @@ static int proj_mlp_fwd(vit_train_state *st, const vit_block_weights *w, block_a
             gpu_add_scaled_rows(g, a.x_mid, NULL, base, c->tmp, s1, n, per))
             return -1;
     } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, m, D, D, base)) return -1;
-    if (!(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
-        lin_fwd_op(st, a.f1, h, w->fc1_w, w->fc1_b, m, D, Hd, NULL))
-        return -1;
     // Each linear's operand comes from its producer in the matmul precision
     // (LayerNorm, the attention kernel, GELU write bf16 directly in bf16 mode).
-    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
-    if (gpu_gelu(g, gl, a.f1, (size_t)m * Hd, c->dt)) return -1;
+    // bf16: fc1's fp32 output lives in c->df1 (free until the backward) until
+    // GELU has read it once, for its output and its derivative.
+    const void *gl = c->dt == GPU_BF16 ? a.gb : (void *)c->wide;
+    float *f1 = c->dt == GPU_BF16 ? c->df1 : a.f1;
+    if (!(h = ln_fwd_op(st, a.ln2b, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
+        lin_fwd_op(st, f1, h, w->fc1_w, w->fc1_b, m, D, Hd, NULL) ||
+        (c->dt == GPU_BF16 ? gpu_gelu_bf16(g, a.gb, a.gd, f1, (size_t)m * Hd)
+                           : gpu_gelu(g, c->wide, f1, (size_t)m * Hd, GPU_F32)))
+        return -1;
     if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, m, Hd, D, NULL) ||
                    gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, per);
     return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, m, Hd, D, a.x_mid);
@@ -282,7 +312,7 @@ static int block_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     const vit_config *cf = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, rows = n * vit_tokens(cf);
-    const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
+    const void *h = ln_fwd_op(st, a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (!h || qkv_fwd(st, a.qkv, h, w, rows) || attn_fwd(st, a.att, a.qkv, a.stats, n)) return -1;
     return proj_mlp_fwd(st, w, a, a.x_in, rows, (size_t)vit_tokens(cf) * cf->dim, scales(st, l, 0), scales(st, l, 1),
                         out);
@@ -297,7 +327,7 @@ static int last_fwd(vit_train_state *st, int l, block_acts a, float *out) {
     const vit_config *cf = &st->m->cfg;
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim;
-    const void *h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows);
+    const void *h = ln_fwd_op(st, a.ln1b, a.x_in, w->ln1_w, w->ln1_b, rows);
     if (!h || qkv_fwd(st, a.qkv, h, w, rows) ||
         gpu_attention_cls(c->dev.g, a.att, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
         gpu_copy_rows(c->dev.g, a.x_mid, D, a.x_in, (size_t)T * D, n, D))   // the class rows' residual
@@ -394,42 +424,71 @@ int vit_train_cuda_local_device(void) {
 // ---- backward ---------------------------------------------------------------------
 
 // The MLP branch and the projection of a block's backward on m rows (every
-// row, or last_bwd's n class rows; per values per sample): c->dx holds
-// d(block output) on entry (its bf16 copy in c->dyb when dx16), d(x_mid) on
-// return, and c->datt d(attention output).
-static int mlp_proj_bwd(vit_train_state *st, const vit_block_weights *w, block_acts a, int m, size_t per,
-                        const float *s1, const float *s2, int dx16) {
+// row, or last_bwd's n class rows; rps rows a sample), fp32: c->dx holds
+// d(block output) on entry, d(x_mid) on return, and c->datt d(attention
+// output). GELU and LayerNorm 2 are recomputed from the saved f1 and x_mid.
+static int mlp_proj_bwd_f32(vit_train_state *st, const vit_block_weights *w, block_acts a, int m, size_t rps,
+                            const float *s1, const float *s2) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
     int n = st->n, D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
-    // In bf16 each gradient a linear backward takes comes with its bf16 copy in
-    // c->dyb, written by its producer (the LayerNorm and GELU backward, the
-    // drop-path scaling, the attention backward's merge): no rounding pass.
-    void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
+    size_t per = rps * D;
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = c->dx;
-    const void *dy2_16 = dx16 ? d16 : NULL;
     if (s2) {
-        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s2, n, per)) return -1;
-        dy2 = c->tmp, dy2_16 = d16;
+        if (gpu_add_scaled_rows(g, c->tmp, NULL, NULL, c->dx, s2, n, per)) return -1;
+        dy2 = c->tmp;
     }
-    // The recomputed matmul operands (GELU, LayerNorm outputs) in c->dt, as in the forward.
-    void *gl = c->dt == GPU_BF16 ? c->xb : (void *)c->wide;
     const void *h;
-    if (gpu_gelu(g, gl, a.f1, (size_t)m * Hd, c->dt) ||
-        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, dy2_16, gl, c->dt, m, Hd, D) ||
-        gpu_gelu_backward(g, c->df1, d16, c->df1, a.f1, (size_t)m * Hd) ||
-        !(h = ln_fwd_op(st, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
-        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, d16, h, c->dt, m, D, Hd) ||
-        ln_bwd(st, c->dx, s1 ? NULL : d16, w->ln2_w, w->ln2_b, c->dh, a.x_mid, m, 1))   // d(x_mid)
+    if (gpu_gelu(g, c->wide, a.f1, (size_t)m * Hd, GPU_F32) ||
+        lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, NULL, c->wide, GPU_F32, m, Hd, D) ||
+        gpu_gelu_backward(g, c->df1, NULL, c->df1, a.f1, (size_t)m * Hd) ||
+        !(h = ln_fwd_op(st, NULL, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
+        lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, NULL, h, GPU_F32, m, D, Hd) ||
+        ln_bwd(st, c->dx, w->ln2_w, w->ln2_b, c->dh, a.x_mid, m, 1))   // d(x_mid)
         return -1;
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
     const float *dy1 = c->dx;
     if (s1) {
-        if (gpu_add_scaled_rows(g, c->tmp, d16, NULL, c->dx, s1, n, per)) return -1;
+        if (gpu_add_scaled_rows(g, c->tmp, NULL, NULL, c->dx, s1, n, per)) return -1;
         dy1 = c->tmp;
     }
-    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, d16, a.att, c->dt, m, D, D);
+    return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, NULL, a.att, GPU_F32, m, D, D);
+}
+
+// The same in bf16 (vit_train.c's mlp_proj_bwd_bf16): each output gradient
+// rounded once into c->dyb with the drop-path scale and its bias gradient
+// (fc1's times GELU's saved derivative), the weight gradients from the saved
+// bf16 inputs: nothing recomputed.
+static int mlp_proj_bwd_bf16(vit_train_state *st, const vit_block_weights *w, block_acts a, int m, size_t rps,
+                             const float *s1, const float *s2) {
+    vit_train_cuda *c = st->cu;
+    int D = st->m->cfg.dim, Hd = st->m->cfg.mlp_hidden;
+    return dy_round(st, w->fc2_b, c->dx, s2, rps, m, D) ||
+                   lin_bwd16(st, c->df1, w->fc2_w, c->dyb, a.gb, m, Hd, D) ||
+                   gpu_grad_rows_bf16(c->dev.g, c->dyb, G(st, w->fc1_b), c->df1, a.gd, NULL, 1, m, Hd) ||
+                   lin_bwd16(st, c->dh, w->fc1_w, c->dyb, a.ln2b, m, D, Hd) ||
+                   ln_bwd(st, c->dx, w->ln2_w, w->ln2_b, c->dh, a.x_mid, m, 1) ||   // d(x_mid)
+                   dy_round(st, w->proj_b, c->dx, s1, rps, m, D) ||
+                   lin_bwd16(st, c->datt, w->proj_w, c->dyb, a.att, m, D, D)
+               ? -1
+               : 0;
+}
+
+static int mlp_proj_bwd(vit_train_state *st, const vit_block_weights *w, block_acts a, int m, size_t rps,
+                        const float *s1, const float *s2) {
+    return st->cu->dt == GPU_BF16 ? mlp_proj_bwd_bf16(st, w, a, m, rps, s1, s2)
+                                  : mlp_proj_bwd_f32(st, w, a, m, rps, s1, s2);
+}
+
+// The qkv linear's backward from c->dqkv (and, bf16, its rounded copy in
+// c->dyb, written by the attention backward): dh = d(LayerNorm 1 output), the
+// input saved (bf16) or recomputed (fp32).
+static int qkv_bwd(vit_train_state *st, const vit_block_weights *w, block_acts a, int rows) {
+    vit_train_cuda *c = st->cu;
+    int D = st->m->cfg.dim, bf = c->dt == GPU_BF16;
+    const void *h = bf ? a.ln1b : ln_fwd_op(st, NULL, a.x_in, w->ln1_w, w->ln1_b, rows);
+    return !h || lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, bf ? c->dyb : NULL, h, c->dt, rows, D, 3 * D) ? -1 : 0;
 }
 
 // c->dx holds d(block output); on return it holds d(block input).
@@ -440,22 +499,19 @@ static int block_bwd(vit_train_state *st, int l, block_acts a) {
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, rows = n * vit_tokens(cf), D = cf->dim;
     void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
-    const void *h;
     // Recompute: rerun the block from its saved input (its output is not needed).
     if ((st->recompute && block_fwd(st, l, a, c->x_rec)) ||
-        mlp_proj_bwd(st, w, a, rows, (size_t)vit_tokens(cf) * D, scales(st, l, 0), scales(st, l, 1), c->dx16_ok) ||
+        mlp_proj_bwd(st, w, a, rows, (size_t)vit_tokens(cf), scales(st, l, 0), scales(st, l, 1)) ||
         gpu_attention_backward_saved(g, c->dqkv, d16, c->datt, a.qkv, c->dt, a.att, a.stats, n, vit_tokens(cf),
                                      cf->heads, D / cf->heads, c->dt) ||
-        !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
-        lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D) ||
-        ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))   // d(x_in), for the block below
+        qkv_bwd(st, w, a, rows) ||
+        ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))   // d(x_in), for the block below
         return -1;
-    c->dx16_ok = d16 != NULL;
     return 0;
 }
 
-// last_fwd's backward: c->dx holds d(class outputs) [n, D] on entry (no bf16
-// copy), d(block input) [rows, D] on return.
+// last_fwd's backward: c->dx holds d(class outputs) [n, D] on entry, d(block
+// input) [rows, D] on return.
 static int last_bwd(vit_train_state *st, int l, block_acts a) {
     vit_train_cuda *c = st->cu;
     gpu_ctx *g = c->dev.g;
@@ -463,21 +519,18 @@ static int last_bwd(vit_train_state *st, int l, block_acts a) {
     const vit_block_weights *w = &st->m->w.blocks[l];
     int n = st->n, T = vit_tokens(cf), rows = n * T, D = cf->dim;
     void *d16 = c->dt == GPU_BF16 ? c->dyb : NULL;
-    const void *h;
     if ((st->recompute && last_fwd(st, l, a, c->x_rec)) ||
-        mlp_proj_bwd(st, w, a, n, D, scales(st, l, 0), scales(st, l, 1), 0) ||
+        mlp_proj_bwd(st, w, a, n, 1, scales(st, l, 0), scales(st, l, 1)) ||
         gpu_attention_cls_backward(g, c->dqkv, d16, c->datt, a.qkv, c->dt, n, T, cf->heads, D / cf->heads, c->dt) ||
-        !(h = ln_fwd_op(st, a.x_in, w->ln1_w, w->ln1_b, rows)) ||
-        lin_bwd(st, c->dh, w->qkv_w, w->qkv_b, c->dqkv, d16, h, c->dt, rows, D, 3 * D))
+        qkv_bwd(st, w, a, rows))
         return -1;
     // d(x_in): d(x_mid) on the class rows (moved aside first: it sits at c->dx's
-    // start), then LayerNorm 1's gradient added over every row with its bf16 copy.
+    // start), then LayerNorm 1's gradient added over every row.
     if (gpu_copy(g, c->tmp, c->dx, (size_t)n * D * sizeof(float)) ||
         gpu_zero(g, c->dx, (size_t)rows * D * sizeof(float)) ||
         gpu_copy_rows(g, c->dx, (size_t)T * D, c->tmp, D, n, D) ||
-        ln_bwd(st, c->dx, d16, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))
+        ln_bwd(st, c->dx, w->ln1_w, w->ln1_b, c->dh, a.x_in, rows, 1))
         return -1;
-    c->dx16_ok = d16 != NULL;
     return 0;
 }
 
@@ -512,9 +565,7 @@ static int backward(vit_train_state *st, const float *d_feat, const float *d_fea
             return -1;
     }
     // Final LayerNorm on the class tokens; the other tokens get no gradient.
-    c->dx16_ok = 0;   // the top block's dy comes from the class rows below, unrounded
-    // (last_bwd takes the class rows' gradient [n, D] as it is)
-    if (ln_bwd(st, c->dx, NULL, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0)) return -1;
+    if (ln_bwd(st, c->dx, m->w.norm_w, m->w.norm_b, c->dfeat, c->cls, n, 0)) return -1;
     for (int l = cf->depth - 1; l >= 0; l--) {
         if (l + 1 < cf->depth ? block_bwd(st, l, acts(st, l)) : last_bwd(st, l, acts(st, l))) return -1;
         if (st->grads_ready) {   // blocks are contiguous in the buffer, ln1_w first

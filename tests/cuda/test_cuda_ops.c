@@ -423,6 +423,74 @@ static void test_norm_gelu_backward(void) {
     free(x), free(dy), free(g), free(dg0), free(db0), free(rdx), free(rdg), free(rdb);
 }
 
+// The bf16 training's fused passes (model/vit_train_cuda.c's bf16 path).
+// gpu_gelu_bf16: GELU and its derivative rounded, against ref_gelu /
+// ref_gelu_backward: each within half a bf16 step of the reference (what
+// rounding it gives) plus the fp32 function's own error (the device's erff
+// and expf; GELU's negative tail cancels in 1 + erf, where 1e-6 absolute is
+// many bf16 steps of a tiny value).
+static void check_rounded(const char *what, const void *d16, const float *want, size_t n) {
+    float *got = to_host(d16, n, GPU_BF16);
+    size_t bad = 0, exact = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]), bar = fabs(want[i]) / 256 * 1.01 + 1e-6;
+        bad += err > bar;
+        exact += got[i] == bf16_to_f32(bf16_rne(want[i]));
+        if (err / bar > worst) worst = err / bar;
+    }
+    printf("  %-44s bf16  %zu of %zu the reference rounded, worst %.2f of the bar\n", what, exact, n, worst);
+    CHECK(bad == 0, "%s: %zu of %zu values further than half a bf16 step from the reference", what, bad, n);
+    free(got);
+}
+
+static void test_gelu_bf16(size_t n) {
+    float *x = rand_buf(n, 5, 0), *ones = zeros(n), *y = zeros(n), *d = zeros(n);
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    ref_gelu(y, x, n);
+    ref_gelu_backward(d, ones, x, n);
+    float *dx = dev_from(x, n);
+    void *gy = dev(n * 2 + 8), *gd = dev(n * 2 + 8);
+    CHECK(gpu_gelu_bf16(G, gy, gd, dx, n) == 0, "%s", gpu_error());
+    check_rounded(n % 4 ? "gelu bf16 (n % 4 != 0)" : "gelu bf16", gy, y, n);
+    check_rounded(n % 4 ? "gelu derivative bf16 (n % 4 != 0)" : "gelu derivative bf16", gd, d, n);
+    gpu_free(G, dx), gpu_free(G, gy), gpu_free(G, gd);
+    free(x), free(ones), free(y), free(d);
+}
+
+// gpu_grad_rows_bf16: g = dy * s[row / per] * mul rounded (bit for bit: one or
+// two fp32 products), db += its column sums (against double sums).
+static void test_grad_rows_bf16(int n, int c, int use_scale, int use_mul) {
+    size_t nc = (size_t)n * c;
+    int per = 5, ns = (n + per - 1) / per;
+    float *m0 = rand_buf(nc, 1, 0.5f), *dy = rand_buf(nc, 1, 0), *mul = rounded(m0, nc), *s = rand_buf(ns, 1, 1);
+    float *db0 = rand_buf(c, 1, 0), *want = zeros(nc), *wdb = zeros(c);
+    s[0] = 0;   // a dropped sample
+    for (int k = 0; k < c; k++) {
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            size_t o = (size_t)i * c + k;
+            float g = dy[o] * (use_scale ? s[i / per] : 1.0f);
+            g = g * (use_mul ? mul[o] : 1.0f);
+            want[o] = g;
+            sum += g;
+        }
+        wdb[k] = (float)(db0[k] + sum);
+    }
+    float *ddy = dev_from(dy, nc), *ds = dev_from(s, ns), *ddb = dev_from(db0, c);
+    void *dmul = dev_in(mul, nc, GPU_BF16), *dst = dev(nc * 2);
+    CHECK(gpu_grad_rows_bf16(G, dst, ddb, ddy, use_mul ? dmul : NULL, use_scale ? ds : NULL, per, n, c) == 0, "%s",
+          gpu_error());
+    char what[96];
+    snprintf(what, sizeof what, "grad rows bf16 %dx%d%s%s", n, c, use_scale ? " scaled" : "", use_mul ? " x gelu'" : "");
+    check_bf16_twin(what, dst, want, nc);
+    float *got = to_host(ddb, c, GPU_F32);
+    strncat(what, " db +=", sizeof what - strlen(what) - 1);
+    compare(what, got, wdb, c, GPU_F32);
+    gpu_free(G, ddy), gpu_free(G, ds), gpu_free(G, ddb), gpu_free(G, dmul), gpu_free(G, dst);
+    free(m0), free(dy), free(mul), free(s), free(db0), free(want), free(wdb), free(got);
+}
+
 static void test_batchnorm_train_backward(int n, int c) {
     size_t nc = (size_t)n * c;
     float *x = rand_buf(nc, 2, 0.5f), *g = rand_buf(c, 0.5f, 1), *b = rand_buf(c, 0.5f, 0), *rm = rand_buf(c, 0.5f, 0);
@@ -1203,6 +1271,11 @@ int main(int argc, char **argv) {
         test_attention_cls(1, 1, 1, 8, 1.0f, dt);     // one token
     }
     test_norm_gelu_backward();
+    test_gelu_bf16((size_t)67 * 384);
+    test_gelu_bf16(1001);
+    test_grad_rows_bf16(67, 384, 1, 0);   // three row blocks, the last partial; four columns a thread
+    test_grad_rows_bf16(67, 384, 0, 1);
+    test_grad_rows_bf16(40, 6, 1, 1);     // c % 4 != 0: one column a thread
     test_batchnorm_train_backward(16, 300);
     test_batchnorm_train_backward(1, 40);  // n = 1: running_var takes the biased (zero) variance
     test_training_glue();

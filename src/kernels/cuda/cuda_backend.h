@@ -130,6 +130,17 @@ int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, int c);
 // it as it is (db still sums the fp32 dy).
 int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, const float *dy, const void *dy16, const void *x,
                         gpu_dtype x_dt, const void *w, gpu_dtype w_dt, int n, int in, int out, gpu_dtype dt);
+// The bf16 training's fused element-wise passes (kernels/cpu/cpu_train.h's
+// contracts, the same roundings as its bf16 path):
+// y = bf16(gelu(x)), dgelu = bf16(gelu'(x)), x [n] fp32 (cpu_gelu_bf16).
+int gpu_gelu_bf16(gpu_ctx *g, void *y, void *dgelu, const float *x, size_t n);
+// dst [n, c] bf16 = round(g) with g[i, k] = dy[i, k] * rowscale[i / per] * mul[i, k]
+// (fp32 products; rowscale NULL: 1, else the drop path's per-sample scale, per
+// rows a sample; mul NULL: 1,
+// else [n, c] bf16, GELU's saved derivative), and db [c] += the column sums of
+// g (db NULL: none): a linear backward's dy16 and its bias gradient in one pass.
+int gpu_grad_rows_bf16(gpu_ctx *g, void *dst, float *db, const float *dy, const void *mul, const float *rowscale,
+                       size_t per, int n, int c);
 // dx_accumulate 1: dx += (the block's residual gradient added in the same pass).
 int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy, const float *x,
                            const float *gamma, int n, int c, float eps, int dx_accumulate);

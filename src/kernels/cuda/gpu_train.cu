@@ -49,13 +49,27 @@ __global__ void colsum_partial_kernel(float *part, const float *dy, size_t n, in
     part[(size_t)blockIdx.y * c + k] = s;
 }
 
-// db[k] += sum over r < nr of part[r, k], in order (db NULL: nothing).
+// db[k] += sum over r < nr of part[r, k] (db NULL: nothing). A block takes 32
+// columns with 8 row groups: group y sums rows y, y + 8, ... in order, then
+// group 0 adds the 8 sums in order (fixed: deterministic). One thread per
+// column walking all nr rows was latency-bound: 4 blocks for a ViT-L bias,
+// hundreds of dependent loads each, several times per block's backward.
+constexpr int kFinalGroups = 8;
 __global__ void colsum_final_kernel(float *db, const float *part, size_t nr, int c) {
-    int k = blockIdx.x * blockDim.x + threadIdx.x;
-    if (k >= c || !db) return;
+    __shared__ float sums[kFinalGroups * 32];
+    int k = blockIdx.x * 32 + threadIdx.x, y = threadIdx.y;
     float s = 0;
-    for (size_t r = 0; r < nr; r++) s += part[r * c + k];
-    db[k] += s;
+    if (k < c)
+        for (size_t r = y; r < nr; r += kFinalGroups) s += part[r * c + k];
+    sums[y * 32 + threadIdx.x] = s;
+    __syncthreads();
+    if (y != 0 || k >= c || !db) return;
+    float t = 0;
+    for (int j = 0; j < kFinalGroups; j++) t += sums[j * 32 + threadIdx.x];
+    db[k] += t;
+}
+void launch_colsum_final(cudaStream_t st, float *db, const float *part, size_t nr, int c) {
+    if (db) colsum_final_kernel<<<(unsigned)((c + 31) / 32), dim3(32, kFinalGroups), 0, st>>>(db, part, nr, c);
 }
 
 __global__ void gelu_backward_kernel(float *dx, void *dx16, const float *dy, const float *x, size_t n) {
@@ -66,6 +80,60 @@ __global__ void gelu_backward_kernel(float *dx, void *dx16, const float *dy, con
     float r = dy[i] * d;
     dx[i] = r;
     put16(dx16, i, r);
+}
+
+// The bf16 training's GELU (cpu_gelu_bf16's arithmetic): y = bf16(gelu(x)) and
+// dgelu = bf16(gelu'(x)), both saved for the backward, so the fp32 pre-activation
+// is read once here and never again. Four values per thread (n % 4 == 0) or one.
+__device__ __forceinline__ float gelu_of(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_grad_of(float v) {
+    return 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
+}
+__global__ void gelu_bf16_kernel(__nv_bfloat16 *y, __nv_bfloat16 *dgelu, const float *x, size_t n) {
+    size_t i = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    if (n % 4 == 0) {
+        float v[4], a[4], d[4];
+        load4(v, x + i);
+        for (int k = 0; k < 4; k++) a[k] = gelu_of(v[k]), d[k] = gelu_grad_of(v[k]);
+        store4(y + i, a);
+        store4(dgelu + i, d);
+        return;
+    }
+    for (size_t k = i; k < i + 4 && k < n; k++) {
+        y[k] = __float2bfloat16_rn(gelu_of(x[k]));
+        dgelu[k] = __float2bfloat16_rn(gelu_grad_of(x[k]));
+    }
+}
+
+// The bf16 training's output gradients (cpu_train.h's grad_rows_bf16): g =
+// dy * s[i / per] * mul (s, mul optional: the drop-path scale of row i's sample, GELU's saved
+// derivative), written rounded into dst [n, c] bf16, and its column sums over
+// row block blockIdx.y into part (the bias gradient's partials): the fp32 g
+// never reaches memory. Four columns per thread (c % 4 == 0) or one.
+constexpr int kGradRows = 32;   // 577 row blocks at ViT-L batch 32: fills the GPU
+__global__ void grad_rows_bf16_kernel(__nv_bfloat16 *dst, float *part, const float *dy, const __nv_bfloat16 *mul,
+                                      const float *rowscale, size_t per, int n, int c) {
+    int v4 = c % 4 == 0, w = v4 ? 4 : 1, k = w * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (k >= c) return;
+    int lo = blockIdx.y * kGradRows, hi = lo + kGradRows < n ? lo + kGradRows : n;
+    float acc[4] = {0, 0, 0, 0};
+    for (int i = lo; i < hi; i++) {
+        size_t o = (size_t)i * c + k;
+        float s = rowscale ? rowscale[i / per] : 1.0f, g[4] = {0, 0, 0, 0}, m[4] = {1, 1, 1, 1};
+        if (v4) {
+            load4(g, dy + o);
+            if (mul) load4(m, mul + o);
+        } else {
+            g[0] = dy[o];
+            if (mul) m[0] = __bfloat162float(mul[o]);
+        }
+        // __fmul_rn: the sums add the very products that are rounded (no FMA contraction).
+        for (int j = 0; j < w; j++) g[j] = __fmul_rn(__fmul_rn(s, g[j]), m[j]), acc[j] += g[j];
+        if (v4) store4(dst + o, g);
+        else dst[o] = __float2bfloat16_rn(g[0]);
+    }
+    for (int j = 0; j < w; j++) part[(size_t)blockIdx.y * c + k + j] = acc[j];
 }
 
 // One warp per row: mean/rstd (saved for the column pass), then dx (written,
@@ -192,23 +260,7 @@ __global__ void merge_qkv_kernel(float *dqkv, void *dqkv16, const float *dq, con
     put16(dqkv16, i, r);
 }
 
-// delta[(b H + h) T + t] = sum_e dout * o over head h's hd values of token t
-// (dout [B, T, H*hd] fp32; o the same in fp32, or bf16 as the training saved it):
-// the flash backward's rowsum(dO * O).
-template <typename TO>
-__global__ void attention_delta_kernel(float *delta, const float *dout, const TO *o, int B, int Tn, int H, int hd) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // (b, t, h)
-    if (i >= (size_t)B * Tn * H) return;
-    int h = (int)(i % H);
-    size_t t = i / H % Tn, b = i / ((size_t)H * Tn);
-    const float *a = dout + i * hd;
-    const TO *c = o + i * hd;
-    float sum = 0.0f;
-    for (int e = 0; e < hd; e++) sum += a[e] * load1(c + e);
-    delta[(b * H + h) * Tn + t] = sum;
-}
-
-// The three above, one block per token row (b, t), four values per thread
+// The two above, one block per token row (b, t), four values per thread
 // (hd % 4 == 0; see gpu_vec.cuh): the per-element 64-bit index divisions made
 // them compute-bound at a sixth of the memory bandwidth.
 template <typename T>
@@ -237,11 +289,26 @@ __global__ void merge_qkv_rows_kernel(float *dqkv, __nv_bfloat16 *dqkv16, const 
     }
 }
 
-// One warp per (token row, head): lanes take four values each, then a warp sum.
+// The flash backward's preparation, one block per token row (b, t), hd % 4 == 0:
+// the row of dout [B, T, H*hd] fp32 into dO [B, H, T, hd] bf16 (the kernel's
+// operand), delta[(b H + h) T + t] = rowsum(dout * o) over head h (o fp32, or
+// bf16 as the training saved it; one warp per head, the row still in cache),
+// and the row's dq zeroed in dqkv [B, T, 3, H, hd] (the kernel adds dq with
+// atomics and stores dk, dv): one pass over dout, and a third of dqkv's
+// clearing, where a heads split, a delta pass and a memset of dqkv were three.
 template <typename TO>
-__global__ void attention_delta_rows_kernel(float *delta, const float *dout, const TO *o, int Tn, int H, int hd) {
+__global__ void flash_backward_prep_rows_kernel(__nv_bfloat16 *dO, float *delta, float *dqkv, const float *dout,
+                                                const TO *o, int Tn, int H, int hd) {
     size_t row = blockIdx.x;
     int b = (int)(row / Tn), t = (int)(row % Tn), D = H * hd, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const float zero[4] = {0, 0, 0, 0};
+    for (int c = 4 * threadIdx.x; c < D; c += 4 * blockDim.x) {
+        int h = c / hd, e = c - h * hd;
+        float v[4];
+        load4(v, dout + row * D + c);
+        store4(dO + (((size_t)b * H + h) * Tn + t) * hd + e, v);
+        store4(dqkv + row * 3 * D + c, zero);
+    }
     for (int h = warp; h < H; h += blockDim.x / 32) {
         float sum = 0.0f;
         for (int e = 4 * lane; e < hd; e += 128) {
@@ -274,15 +341,6 @@ static void launch_merge_qkv(cudaStream_t s, float *dqkv, void *dqkv16, const fl
         merge_qkv_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>(dqkv, (__nv_bfloat16 *)dqkv16, dq, dk, dv,
                                                                              T, H, hd);
     else merge_qkv_kernel<<<blocks_for(n), kThreads, 0, s>>>(dqkv, dqkv16, dq, dk, dv, B, T, H, hd);
-}
-
-template <typename TO>
-static void launch_attention_delta(cudaStream_t s, float *delta, const float *dout, const TO *o, int B, int T, int H,
-                                   int hd) {
-    size_t rows = (size_t)B * T * H;
-    if (rows == 0) return;
-    if (hd % 4 == 0) attention_delta_rows_kernel<<<(unsigned)((size_t)B * T), kThreads, 0, s>>>(delta, dout, o, T, H, hd);
-    else attention_delta_kernel<<<blocks_for(rows), kThreads, 0, s>>>(delta, dout, o, B, T, H, hd);
 }
 
 // Rows of T scores -> P = softmax in place (fp32), and a bf16 copy when pb.
@@ -361,7 +419,7 @@ extern "C" int gpu_colsum_acc(gpu_ctx *g, float *db, const float *dy, size_t n, 
     if (gpu_ensure_scratch(g, nr * c * sizeof(float))) return -1;
     float *part = (float *)g->scratch;
     colsum_partial_kernel<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(part, dy, n, c);
-    colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, part, nr, c);
+    launch_colsum_final(g->stream, db, part, nr, c);
     return gpu_check_launch("colsum");
 }
 
@@ -393,6 +451,28 @@ extern "C" int gpu_linear_backward(gpu_ctx *g, float *dx, float *dw, float *db, 
     return 0;
 }
 
+extern "C" int gpu_gelu_bf16(gpu_ctx *g, void *y, void *dgelu, const float *x, size_t n) {
+    if (n == 0) return 0;
+    gelu_bf16_kernel<<<blocks_for((n + 3) / 4), kThreads, 0, g->stream>>>((__nv_bfloat16 *)y, (__nv_bfloat16 *)dgelu,
+                                                                         x, n);
+    return gpu_check_launch("gelu_bf16");
+}
+
+extern "C" int gpu_grad_rows_bf16(gpu_ctx *g, void *dst, float *db, const float *dy, const void *mul,
+                                  const float *rowscale, size_t per, int n, int c) {
+    if (n <= 0 || c <= 0) return 0;
+    if (rowscale && per == 0) return gpu_fail("grad_rows_bf16: 0 values per row scale");
+    size_t nr = ((size_t)n + kGradRows - 1) / kGradRows;
+    if (nr > 65535) return gpu_fail("grad_rows_bf16: %d rows is too many", n);
+    if (gpu_ensure_scratch(g, nr * c * sizeof(float))) return -1;
+    float *part = (float *)g->scratch;   // stream order: free of any earlier user
+    unsigned cols = blocks_for(c % 4 == 0 ? (size_t)c / 4 : (size_t)c);
+    grad_rows_bf16_kernel<<<dim3(cols, (unsigned)nr), kThreads, 0, g->stream>>>(
+        (__nv_bfloat16 *)dst, part, dy, (const __nv_bfloat16 *)mul, rowscale, per, n, c);
+    launch_colsum_final(g->stream, db, part, nr, c);
+    return gpu_check_launch("grad_rows_bf16");
+}
+
 extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy,
                                       const float *x, const float *gamma, int n, int c, float eps, int dx_accumulate) {
     if (n <= 0) return 0;
@@ -409,8 +489,8 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *
     if (rc == 0 && (dg || db)) {
         layernorm_backward_cols<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(pg, pb, dy, x, stats,
                                                                                             n, c);
-        colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(dg, pg, nr, c);
-        colsum_final_kernel<<<blocks_for(c), kThreads, 0, g->stream>>>(db, pb, nr, c);
+        launch_colsum_final(g->stream, dg, pg, nr, c);
+        launch_colsum_final(g->stream, db, pb, nr, c);
         rc = gpu_check_launch("layernorm_backward (columns)");
     }
     return rc;
@@ -494,19 +574,19 @@ static int attention_backward_flash(gpu_ctx *g, float *dqkv, void *dqkv16, const
     float *o = (float *)p;
     p += f_b;
     float *m = (float *)p, *l = (float *)(p + r_b), *delta = (float *)(p + 2 * r_b);
-    launch_split_heads(g->stream, dO, 1, dout, B, T, H, hd);
-    if (gpu_check_launch("flash backward split")) return -1;
+    unsigned nrow = (unsigned)((size_t)B * T);   // flash: hd == 64, so hd % 4 == 0
     if (saved) {
         m = (float *)stats, l = (float *)stats + rows;
-        launch_attention_delta(g->stream, delta, dout, saved_o, B, T, H, hd);
+        flash_backward_prep_rows_kernel<<<nrow, kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, delta, dqkv, dout,
+                                                                          saved_o, T, H, hd);
     } else {
         if (gpu_launch_flash(g->stream, o, q, k, v, st, B, T, H, hd, GPU_F32, m, l) ||
             gpu_check_launch("flash backward O"))
             return -1;
-        launch_attention_delta(g->stream, delta, dout, (const float *)o, B, T, H, hd);
+        flash_backward_prep_rows_kernel<<<nrow, kThreads, 0, g->stream>>>((__nv_bfloat16 *)dO, delta, dqkv, dout,
+                                                                          (const float *)o, T, H, hd);
     }
-    if (gpu_check_launch("flash backward delta") ||
-        gpu_check(cudaMemsetAsync(dqkv, 0, 3 * n * 4, g->stream), "zero dqkv") ||
+    if (gpu_check_launch("flash backward prep") ||
         gpu_launch_flash_backward(g->stream, dqkv, dqkv16, q, k, v, st, dO, m, l, delta, B, T, H, hd) ||
         gpu_check_launch("flash backward"))
         return -1;
