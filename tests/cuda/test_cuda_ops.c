@@ -379,8 +379,9 @@ static void test_linear_backward(int n, int in, int out, gpu_dtype dt) {
     free(x), free(w), free(dy), free(dw0), free(db0), free(rdx), free(rdw), free(rdb), free(gdx), free(gdw), free(gdb);
 }
 
-static void test_norm_gelu_backward(void) {
-    int n = 67, c = 384;
+// c % 32 == 0 and c <= 1024: the one-pass LayerNorm backward; otherwise the row
+// kernel and a column pass.
+static void test_norm_gelu_backward(int n, int c) {
     size_t nc = (size_t)n * c;
     float *x = rand_buf(nc, 2, 1), *dy = rand_buf(nc, 1, 0), *g = rand_buf(c, 0.5f, 1), *dg0 = rand_buf(c, 1, 0);
     float *db0 = rand_buf(c, 1, 0), *rdx = zeros(nc), *rdg = zeros(c), *rdb = zeros(c);
@@ -390,6 +391,7 @@ static void test_norm_gelu_backward(void) {
     float *dxx = dev_from(x, nc), *dgg = dev_from(g, c);
     CHECK(gpu_layernorm_backward(G, dx, NULL, ddg, ddb, ddy, dxx, dgg, n, c, 1e-6f, 0) == 0, "%s", gpu_error());
     float *a = to_host(dx, nc, GPU_F32), *b = to_host(ddg, c, GPU_F32), *d = to_host(ddb, c, GPU_F32);
+    printf("  layernorm backward %d x %d:\n", n, c);
     compare("layernorm backward dx", a, rdx, nc, GPU_F32);
     compare("layernorm backward dgamma +=", b, rdg, c, GPU_F32);
     compare("layernorm backward dbeta +=", d, rdb, c, GPU_F32);
@@ -1270,7 +1272,9 @@ int main(int argc, char **argv) {
         test_attention_cls(3, 37, 3, 32, 4.0f, dt);   // peaked softmax, another head dim
         test_attention_cls(1, 1, 1, 8, 1.0f, dt);     // one token
     }
-    test_norm_gelu_backward();
+    test_norm_gelu_backward(67, 384);   // three blocks of rows, the last partial
+    test_norm_gelu_backward(40, 1024);  // every lane's 32 columns
+    test_norm_gelu_backward(67, 100);   // c % 32 != 0
     test_gelu_bf16((size_t)67 * 384);
     test_gelu_bf16(1001);
     test_grad_rows_bf16(67, 384, 1, 0);   // three row blocks, the last partial; four columns a thread

@@ -170,6 +170,79 @@ __global__ void layernorm_backward_rows(float *dx, void *dx16, float *stats, con
     }
 }
 
+// LayerNorm backward with its column sums in the same pass, for c % 32 == 0 and
+// c <= 32 * kLnMaxPerLane (ViT-S/B/L's 384, 768, 1024): layernorm_backward_rows'
+// arithmetic for dx, and lane l of each warp keeps columns l,
+// l + 32, ... of the row in registers (one read of x and dy, where the row
+// kernel and then layernorm_backward_cols read them twice from memory) and
+// sums dy * x_hat and dy over the warp's rows; the block's warps then add
+// their sums in order (shared memory) into pg, pb [gridDim.x, c]: the column
+// partials of kLnRows rows. Rows of a warp: w, w + kLnWarps, ... of the block's.
+constexpr int kLnMaxPerLane = 32, kLnWarps = 4, kLnRows = 32;
+__global__ void __launch_bounds__(32 * kLnWarps) layernorm_backward_fused(float *dx, void *dx16, float *pg, float *pb,
+                                                                         const float *dy, const float *x,
+                                                                         const float *g, int n, int c, float eps,
+                                                                         int acc) {
+    __shared__ float sg_all[kLnWarps * kLnMaxPerLane * 32];
+    __shared__ float sb_all[kLnWarps * kLnMaxPerLane * 32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, per = c / 32;
+    float ag[kLnMaxPerLane], ab[kLnMaxPerLane];
+#pragma unroll
+    for (int j = 0; j < kLnMaxPerLane; j++) ag[j] = 0, ab[j] = 0;
+    int lo = blockIdx.x * kLnRows, hi = lo + kLnRows < n ? lo + kLnRows : n;
+    for (int row = lo + warp; row < hi; row += kLnWarps) {
+        const float *xr = x + (size_t)row * c, *dyr = dy + (size_t)row * c;
+        float xv[kLnMaxPerLane], dv[kLnMaxPerLane], s = 0;
+#pragma unroll
+        for (int j = 0; j < kLnMaxPerLane; j++)
+            if (j < per) xv[j] = xr[lane + 32 * j], dv[j] = dyr[lane + 32 * j];
+#pragma unroll
+        for (int j = 0; j < kLnMaxPerLane; j++)
+            if (j < per) s += xv[j];
+        float mean = warp_sum(s) / c, v = 0;
+#pragma unroll
+        for (int j = 0; j < kLnMaxPerLane; j++)
+            if (j < per) v += (xv[j] - mean) * (xv[j] - mean);
+        float rstd = rsqrtf(warp_sum(v) / c + eps), s1 = 0, s2 = 0;
+#pragma unroll
+        for (int j = 0; j < kLnMaxPerLane; j++)
+            if (j < per) {
+                float xh = (xv[j] - mean) * rstd, dxh = dv[j] * g[lane + 32 * j];
+                s1 += dxh;
+                s2 += dxh * xh;
+                ag[j] += dv[j] * (xv[j] - mean) * rstd;
+                ab[j] += dv[j];
+            }
+        s1 = warp_sum(s1) / c;
+        s2 = warp_sum(s2) / c;
+        if (!dx) continue;
+#pragma unroll
+        for (int j = 0; j < kLnMaxPerLane; j++)
+            if (j < per) {
+                int k = lane + 32 * j;
+                float xh = (xv[j] - mean) * rstd;
+                float r = __fmul_rn(rstd, dv[j] * g[k] - s1 - xh * s2);   // as layernorm_backward_rows
+                size_t o = (size_t)row * c + k;
+                r = acc ? dx[o] + r : r;
+                dx[o] = r;
+                put16(dx16, o, r);
+            }
+    }
+    if (!pg) return;
+#pragma unroll
+    for (int j = 0; j < kLnMaxPerLane; j++)
+        if (j < per) sg_all[(warp * kLnMaxPerLane + j) * 32 + lane] = ag[j], sb_all[(warp * kLnMaxPerLane + j) * 32 + lane] = ab[j];
+    __syncthreads();
+    for (int k = threadIdx.x; k < c; k += blockDim.x) {
+        int j = k / 32, l = k % 32;
+        float tg = 0, tb = 0;
+        for (int w = 0; w < kLnWarps; w++)
+            tg += sg_all[(w * kLnMaxPerLane + j) * 32 + l], tb += sb_all[(w * kLnMaxPerLane + j) * 32 + l];
+        pg[(size_t)blockIdx.x * c + k] = tg;
+        pb[(size_t)blockIdx.x * c + k] = tb;
+    }
+}
+
 // Partial column sums of dy * x_hat (pg) and dy (pb) over row block blockIdx.y.
 __global__ void layernorm_backward_cols(float *pg, float *pb, const float *dy, const float *x, const float *stats,
                                         int n, int c) {
@@ -476,6 +549,15 @@ extern "C" int gpu_grad_rows_bf16(gpu_ctx *g, void *dst, float *db, const float 
 extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy,
                                       const float *x, const float *gamma, int n, int c, float eps, int dx_accumulate) {
     if (n <= 0) return 0;
+    if (c % 32 == 0 && c <= 32 * kLnMaxPerLane) {   // one pass (layernorm_backward_fused)
+        size_t nr = ((size_t)n + kLnRows - 1) / kLnRows, p_b = align256(nr * c * sizeof(float));
+        if (gpu_ensure_scratch(g, 2 * p_b)) return -1;
+        float *pg = dg || db ? (float *)g->scratch : nullptr, *pb = (float *)((char *)g->scratch + p_b);
+        layernorm_backward_fused<<<(unsigned)nr, 32 * kLnWarps, 0, g->stream>>>(dx, dx16, pg, pb, dy, x, gamma, n, c,
+                                                                                eps, dx_accumulate);
+        if (pg) launch_colsum_final(g->stream, dg, pg, nr, c), launch_colsum_final(g->stream, db, pb, nr, c);
+        return gpu_check_launch("layernorm_backward (fused)");
+    }
     // Scratch: the per-row statistics, then the two sets of column partials.
     size_t nr = row_blocks((size_t)n), st_b = align256((size_t)n * 2 * sizeof(float));
     size_t p_b = align256(nr * c * sizeof(float));
