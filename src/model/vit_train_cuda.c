@@ -222,7 +222,7 @@ static int dy_round(vit_train_state *st, const float *b_host, const float *dy, c
 static int ln_bwd(vit_train_state *st, float *dx, const float *g_host, const float *b_host, const float *dy,
                   const float *x, int rows, int acc) {
     const vit_config *cf = &st->m->cfg;
-    return gpu_layernorm_backward(st->cu->dev.g, dx, NULL, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
+    return gpu_layernorm_backward(st->cu->dev.g, dx, G(st, g_host), G(st, b_host), dy, x, P(st, g_host), rows,
                                   cf->dim, cf->ln_eps, acc);
 }
 
@@ -288,7 +288,7 @@ static int proj_mlp_fwd(vit_train_state *st, const vit_block_weights *w, block_a
     const void *h;
     if (s1) {
         if (lin_fwd_op(st, c->tmp, a.att, w->proj_w, w->proj_b, m, D, D, NULL) ||
-            gpu_add_scaled_rows(g, a.x_mid, NULL, base, c->tmp, s1, n, per))
+            gpu_add_scaled_rows(g, a.x_mid, base, c->tmp, s1, n, per))
             return -1;
     } else if (lin_fwd_op(st, a.x_mid, a.att, w->proj_w, w->proj_b, m, D, D, base)) return -1;
     // Each linear's operand comes from its producer in the matmul precision
@@ -303,7 +303,7 @@ static int proj_mlp_fwd(vit_train_state *st, const vit_block_weights *w, block_a
                            : gpu_gelu(g, c->wide, f1, (size_t)m * Hd, GPU_F32)))
         return -1;
     if (s2) return lin_fwd_op(st, c->tmp, gl, w->fc2_w, w->fc2_b, m, Hd, D, NULL) ||
-                   gpu_add_scaled_rows(g, out, NULL, a.x_mid, c->tmp, s2, n, per);
+                   gpu_add_scaled_rows(g, out, a.x_mid, c->tmp, s2, n, per);
     return lin_fwd_op(st, out, gl, w->fc2_w, w->fc2_b, m, Hd, D, a.x_mid);
 }
 
@@ -436,13 +436,13 @@ static int mlp_proj_bwd_f32(vit_train_state *st, const vit_block_weights *w, blo
     // MLP branch: out = x_mid + s2 * fc2(gelu(fc1(LN2(x_mid))))
     const float *dy2 = c->dx;
     if (s2) {
-        if (gpu_add_scaled_rows(g, c->tmp, NULL, NULL, c->dx, s2, n, per)) return -1;
+        if (gpu_add_scaled_rows(g, c->tmp, NULL, c->dx, s2, n, per)) return -1;
         dy2 = c->tmp;
     }
     const void *h;
     if (gpu_gelu(g, c->wide, a.f1, (size_t)m * Hd, GPU_F32) ||
         lin_bwd(st, c->df1, w->fc2_w, w->fc2_b, dy2, NULL, c->wide, GPU_F32, m, Hd, D) ||
-        gpu_gelu_backward(g, c->df1, NULL, c->df1, a.f1, (size_t)m * Hd) ||
+        gpu_gelu_backward(g, c->df1, c->df1, a.f1, (size_t)m * Hd) ||
         !(h = ln_fwd_op(st, NULL, a.x_mid, w->ln2_w, w->ln2_b, m)) ||
         lin_bwd(st, c->dh, w->fc1_w, w->fc1_b, c->df1, NULL, h, GPU_F32, m, D, Hd) ||
         ln_bwd(st, c->dx, w->ln2_w, w->ln2_b, c->dh, a.x_mid, m, 1))   // d(x_mid)
@@ -450,7 +450,7 @@ static int mlp_proj_bwd_f32(vit_train_state *st, const vit_block_weights *w, blo
     // Attention branch: x_mid = x_in + s1 * proj(attn(qkv(LN1(x_in))))
     const float *dy1 = c->dx;
     if (s1) {
-        if (gpu_add_scaled_rows(g, c->tmp, NULL, NULL, c->dx, s1, n, per)) return -1;
+        if (gpu_add_scaled_rows(g, c->tmp, NULL, c->dx, s1, n, per)) return -1;
         dy1 = c->tmp;
     }
     return lin_bwd(st, c->datt, w->proj_w, w->proj_b, dy1, NULL, a.att, GPU_F32, m, D, D);

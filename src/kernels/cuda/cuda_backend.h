@@ -142,9 +142,9 @@ int gpu_gelu_bf16(gpu_ctx *g, void *y, void *dgelu, const float *x, size_t n);
 int gpu_grad_rows_bf16(gpu_ctx *g, void *dst, float *db, const float *dy, const void *mul, const float *rowscale,
                        size_t per, int n, int c);
 // dx_accumulate 1: dx += (the block's residual gradient added in the same pass).
-int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy, const float *x,
+int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy, const float *x,
                            const float *gamma, int n, int c, float eps, int dx_accumulate);
-int gpu_gelu_backward(gpu_ctx *g, float *dx, void *dx16, const float *dy, const float *x, size_t n);
+int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n);
 // dqkv [B, T, 3, H, hd] = d(attention)/d(qkv) given dout [B, T, H*hd] (scores recomputed).
 int gpu_attention_backward(gpu_ctx *g, float *dqkv, void *dqkv16, const float *dout, const float *qkv, int B, int T,
                            int H, int hd, gpu_dtype dt);
@@ -202,8 +202,8 @@ int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, const int *ro
 int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per, int accumulate);
 // dst[i] = base[i] + s[i / per] * src[i] (s NULL: 1; base NULL: 0): a
 // drop-path residual written straight into the next buffer (base may be dst:
-// accumulate), or a drop-path gradient with its bf16 copy in dst16 (or NULL).
-int gpu_add_scaled_rows(gpu_ctx *g, float *dst, void *dst16, const float *base, const float *src, const float *s,
+// accumulate), or a scaled drop-path gradient (base NULL).
+int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src, const float *s,
                         size_t n, size_t per);
 // part[c] = sum of x[i]^2 over chunk c = [c * chunk, (c+1) * chunk) of x[0..n), in
 // double (one block per chunk, fixed reduction tree: deterministic).

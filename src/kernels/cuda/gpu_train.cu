@@ -72,14 +72,12 @@ void launch_colsum_final(cudaStream_t st, float *db, const float *part, size_t n
     if (db) colsum_final_kernel<<<(unsigned)((c + 31) / 32), dim3(32, kFinalGroups), 0, st>>>(db, part, nr, c);
 }
 
-__global__ void gelu_backward_kernel(float *dx, void *dx16, const float *dy, const float *x, size_t n) {
+__global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float v = x[i];
     float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
-    float r = dy[i] * d;
-    dx[i] = r;
-    put16(dx16, i, r);
+    dx[i] = dy[i] * d;
 }
 
 // The bf16 training's GELU (cpu_gelu_bf16's arithmetic): y = bf16(gelu(x)) and
@@ -138,7 +136,7 @@ __global__ void grad_rows_bf16_kernel(__nv_bfloat16 *dst, float *part, const flo
 
 // One warp per row: mean/rstd (saved for the column pass), then dx (written,
 // or with acc added to it: a residual's gradient, saving a pass over it).
-__global__ void layernorm_backward_rows(float *dx, void *dx16, float *stats, const float *dy, const float *x,
+__global__ void layernorm_backward_rows(float *dx, float *stats, const float *dy, const float *x,
                                         const float *g, int n, int c, float eps, int acc) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n) return;
@@ -164,9 +162,7 @@ __global__ void layernorm_backward_rows(float *dx, void *dx16, float *stats, con
         // write followed by a separate addition.
         float v = __fmul_rn(rstd, dyr[k] * g[k] - s1 - xh * s2);
         size_t o = (size_t)row * c + k;
-        float r = acc ? dx[o] + v : v;
-        dx[o] = r;
-        put16(dx16, o, r);
+        dx[o] = acc ? dx[o] + v : v;
     }
 }
 
@@ -179,7 +175,7 @@ __global__ void layernorm_backward_rows(float *dx, void *dx16, float *stats, con
 // their sums in order (shared memory) into pg, pb [gridDim.x, c]: the column
 // partials of kLnRows rows. Rows of a warp: w, w + kLnWarps, ... of the block's.
 constexpr int kLnMaxPerLane = 32, kLnWarps = 4, kLnRows = 32;
-__global__ void __launch_bounds__(32 * kLnWarps) layernorm_backward_fused(float *dx, void *dx16, float *pg, float *pb,
+__global__ void __launch_bounds__(32 * kLnWarps) layernorm_backward_fused(float *dx, float *pg, float *pb,
                                                                          const float *dy, const float *x,
                                                                          const float *g, int n, int c, float eps,
                                                                          int acc) {
@@ -223,9 +219,7 @@ __global__ void __launch_bounds__(32 * kLnWarps) layernorm_backward_fused(float 
                 float xh = (xv[j] - mean) * rstd;
                 float r = __fmul_rn(rstd, dv[j] * g[k] - s1 - xh * s2);   // as layernorm_backward_rows
                 size_t o = (size_t)row * c + k;
-                r = acc ? dx[o] + r : r;
-                dx[o] = r;
-                put16(dx16, o, r);
+                dx[o] = acc ? dx[o] + r : r;
             }
     }
     if (!pg) return;
@@ -546,14 +540,14 @@ extern "C" int gpu_grad_rows_bf16(gpu_ctx *g, void *dst, float *db, const float 
     return gpu_check_launch("grad_rows_bf16");
 }
 
-extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *dg, float *db, const float *dy,
+extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, float *dg, float *db, const float *dy,
                                       const float *x, const float *gamma, int n, int c, float eps, int dx_accumulate) {
     if (n <= 0) return 0;
     if (c % 32 == 0 && c <= 32 * kLnMaxPerLane) {   // one pass (layernorm_backward_fused)
         size_t nr = ((size_t)n + kLnRows - 1) / kLnRows, p_b = align256(nr * c * sizeof(float));
         if (gpu_ensure_scratch(g, 2 * p_b)) return -1;
         float *pg = dg || db ? (float *)g->scratch : nullptr, *pb = (float *)((char *)g->scratch + p_b);
-        layernorm_backward_fused<<<(unsigned)nr, 32 * kLnWarps, 0, g->stream>>>(dx, dx16, pg, pb, dy, x, gamma, n, c,
+        layernorm_backward_fused<<<(unsigned)nr, 32 * kLnWarps, 0, g->stream>>>(dx, pg, pb, dy, x, gamma, n, c,
                                                                                 eps, dx_accumulate);
         if (pg) launch_colsum_final(g->stream, dg, pg, nr, c), launch_colsum_final(g->stream, db, pb, nr, c);
         return gpu_check_launch("layernorm_backward (fused)");
@@ -566,7 +560,7 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *
     float *stats = (float *)g->scratch, *pg = (float *)((char *)g->scratch + st_b);
     float *pb = (float *)((char *)g->scratch + st_b + p_b);
     unsigned nb = (unsigned)((n + kThreads / 32 - 1) / (kThreads / 32));
-    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, dx16, stats, dy, x, gamma, n, c, eps, dx_accumulate);
+    layernorm_backward_rows<<<nb, kThreads, 0, g->stream>>>(dx, stats, dy, x, gamma, n, c, eps, dx_accumulate);
     int rc = gpu_check_launch("layernorm_backward");
     if (rc == 0 && (dg || db)) {
         layernorm_backward_cols<<<dim3(blocks_for(c), (unsigned)nr), kThreads, 0, g->stream>>>(pg, pb, dy, x, stats,
@@ -578,9 +572,9 @@ extern "C" int gpu_layernorm_backward(gpu_ctx *g, float *dx, void *dx16, float *
     return rc;
 }
 
-extern "C" int gpu_gelu_backward(gpu_ctx *g, float *dx, void *dx16, const float *dy, const float *x, size_t n) {
+extern "C" int gpu_gelu_backward(gpu_ctx *g, float *dx, const float *dy, const float *x, size_t n) {
     if (n == 0) return 0;
-    gelu_backward_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dx, dx16, dy, x, n);
+    gelu_backward_kernel<<<blocks_for(n), kThreads, 0, g->stream>>>(dx, dy, x, n);
     return gpu_check_launch("gelu_backward");
 }
 
@@ -801,14 +795,12 @@ __global__ void scatter_add_rows_kernel(float *dst, const float *src, const int 
 
 // dst[i] = base[i] + v (base NULL: v), v = s[i / per] * src[i] (s NULL: src[i]);
 // base == dst accumulates.
-__global__ void scale_rows_kernel(float *dst, void *dst16, const float *base, const float *src, const float *s,
+__global__ void scale_rows_kernel(float *dst, const float *base, const float *src, const float *s,
                                   size_t per, size_t total) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     float v = s ? __fmul_rn(s[i / per], src[i]) : src[i];
-    float r = base ? base[i] + v : v;
-    dst[i] = r;
-    put16(dst16, i, r);
+    dst[i] = base ? base[i] + v : v;
 }
 
 // One block per chunk: the chunk's sum of squares in double, reduced in a fixed tree.
@@ -900,17 +892,17 @@ extern "C" int gpu_scatter_add_rows(gpu_ctx *g, float *dst, const float *src, co
     return gpu_check_launch("scatter_add_rows");
 }
 
-extern "C" int gpu_add_scaled_rows(gpu_ctx *g, float *dst, void *dst16, const float *base, const float *src,
+extern "C" int gpu_add_scaled_rows(gpu_ctx *g, float *dst, const float *base, const float *src,
                                    const float *s, size_t n, size_t per) {
     size_t total = n * per;
     if (total == 0) return 0;
-    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, dst16, base, src, s, per, total);
+    scale_rows_kernel<<<blocks_for(total), kThreads, 0, g->stream>>>(dst, base, src, s, per, total);
     return gpu_check_launch("scale_rows");
 }
 
 extern "C" int gpu_scale_rows(gpu_ctx *g, float *dst, const float *src, const float *s, size_t n, size_t per,
                               int accumulate) {
-    return gpu_add_scaled_rows(g, dst, NULL, accumulate ? dst : NULL, src, s, n, per);
+    return gpu_add_scaled_rows(g, dst, accumulate ? dst : NULL, src, s, n, per);
 }
 
 extern "C" int gpu_sumsq_chunks(gpu_ctx *g, double *part, const float *x, size_t n, size_t chunk) {
