@@ -3,6 +3,7 @@
 // output value or one warp per row; they are a small share of the forward
 // next to the GEMMs, so they stay simple. Reductions accumulate in fp32.
 #include "kernels/cuda/gpu_internal.h"
+#include "kernels/cuda/gpu_gelu.cuh"
 #include "kernels/cuda/gpu_vec.cuh"
 #include <cuda_bf16.h>
 #include <math.h>
@@ -38,7 +39,7 @@ __global__ void gelu_kernel(T *y, const TI *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float v = load(x, i);
-        store(y, i, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));  // exact GELU, as ref_gelu
+        store(y, i, gelu_of(v));  // exact GELU, as ref_gelu
     }
 }
 

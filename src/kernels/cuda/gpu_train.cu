@@ -4,13 +4,15 @@
 // gradient pointer skips that gradient. All arrays are fp32 device buffers;
 // bf16 rounds the matmul operands into scratch first (fp32 master weights),
 // accumulates in fp32, and keeps every element-wise op and reduction in fp32.
-// Column reductions (dgamma, dbias) run in two fixed passes: one thread per
-// (column, block of kRowBlock rows) writes a partial sum into the context's
-// scratch, then one thread per column adds the partials in order:
-// deterministic, no atomics, and enough threads to fill the GPU when the
-// columns are few and the rows many (a ViT-L bias gradient: 1024 columns,
-// 18k rows at batch 32).
+// Column reductions (dgamma, dbias) run in two fixed passes: each block of rows
+// writes its partial sums into the context's scratch (colsum_partial_kernel, or
+// the producer of the gradient itself: grad_rows_bf16_kernel,
+// layernorm_backward_fused), then colsum_final_kernel adds the partials in a
+// fixed order: deterministic, no atomics, and enough threads to fill the GPU
+// when the columns are few and the rows many (a ViT-L bias gradient: 1024
+// columns, 18k rows at batch 32).
 #include "kernels/cuda/gpu_internal.h"
+#include "kernels/cuda/gpu_gelu.cuh"
 #include "kernels/cuda/gpu_vec.cuh"
 #include <cuda_bf16.h>
 #include <math.h>
@@ -75,18 +77,13 @@ void launch_colsum_final(cudaStream_t st, float *db, const float *part, size_t n
 __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float v = x[i];
-    float d = 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
+    float d = gelu_grad_of(x[i]);
     dx[i] = dy[i] * d;
 }
 
 // The bf16 training's GELU (cpu_gelu_bf16's arithmetic): y = bf16(gelu(x)) and
 // dgelu = bf16(gelu'(x)), both saved for the backward, so the fp32 pre-activation
 // is read once here and never again. Four values per thread (n % 4 == 0) or one.
-__device__ __forceinline__ float gelu_of(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
-__device__ __forceinline__ float gelu_grad_of(float v) {
-    return 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143267794f * expf(-0.5f * v * v);
-}
 __global__ void gelu_bf16_kernel(__nv_bfloat16 *y, __nv_bfloat16 *dgelu, const float *x, size_t n) {
     size_t i = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
